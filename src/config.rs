@@ -1,0 +1,609 @@
+//! Configuration: `config/herald.toml` parsed into typed structs, with
+//! `HERALD_…` environment variables overriding any key.
+//!
+//! Every section denies unknown keys, and every error names the key it is
+//! about (`site.base_url: …`), whether the value came from the file or from
+//! the environment. Values are turned into types at this edge (URLs, time
+//! zones, sizes), so the rest of herald never re-validates them.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use anyhow::{bail, Context};
+use serde::Deserialize;
+use url::Url;
+
+/// Environment variables the command line reads itself; they are not
+/// config overrides.
+const RESERVED_ENV: &[&str] = &["HERALD_CONFIG", "HERALD_LOG", "HERALD_LOG_FORMAT"];
+const ENV_PREFIX: &str = "HERALD_";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub site: SiteConfig,
+    #[serde(default)]
+    pub content: ContentConfig,
+    #[serde(default)]
+    pub feeds: FeedsConfig,
+    /// Where herald keeps its own state (the dates it assigned to undated
+    /// articles; later the subscriber database).
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SiteConfig {
+    pub title: String,
+    #[serde(default)]
+    pub description: String,
+    /// The public address of the site the articles live on; permalinks are
+    /// made from it.
+    pub base_url: BaseUrl,
+    #[serde(default = "default_language")]
+    pub language: LanguageTag,
+    /// Time zone for dates written without an offset (`2024-05-01 10:00`).
+    #[serde(default)]
+    pub timezone: TimeZone,
+    pub author: Person,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Person {
+    pub name: String,
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(default)]
+    pub url: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContentConfig {
+    #[serde(default = "default_content_dir")]
+    pub dir: PathBuf,
+    /// Files larger than this are rejected rather than read.
+    #[serde(default = "default_max_file_size")]
+    pub max_file_size: ByteSize,
+    /// Path of an article under `site.base_url`, used when its front matter
+    /// gives neither `url` nor `path`.
+    #[serde(default = "default_article_url")]
+    pub article_url: UrlPattern,
+}
+
+impl Default for ContentConfig {
+    fn default() -> Self {
+        ContentConfig {
+            dir: default_content_dir(),
+            max_file_size: default_max_file_size(),
+            article_url: default_article_url(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FeedContent {
+    /// Whole article HTML (`content:encoded`, Atom `content`, `content_html`).
+    Full,
+    /// Summaries only; entries link to the article.
+    Summary,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FeedFormat {
+    Rss,
+    Atom,
+    Json,
+}
+
+impl FeedFormat {
+    pub const ALL: [FeedFormat; 3] = [FeedFormat::Rss, FeedFormat::Atom, FeedFormat::Json];
+
+    /// File name of this format inside a feed directory.
+    pub fn file_name(self) -> &'static str {
+        match self {
+            FeedFormat::Rss => "rss.xml",
+            FeedFormat::Atom => "atom.xml",
+            FeedFormat::Json => "feed.json",
+        }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            FeedFormat::Rss => "application/rss+xml; charset=utf-8",
+            FeedFormat::Atom => "application/atom+xml; charset=utf-8",
+            FeedFormat::Json => "application/feed+json; charset=utf-8",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeedsConfig {
+    /// Output directory for the generated feeds.
+    #[serde(default = "default_feeds_dir")]
+    pub dir: PathBuf,
+    /// Public address the feeds are served at (their `rel=self` links).
+    /// Defaults to `site.base_url`.
+    #[serde(default)]
+    pub base_url: Option<BaseUrl>,
+    /// Entries in each site-wide feed; 0 means every article.
+    #[serde(default = "default_limit")]
+    pub limit: usize,
+    /// Entries in each per-tag feed; 0 means every article with the tag.
+    #[serde(default = "default_limit")]
+    pub tag_limit: usize,
+    #[serde(default = "default_feed_content")]
+    pub content: FeedContent,
+    #[serde(default = "default_formats")]
+    pub formats: Vec<FeedFormat>,
+    /// Write a feed per tag under `tags/<tag>/`.
+    #[serde(default = "default_true")]
+    pub tag_feeds: bool,
+}
+
+impl Default for FeedsConfig {
+    fn default() -> Self {
+        FeedsConfig {
+            dir: default_feeds_dir(),
+            base_url: None,
+            limit: default_limit(),
+            tag_limit: default_limit(),
+            content: default_feed_content(),
+            formats: default_formats(),
+            tag_feeds: true,
+        }
+    }
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("data")
+}
+fn default_content_dir() -> PathBuf {
+    PathBuf::from("content")
+}
+fn default_feeds_dir() -> PathBuf {
+    PathBuf::from("feeds")
+}
+fn default_language() -> LanguageTag {
+    LanguageTag("en".into())
+}
+fn default_max_file_size() -> ByteSize {
+    ByteSize(10 * 1024 * 1024)
+}
+fn default_article_url() -> UrlPattern {
+    UrlPattern::from_str("/{year}/{month}/{day}/{slug}/").expect("default pattern is valid")
+}
+fn default_limit() -> usize {
+    50
+}
+fn default_feed_content() -> FeedContent {
+    FeedContent::Full
+}
+fn default_formats() -> Vec<FeedFormat> {
+    FeedFormat::ALL.to_vec()
+}
+fn default_true() -> bool {
+    true
+}
+
+impl Config {
+    /// Reads the file and applies overrides from the process environment.
+    pub fn load(path: &Path) -> anyhow::Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        let mut config = Config::parse_with_env(&text, std::env::vars())
+            .with_context(|| format!("invalid config file {}", path.display()))?;
+        // Relative directories are relative to the directory herald runs in,
+        // as the sample config documents; nothing to resolve here.
+        config.normalize();
+        Ok(config)
+    }
+
+    /// Parses config text alone, without looking at the environment.
+    pub fn parse(text: &str) -> anyhow::Result<Config> {
+        Config::parse_with_env(text, std::iter::empty())
+    }
+
+    /// Parses config text, then applies `HERALD_SECTION__KEY=value`
+    /// overrides from `env`.
+    pub fn parse_with_env(
+        text: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> anyhow::Result<Config> {
+        let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+            anyhow::anyhow!("{}", describe_toml_error(text, &e))
+        })?;
+        let mut overrides: Vec<(String, String)> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with(ENV_PREFIX) && !RESERVED_ENV.contains(&k.as_str()))
+            .collect();
+        overrides.sort();
+        for (var, value) in overrides {
+            apply_override(&mut table, &var, &value)?;
+        }
+        let de = toml::Value::Table(table);
+        let config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            anyhow::anyhow!("config key `{path}`: {}", e.into_inner())
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn normalize(&mut self) {
+        self.feeds.formats.sort();
+        self.feeds.formats.dedup();
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        if self.site.title.trim().is_empty() {
+            bail!("config key `site.title`: must not be empty");
+        }
+        if self.site.author.name.trim().is_empty() {
+            bail!("config key `site.author.name`: must not be empty");
+        }
+        if let Some(email) = &self.site.author.email {
+            if !looks_like_email(email) {
+                bail!("config key `site.author.email`: `{email}` is not an email address");
+            }
+        }
+        if self.feeds.formats.is_empty() {
+            bail!("config key `feeds.formats`: name at least one of \"rss\", \"atom\", \"json\"");
+        }
+        if self.content.max_file_size.0 == 0 {
+            bail!("config key `content.max_file_size`: must be larger than 0");
+        }
+        Ok(())
+    }
+
+    /// Where the feeds are served from; their `rel=self` links start here.
+    pub fn feeds_base_url(&self) -> &Url {
+        self.feeds
+            .base_url
+            .as_ref()
+            .map(|u| &u.0)
+            .unwrap_or(&self.site.base_url.0)
+    }
+
+    /// The formats to write, in a fixed order.
+    pub fn formats(&self) -> Vec<FeedFormat> {
+        let mut f = self.feeds.formats.clone();
+        f.sort();
+        f.dedup();
+        f
+    }
+}
+
+/// `HERALD_FEEDS__LIMIT=20` sets `feeds.limit`: strip the prefix, split on
+/// `__`, lower-case. The value is read as a TOML value (number, boolean,
+/// array) when it parses as one and the file does not already hold a string
+/// there; otherwise it is a string.
+fn apply_override(table: &mut toml::Table, var: &str, raw: &str) -> anyhow::Result<()> {
+    let key_path: Vec<String> = var[ENV_PREFIX.len()..]
+        .split("__")
+        .map(|s| s.to_ascii_lowercase())
+        .collect();
+    if key_path.iter().any(|s| s.is_empty()) {
+        bail!("environment variable {var}: malformed override name (use HERALD_SECTION__KEY)");
+    }
+    let dotted = key_path.join(".");
+    let (last, parents) = key_path.split_last().expect("non-empty");
+    let mut current = table;
+    for part in parents {
+        let entry = current
+            .entry(part.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        current = match entry {
+            toml::Value::Table(t) => t,
+            _ => bail!("environment variable {var}: config key `{dotted}` is not inside a table"),
+        };
+    }
+    let existing_is_string = matches!(current.get(last), Some(toml::Value::String(_)));
+    let value = if existing_is_string {
+        toml::Value::String(raw.to_string())
+    } else {
+        parse_env_value(raw)
+    };
+    current.insert(last.clone(), value);
+    Ok(())
+}
+
+fn parse_env_value(raw: &str) -> toml::Value {
+    let doc = format!("v = {raw}");
+    match doc.parse::<toml::Table>() {
+        Ok(mut t) => t.remove("v").unwrap_or_else(|| toml::Value::String(raw.into())),
+        Err(_) => toml::Value::String(raw.to_string()),
+    }
+}
+
+/// toml's messages already carry line and column; keep them, trimmed.
+fn describe_toml_error(_text: &str, e: &toml::de::Error) -> String {
+    e.to_string().trim_end().to_string()
+}
+
+fn looks_like_email(s: &str) -> bool {
+    let Some((local, domain)) = s.rsplit_once('@') else {
+        return false;
+    };
+    !local.is_empty()
+        && domain.contains('.')
+        && !s.chars().any(|c| c.is_whitespace() || c.is_control() || c == '<' || c == '>')
+}
+
+/// An absolute `http` or `https` URL whose path ends in `/`, so that joining
+/// a relative path keeps every segment.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct BaseUrl(pub Url);
+
+impl TryFrom<String> for BaseUrl {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        let mut url =
+            Url::parse(&s).map_err(|e| format!("`{s}` is not an absolute URL ({e})"))?;
+        if url.scheme() != "http" && url.scheme() != "https" {
+            return Err(format!("`{s}` must start with http:// or https://"));
+        }
+        if url.query().is_some() || url.fragment().is_some() {
+            return Err(format!("`{s}` must not have a query or fragment"));
+        }
+        if !url.path().ends_with('/') {
+            let p = format!("{}/", url.path());
+            url.set_path(&p);
+        }
+        Ok(BaseUrl(url))
+    }
+}
+
+impl BaseUrl {
+    pub fn url(&self) -> &Url {
+        &self.0
+    }
+}
+
+/// A BCP 47 language tag such as `en` or `pt-BR` (shape only).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct LanguageTag(pub String);
+
+impl LanguageTag {
+    pub fn parse(s: &str) -> Result<LanguageTag, String> {
+        let mut parts = s.split('-');
+        let primary = parts.next().unwrap_or("");
+        let ok_primary = (2..=8).contains(&primary.len())
+            && primary.chars().all(|c| c.is_ascii_alphabetic());
+        let ok_rest = parts.all(|p| (1..=8).contains(&p.len()) && p.chars().all(|c| c.is_ascii_alphanumeric()));
+        if ok_primary && ok_rest {
+            Ok(LanguageTag(s.to_string()))
+        } else {
+            Err(format!("`{s}` is not a language tag like `en` or `pt-BR`"))
+        }
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for LanguageTag {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        LanguageTag::parse(&s)
+    }
+}
+
+/// An IANA time zone name (`Europe/Berlin`, `UTC`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct TimeZone(pub chrono_tz::Tz);
+
+impl Default for TimeZone {
+    fn default() -> Self {
+        TimeZone(chrono_tz::UTC)
+    }
+}
+
+impl TryFrom<String> for TimeZone {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse::<chrono_tz::Tz>()
+            .map(TimeZone)
+            .map_err(|_| format!("`{s}` is not an IANA time zone name like `Europe/Berlin` or `UTC`"))
+    }
+}
+
+/// A size in bytes, written as a number or with a unit: `10 MiB`, `512KiB`,
+/// `2MB`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "SizeRepr")]
+pub struct ByteSize(pub u64);
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum SizeRepr {
+    Number(u64),
+    Text(String),
+}
+
+impl TryFrom<SizeRepr> for ByteSize {
+    type Error = String;
+    fn try_from(r: SizeRepr) -> Result<Self, String> {
+        match r {
+            SizeRepr::Number(n) => Ok(ByteSize(n)),
+            SizeRepr::Text(s) => ByteSize::from_str(&s),
+        }
+    }
+}
+
+impl FromStr for ByteSize {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let t = s.trim();
+        let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+        let (num, unit) = t.split_at(split);
+        let n: u64 = num
+            .parse()
+            .map_err(|_| format!("`{s}` is not a size like `10 MiB` or `1048576`"))?;
+        let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+            "" | "b" => 1,
+            "k" | "kb" => 1000,
+            "kib" => 1024,
+            "m" | "mb" => 1000 * 1000,
+            "mib" => 1024 * 1024,
+            "g" | "gb" => 1000 * 1000 * 1000,
+            "gib" => 1024 * 1024 * 1024,
+            other => return Err(format!("`{s}`: unknown size unit `{other}`")),
+        };
+        n.checked_mul(mult)
+            .map(ByteSize)
+            .ok_or_else(|| format!("`{s}` is too large"))
+    }
+}
+
+impl fmt::Display for ByteSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} bytes", self.0)
+    }
+}
+
+/// An article URL pattern such as `/{year}/{month}/{day}/{slug}/`.
+/// Placeholders: `{year}`, `{month}`, `{day}`, `{slug}`, `{section}` (the
+/// article's folder under the content directory, empty at the top).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct UrlPattern(String);
+
+const PLACEHOLDERS: &[&str] = &["year", "month", "day", "slug", "section"];
+
+impl FromStr for UrlPattern {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if !s.starts_with('/') {
+            return Err(format!("`{s}` must start with `/`"));
+        }
+        if !s.contains("{slug}") {
+            return Err(format!("`{s}` must contain `{{slug}}` so that articles get distinct URLs"));
+        }
+        let mut rest = s;
+        while let Some(open) = rest.find('{') {
+            let close = rest[open..]
+                .find('}')
+                .ok_or_else(|| format!("`{s}`: unclosed `{{`"))?;
+            let name = &rest[open + 1..open + close];
+            if !PLACEHOLDERS.contains(&name) {
+                return Err(format!(
+                    "`{s}`: unknown placeholder `{{{name}}}` (known: {})",
+                    PLACEHOLDERS.join(", ")
+                ));
+            }
+            rest = &rest[open + close + 1..];
+        }
+        if s.contains("..") || s.contains('?') || s.contains('#') {
+            return Err(format!("`{s}` must be a plain path"));
+        }
+        Ok(UrlPattern(s.to_string()))
+    }
+}
+
+impl TryFrom<String> for UrlPattern {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        UrlPattern::from_str(&s)
+    }
+}
+
+impl UrlPattern {
+    /// Fills the placeholders; `vars` maps placeholder names to values.
+    /// The result is relative (no leading `/`), ready to join to a base URL.
+    pub fn expand(&self, vars: &BTreeMap<&str, &str>) -> String {
+        let mut out = String::with_capacity(self.0.len() + 32);
+        let mut rest = self.0.as_str();
+        while let Some(open) = rest.find('{') {
+            out.push_str(&rest[..open]);
+            let close = open + rest[open..].find('}').expect("validated");
+            let name = &rest[open + 1..close];
+            out.push_str(vars.get(name).copied().unwrap_or(""));
+            rest = &rest[close + 1..];
+        }
+        out.push_str(rest);
+        // An empty `{section}` must not leave `//` behind.
+        while out.contains("//") {
+            out = out.replace("//", "/");
+        }
+        out.trim_start_matches('/').to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[site]
+title = "T"
+base_url = "https://example.org/blog"
+author = { name = "A" }
+"#;
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c = Config::parse(MINIMAL).unwrap();
+        assert_eq!(c.site.base_url.0.as_str(), "https://example.org/blog/");
+        assert_eq!(c.feeds.limit, 50);
+        assert_eq!(c.content.max_file_size.0, 10 * 1024 * 1024);
+        assert_eq!(c.feeds_base_url().as_str(), "https://example.org/blog/");
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let text = format!("{MINIMAL}\n[feeds]\nlimmit = 3\n");
+        let err = format!("{:#}", Config::parse(&text).unwrap_err());
+        assert!(err.contains("limmit"), "{err}");
+    }
+
+    #[test]
+    fn bad_value_names_the_key() {
+        let text = MINIMAL.replace("https://example.org/blog", "example.org");
+        let err = format!("{:#}", Config::parse(&text).unwrap_err());
+        assert!(err.contains("site.base_url"), "{err}");
+        let text = format!("{MINIMAL}\n[content]\nmax_file_size = \"ten\"\n");
+        let err = format!("{:#}", Config::parse(&text).unwrap_err());
+        assert!(err.contains("content.max_file_size"), "{err}");
+    }
+
+    #[test]
+    fn env_overrides_any_key_and_names_unknown_ones() {
+        let env = vec![
+            ("HERALD_FEEDS__LIMIT".to_string(), "7".to_string()),
+            ("HERALD_SITE__TITLE".to_string(), "2024".to_string()),
+            ("HERALD_FEEDS__FORMATS".to_string(), "[\"atom\"]".to_string()),
+            ("HERALD_CONFIG".to_string(), "ignored.toml".to_string()),
+        ];
+        let c = Config::parse_with_env(MINIMAL, env).unwrap();
+        assert_eq!(c.feeds.limit, 7);
+        assert_eq!(c.site.title, "2024");
+        assert_eq!(c.feeds.formats, vec![FeedFormat::Atom]);
+
+        let env = vec![("HERALD_FEEDS__LIMMIT".to_string(), "7".to_string())];
+        let err = format!("{:#}", Config::parse_with_env(MINIMAL, env).unwrap_err());
+        assert!(err.contains("limmit"), "{err}");
+    }
+
+    #[test]
+    fn sizes_and_patterns_parse() {
+        assert_eq!("10 MiB".parse::<ByteSize>().unwrap().0, 10 << 20);
+        assert_eq!("512kb".parse::<ByteSize>().unwrap().0, 512_000);
+        assert!("12 parsecs".parse::<ByteSize>().is_err());
+        assert!("/{year}/{title}/".parse::<UrlPattern>().is_err());
+        assert!("/posts/".parse::<UrlPattern>().is_err());
+        let p: UrlPattern = "/{section}/{year}/{slug}/".parse().unwrap();
+        let vars = BTreeMap::from([("section", ""), ("year", "2024"), ("slug", "a")]);
+        assert_eq!(p.expand(&vars), "2024/a/");
+    }
+}

@@ -1,0 +1,189 @@
+//! Post-processing of article HTML: relative links and media sources become
+//! absolute against the article's URL (feed readers and mail clients ignore
+//! `xml:base`), and active content that validators flag and readers strip
+//! (`<script>`, `<embed>`, `<object>`, `on*` handlers, `javascript:` URLs)
+//! is removed.
+
+use lol_html::html_content::Element;
+use lol_html::{element, rewrite_str, RewriteStrSettings};
+use url::Url;
+
+/// Attributes that hold one URL, by element.
+const URL_ATTRS: &[(&str, &str)] = &[
+    ("a[href]", "href"),
+    ("area[href]", "href"),
+    ("img[src]", "src"),
+    ("source[src]", "src"),
+    ("video[src]", "src"),
+    ("video[poster]", "poster"),
+    ("audio[src]", "src"),
+    ("track[src]", "src"),
+    ("iframe[src]", "src"),
+    ("q[cite]", "cite"),
+    ("blockquote[cite]", "cite"),
+];
+
+pub fn absolutize_and_clean(html: &str, base: &Url) -> Result<String, String> {
+    if !html.contains('<') {
+        return Ok(html.to_string());
+    }
+    let mut settings = RewriteStrSettings::new()
+        .append_element_content_handler(element!("script, embed, object, applet", |el| {
+            el.remove();
+            Ok(())
+        }))
+        .append_element_content_handler(element!("*", |el| {
+            strip_event_handlers(el);
+            Ok(())
+        }))
+        .append_element_content_handler(element!("img[srcset], source[srcset]", |el| {
+            if let Some(v) = el.get_attribute("srcset") {
+                el.set_attribute("srcset", &absolutize_srcset(&v, base))?;
+            }
+            Ok(())
+        }));
+    for &(selector, attr) in URL_ATTRS {
+        settings = settings.append_element_content_handler(element!(selector, move |el| {
+            if let Some(v) = el.get_attribute(attr) {
+                match absolutize(&v, base) {
+                    Some(abs) => el.set_attribute(attr, &abs)?,
+                    None => el.remove_attribute(attr),
+                }
+            }
+            Ok(())
+        }));
+    }
+    rewrite_str(html, settings).map_err(|e| format!("cannot process the article's HTML: {e}"))
+}
+
+fn strip_event_handlers(el: &mut Element<'_, '_>) {
+    let handlers: Vec<String> = el
+        .attributes()
+        .iter()
+        .map(|a| a.name())
+        .filter(|n| n.len() > 2 && n.starts_with("on"))
+        .collect();
+    for name in handlers {
+        el.remove_attribute(&name);
+    }
+}
+
+/// The attribute value made absolute, still entity-escaped for HTML;
+/// `None` for script URLs, which are dropped.
+fn absolutize(raw: &str, base: &Url) -> Option<String> {
+    let decoded = decode_entities(raw);
+    match resolve_url(&decoded, base)? {
+        Ok(abs) => Some(abs.replace('&', "&amp;")),
+        // Leave what cannot be parsed as the author wrote it.
+        Err(()) => Some(raw.to_string()),
+    }
+}
+
+/// Resolves a URL as written (not entity-escaped) against `base`.
+/// `None` for `javascript:` and `vbscript:` URLs; `Some(Err(()))` for what
+/// does not parse as a URL reference.
+pub fn resolve_url(raw: &str, base: &Url) -> Option<Result<String, ()>> {
+    let trimmed = raw.trim();
+    let scheme_probe: String = trimmed
+        .chars()
+        .filter(|c| !c.is_whitespace() && !c.is_control())
+        .take(12)
+        .collect::<String>()
+        .to_ascii_lowercase();
+    if scheme_probe.starts_with("javascript:") || scheme_probe.starts_with("vbscript:") {
+        return None;
+    }
+    // Already absolute and plain: nothing to do (the common case).
+    if trimmed.starts_with("https://") || trimmed.starts_with("http://") || trimmed.starts_with("mailto:") {
+        return Some(Ok(trimmed.to_string()));
+    }
+    Some(base.join(trimmed).map(|u| u.to_string()).map_err(|_| ()))
+}
+
+fn absolutize_srcset(raw: &str, base: &Url) -> String {
+    raw.split(',')
+        .map(|candidate| {
+            let candidate = candidate.trim();
+            let (url, descriptor) = match candidate.split_once(char::is_whitespace) {
+                Some((u, d)) => (u, Some(d.trim())),
+                None => (candidate, None),
+            };
+            let abs = absolutize(url, base).unwrap_or_default();
+            match descriptor {
+                Some(d) if !d.is_empty() => format!("{abs} {d}"),
+                _ => abs,
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Decodes the few entities that occur in URLs (`&amp;` above all).
+fn decode_entities(s: &str) -> String {
+    if !s.contains('&') {
+        return s.to_string();
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('&') {
+        out.push_str(&rest[..i]);
+        rest = &rest[i..];
+        let end = rest.find(';').filter(|&e| e <= 10);
+        let decoded = end.and_then(|e| {
+            let name = &rest[1..e];
+            let ch = match name {
+                "amp" => Some('&'),
+                "lt" => Some('<'),
+                "gt" => Some('>'),
+                "quot" => Some('"'),
+                "apos" => Some('\''),
+                _ => name
+                    .strip_prefix("#x")
+                    .or_else(|| name.strip_prefix("#X"))
+                    .and_then(|h| u32::from_str_radix(h, 16).ok())
+                    .or_else(|| name.strip_prefix('#').and_then(|d| d.parse().ok()))
+                    .and_then(char::from_u32),
+            };
+            ch.map(|c| (c, e))
+        });
+        match decoded {
+            Some((c, e)) => {
+                out.push(c);
+                rest = &rest[e + 1..];
+            }
+            None => {
+                out.push('&');
+                rest = &rest[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> Url {
+        Url::parse("https://example.org/2024/05/01/post/").unwrap()
+    }
+
+    #[test]
+    fn relative_urls_become_absolute() {
+        let html = r##"<p><a href="../other/?a=1&amp;b=2">x</a> <img src="pic.png" srcset="a.png 1x, /b.png 2x"> <a href="https://x.org/">y</a> <a href="#fn1">1</a></p>"##;
+        let out = absolutize_and_clean(html, &base()).unwrap();
+        assert!(out.contains(r#"href="https://example.org/2024/05/01/other/?a=1&amp;b=2""#), "{out}");
+        assert!(out.contains(r#"src="https://example.org/2024/05/01/post/pic.png""#), "{out}");
+        assert!(out.contains(r#"srcset="https://example.org/2024/05/01/post/a.png 1x, https://example.org/b.png 2x""#), "{out}");
+        assert!(out.contains(r#"href="https://x.org/""#), "{out}");
+        assert!(out.contains(r##"href="https://example.org/2024/05/01/post/#fn1""##), "{out}");
+    }
+
+    #[test]
+    fn active_content_is_removed() {
+        let html = r#"<p onclick="x()">a<script>alert(1)</script><a href=" JavaScript:alert(1)">b</a><object data="x"></object></p>"#;
+        let out = absolutize_and_clean(html, &base()).unwrap();
+        assert_eq!(out, "<p>a<a>b</a></p>");
+    }
+}

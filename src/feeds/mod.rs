@@ -1,0 +1,214 @@
+//! Catalog -> feed files. [`plan`] decides which feeds exist (site-wide and
+//! one per tag) and what each holds; `rss`, `atom` and `json` turn one
+//! [`FeedSpec`] into bytes; [`write_all`] writes every file atomically and
+//! leaves files whose bytes did not change untouched.
+
+mod atom;
+mod json;
+mod rss;
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use chrono::{DateTime, FixedOffset, SecondsFormat};
+use rayon::prelude::*;
+use url::Url;
+
+use crate::config::{Config, FeedFormat};
+use crate::content::{Article, Catalog, Tag};
+use crate::fsutil::write_if_changed_with;
+
+pub const GENERATOR: &str = "herald";
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// One feed, independent of its format.
+#[derive(Debug, Clone)]
+pub struct FeedSpec {
+    /// Folder under the output directory: `""` or `tags/<slug>/`.
+    pub dir: String,
+    pub title: String,
+    pub description: String,
+    pub tag: Option<Tag>,
+    /// Newest first, already cut to the limit.
+    pub articles: Vec<Arc<Article>>,
+    /// Newest change among `articles`; the Unix epoch for an empty feed
+    /// (never the clock, so an unchanged site gives unchanged bytes).
+    pub updated: DateTime<FixedOffset>,
+}
+
+impl FeedSpec {
+    /// Path of the file relative to the output directory.
+    pub fn rel_path(&self, format: FeedFormat) -> String {
+        format!("{}{}", self.dir, format.file_name())
+    }
+
+    /// The address the file is served at: its `rel=self` link.
+    pub fn self_url(&self, config: &Config, format: FeedFormat) -> Url {
+        config
+            .feeds_base_url()
+            .join(&self.rel_path(format))
+            .expect("tag slugs and file names are valid URL paths")
+    }
+}
+
+/// Every feed the catalog calls for.
+pub fn plan(config: &Config, catalog: &Catalog) -> Vec<FeedSpec> {
+    let site = &config.site;
+    let mut specs = vec![spec(
+        String::new(),
+        site.title.clone(),
+        site.description.clone(),
+        None,
+        catalog.articles(),
+        config.feeds.limit,
+    )];
+    if config.feeds.tag_feeds {
+        for (slug, group) in catalog.tags() {
+            let description = format!("Articles tagged “{}” on {}", group.tag.name, site.title);
+            specs.push(spec(
+                format!("tags/{slug}/"),
+                format!("{} – {}", site.title, group.tag.name),
+                description,
+                Some(group.tag),
+                &group.articles,
+                config.feeds.tag_limit,
+            ));
+        }
+    }
+    specs
+}
+
+fn spec(
+    dir: String,
+    title: String,
+    description: String,
+    tag: Option<Tag>,
+    all: &[Arc<Article>],
+    limit: usize,
+) -> FeedSpec {
+    let take = if limit == 0 { all.len() } else { limit.min(all.len()) };
+    let articles = all[..take].to_vec();
+    let updated = articles
+        .iter()
+        .map(|a| a.last_modified())
+        .max()
+        .unwrap_or_else(epoch);
+    FeedSpec { dir, title, description, tag, articles, updated }
+}
+
+fn epoch() -> DateTime<FixedOffset> {
+    DateTime::UNIX_EPOCH.fixed_offset()
+}
+
+/// Renders one feed in one format.
+pub fn render(spec: &FeedSpec, format: FeedFormat, config: &Config, out: &mut dyn Write) -> anyhow::Result<()> {
+    match format {
+        FeedFormat::Rss => rss::render(spec, config, out),
+        FeedFormat::Atom => atom::render(spec, config, out),
+        FeedFormat::Json => json::render(spec, config, out),
+    }
+}
+
+/// Renders one feed into memory.
+pub fn render_to_vec(spec: &FeedSpec, format: FeedFormat, config: &Config) -> anyhow::Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    render(spec, format, config, &mut buf)?;
+    Ok(buf)
+}
+
+/// What [`write_all`] did, by path relative to the output directory.
+#[derive(Debug, Default, Clone)]
+pub struct WriteReport {
+    pub written: Vec<String>,
+    pub unchanged: Vec<String>,
+    pub removed: Vec<String>,
+}
+
+/// Writes every planned feed under `out_dir` and removes feed files herald
+/// wrote earlier for tags that no longer exist.
+pub fn write_all(config: &Config, specs: &[FeedSpec], out_dir: &Path) -> anyhow::Result<WriteReport> {
+    std::fs::create_dir_all(out_dir)
+        .with_context(|| format!("cannot create output directory {}", out_dir.display()))?;
+    let formats = config.formats();
+    let jobs: Vec<(&FeedSpec, FeedFormat)> = specs
+        .iter()
+        .flat_map(|s| formats.iter().map(move |&f| (s, f)))
+        .collect();
+    // Large feeds are rendered one at a time to bound memory; the many small
+    // tag feeds go in parallel.
+    let (big, small): (Vec<_>, Vec<_>) = jobs.into_iter().partition(|(s, _)| s.articles.len() > 1000);
+    let mut results: Vec<(String, bool)> = Vec::new();
+    for (s, f) in big {
+        results.push(write_one(config, s, f, out_dir)?);
+    }
+    let small: Vec<(String, bool)> = small
+        .par_iter()
+        .map(|&(s, f)| write_one(config, s, f, out_dir))
+        .collect::<anyhow::Result<_>>()?;
+    results.extend(small);
+
+    let mut report = WriteReport::default();
+    for (rel, wrote) in results {
+        if wrote {
+            report.written.push(rel);
+        } else {
+            report.unchanged.push(rel);
+        }
+    }
+    let keep: std::collections::HashSet<String> = report
+        .written
+        .iter()
+        .chain(&report.unchanged)
+        .cloned()
+        .collect();
+    report.removed = remove_stale(out_dir, &keep)?;
+    report.written.sort();
+    report.unchanged.sort();
+    Ok(report)
+}
+
+fn write_one(config: &Config, spec: &FeedSpec, format: FeedFormat, out_dir: &Path) -> anyhow::Result<(String, bool)> {
+    let rel = spec.rel_path(format);
+    let path = out_dir.join(&rel);
+    let wrote = write_if_changed_with(&path, |w| render(spec, format, config, w))
+        .with_context(|| format!("cannot write feed {}", path.display()))?;
+    Ok((rel, wrote))
+}
+
+/// Feed files (by herald's own names) under the output root and `tags/*/`
+/// that are not in `keep`.
+fn remove_stale(out_dir: &Path, keep: &std::collections::HashSet<String>) -> anyhow::Result<Vec<String>> {
+    let names: Vec<&str> = FeedFormat::ALL.iter().map(|f| f.file_name()).collect();
+    let mut removed = Vec::new();
+    let mut dirs = vec![String::new()];
+    if let Ok(entries) = std::fs::read_dir(out_dir.join("tags")) {
+        for e in entries.flatten() {
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                dirs.push(format!("tags/{}/", e.file_name().to_string_lossy()));
+            }
+        }
+    }
+    dirs.sort();
+    for dir in dirs {
+        for name in &names {
+            let rel = format!("{dir}{name}");
+            let path = out_dir.join(&rel);
+            if !keep.contains(&rel) && path.is_file() {
+                std::fs::remove_file(&path).with_context(|| format!("cannot remove stale feed {}", path.display()))?;
+                removed.push(rel);
+            }
+        }
+        if !dir.is_empty() {
+            // Only succeeds when empty, which is what we want.
+            let _ = std::fs::remove_dir(out_dir.join(&dir));
+        }
+    }
+    Ok(removed)
+}
+
+/// RFC 3339 with seconds, as Atom and JSON Feed want.
+pub(crate) fn rfc3339(d: &DateTime<FixedOffset>) -> String {
+    d.to_rfc3339_opts(SecondsFormat::Secs, true)
+}

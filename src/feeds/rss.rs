@@ -1,0 +1,81 @@
+//! RSS 2.0 with the RSS Best Practices Profile: `atom:link rel=self`,
+//! summary in `description` and full HTML in `content:encoded`,
+//! `dc:creator` for names (`author` only where an email is known), RFC 822
+//! dates with four-digit years, `isPermaLink="false"` on ids that are not
+//! the permalink.
+
+use std::io::Write;
+
+use rss::extension::atom::{AtomExtension, Link};
+use rss::extension::dublincore::DublinCoreExtension;
+use rss::{Category, Channel, Enclosure, Guid, Item};
+
+use super::{FeedSpec, GENERATOR, VERSION};
+use crate::config::{Config, FeedContent, FeedFormat};
+use crate::content::Article;
+
+pub fn render(spec: &FeedSpec, config: &Config, out: &mut dyn Write) -> anyhow::Result<()> {
+    let site = &config.site;
+    let updated = spec.updated.to_rfc2822();
+    let description = if spec.description.is_empty() {
+        spec.title.clone()
+    } else {
+        spec.description.clone()
+    };
+    let channel = Channel {
+        title: spec.title.clone(),
+        link: site.base_url.url().to_string(),
+        description,
+        language: Some(site.language.as_str().to_string()),
+        pub_date: Some(updated.clone()),
+        last_build_date: Some(updated),
+        generator: Some(format!("{GENERATOR} {VERSION}")),
+        docs: Some("https://www.rssboard.org/rss-specification".into()),
+        atom_ext: Some(AtomExtension {
+            links: vec![Link {
+                href: spec.self_url(config, FeedFormat::Rss).to_string(),
+                rel: "self".into(),
+                mime_type: Some("application/rss+xml".into()),
+                ..Link::default()
+            }],
+        }),
+        items: spec.articles.iter().map(|a| item(a, config)).collect(),
+        ..Channel::default()
+    };
+    channel.write_to(out)?;
+    Ok(())
+}
+
+fn item(a: &Article, config: &Config) -> Item {
+    let author = a
+        .authors
+        .iter()
+        .find_map(|p| p.email.as_ref().map(|e| format!("{e} ({})", p.name)));
+    Item {
+        title: Some(a.title.clone()),
+        link: Some(a.url.to_string()),
+        description: (!a.summary.is_empty()).then(|| a.summary.clone()),
+        content: (config.feeds.content == FeedContent::Full).then(|| a.content_html.clone()),
+        author,
+        dublin_core_ext: Some(DublinCoreExtension {
+            creators: a.authors.iter().map(|p| p.name.clone()).collect(),
+            ..DublinCoreExtension::default()
+        }),
+        categories: a
+            .tags
+            .iter()
+            .map(|t| Category { name: t.name.clone(), domain: None })
+            .collect(),
+        guid: Some(Guid {
+            permalink: a.id == a.url.as_str(),
+            value: a.id.clone(),
+        }),
+        pub_date: Some(a.published.to_rfc2822()),
+        enclosure: a.image.as_ref().map(|i| Enclosure {
+            url: i.url.to_string(),
+            length: i.length.to_string(),
+            mime_type: i.mime.clone(),
+        }),
+        ..Item::default()
+    }
+}

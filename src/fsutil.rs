@@ -1,0 +1,98 @@
+//! Writing files so that a reader (or a crash) never sees half of one:
+//! a temporary file in the same directory, flushed to disk, then renamed
+//! over the target.
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::path::Path;
+
+use anyhow::Context;
+
+/// Writes `bytes` to `path` atomically unless the file already holds exactly
+/// these bytes. Returns whether it wrote.
+pub fn write_if_changed(path: &Path, bytes: &[u8]) -> anyhow::Result<bool> {
+    write_if_changed_with(path, |w| Ok(w.write_all(bytes)?))
+}
+
+/// Streams what `render` writes into a temporary file beside `path`, then
+/// moves it into place unless `path` already holds the same bytes. Nothing
+/// large is kept in memory, and a reader or a crash never sees half a file.
+pub fn write_if_changed_with(
+    path: &Path,
+    render: impl FnOnce(&mut dyn Write) -> anyhow::Result<()>,
+) -> anyhow::Result<bool> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create directory {}", dir.display()))?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".herald-tmp-")
+        .tempfile_in(dir)
+        .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
+    {
+        let mut w = BufWriter::with_capacity(1 << 16, tmp.as_file_mut());
+        render(&mut w)?;
+        w.flush().with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if same_contents(tmp.path(), path) {
+        return Ok(false);
+    }
+    tmp.as_file()
+        .sync_all()
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    tmp.persist(path)
+        .with_context(|| format!("cannot move the new file into place at {}", path.display()))?;
+    sync_dir(dir);
+    Ok(true)
+}
+
+fn same_contents(a: &Path, b: &Path) -> bool {
+    let (Ok(ma), Ok(mb)) = (std::fs::metadata(a), std::fs::metadata(b)) else {
+        return false;
+    };
+    if ma.len() != mb.len() || !mb.is_file() {
+        return false;
+    }
+    let (Ok(fa), Ok(fb)) = (File::open(a), File::open(b)) else {
+        return false;
+    };
+    let (mut ra, mut rb) = (BufReader::with_capacity(1 << 16, fa), BufReader::with_capacity(1 << 16, fb));
+    let (mut ba, mut bb) = (vec![0u8; 1 << 16], vec![0u8; 1 << 16]);
+    loop {
+        let n = match ra.read(&mut ba) {
+            Ok(n) => n,
+            Err(_) => return false,
+        };
+        if n == 0 {
+            return true;
+        }
+        if rb.read_exact(&mut bb[..n]).is_err() || ba[..n] != bb[..n] {
+            return false;
+        }
+    }
+}
+
+/// Makes a rename durable.
+fn sync_dir(dir: &Path) {
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_only_when_bytes_differ() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("sub/f.xml");
+        assert!(write_if_changed(&p, b"one").unwrap());
+        assert!(!write_if_changed(&p, b"one").unwrap());
+        assert!(write_if_changed(&p, b"two").unwrap());
+        assert_eq!(std::fs::read(&p).unwrap(), b"two");
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("sub")).unwrap().collect();
+        assert_eq!(leftovers.len(), 1, "no temporary files left behind");
+    }
+}

@@ -1,0 +1,94 @@
+//! The `herald` command line: parse arguments, load config, set up logging,
+//! call into the library.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use herald::build::{build, BuildOptions};
+use herald::config::Config;
+
+#[derive(Parser)]
+#[command(name = "herald", version, about = "Turns a content directory into RSS, Atom and JSON feeds")]
+struct Cli {
+    /// Configuration file.
+    #[arg(long, short, global = true, env = "HERALD_CONFIG", default_value = "config/herald.toml")]
+    config: PathBuf,
+    /// Log format on stderr.
+    #[arg(long, global = true, env = "HERALD_LOG_FORMAT", default_value = "human")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Read the content directory once and write every feed (site-wide and
+    /// per tag, in each configured format) to the output directory. Files
+    /// whose bytes would not change are left alone. Exits 1 when any content
+    /// file was rejected (the others are still published), 2 on a fatal error.
+    Build,
+    /// Validate the config and every content file, render every feed in
+    /// memory, and write nothing. Exits 1 when any content file would be
+    /// rejected, 2 on a fatal error.
+    Check,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.log_format);
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let config = Config::load(&cli.config)?;
+    let write = matches!(cli.command, Command::Build);
+    tracing::info!("reading {}", config.content.dir.display());
+    let outcome = build(
+        &config,
+        BuildOptions {
+            write,
+            now: chrono::Utc::now(),
+        },
+    )
+    .context("build failed")?;
+    for w in &outcome.load.warnings {
+        eprintln!("warning: {w}");
+    }
+    for e in &outcome.load.rejected {
+        eprintln!("rejected: {e}");
+    }
+    eprintln!("{}", outcome.summary());
+    Ok(if outcome.load.rejected.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HERALD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    match format {
+        LogFormat::Human => builder.with_target(false).init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

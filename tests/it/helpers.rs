@@ -1,0 +1,178 @@
+//! Shared test helpers: a temporary site (content, feeds and data
+//! directories plus a config), running builds through the library or the
+//! real binary, the shared corpora, and Python's feedparser.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use herald::build::{build, BuildOptions, BuildOutcome};
+use herald::config::Config;
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `../shared/corpus/<name>`, or `None` (with a message saying the test is
+/// skipped) when the checkout has no shared corpus beside it.
+pub fn shared_corpus(name: &str) -> Option<PathBuf> {
+    let p = repo_root().join("../shared/corpus").join(name);
+    if p.is_dir() {
+        Some(p)
+    } else {
+        eprintln!(
+            "SKIPPED: shared corpus {} is absent (it sits beside the repository in CI)",
+            p.display()
+        );
+        None
+    }
+}
+
+/// A site in a temporary directory.
+pub struct TestSite {
+    pub dir: tempfile::TempDir,
+    pub content: PathBuf,
+    pub feeds: PathBuf,
+    pub data: PathBuf,
+    /// Extra TOML appended to the generated config (sections such as
+    /// `[feeds]` may be given in full here; do not repeat a section the
+    /// base config already has, see `base_config`).
+    pub extra: String,
+    /// Content directory override (for building a shared corpus in place).
+    pub content_override: Option<PathBuf>,
+    pub feeds_section: String,
+}
+
+impl TestSite {
+    pub fn new() -> TestSite {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let content = dir.path().join("content");
+        std::fs::create_dir_all(&content).unwrap();
+        TestSite {
+            feeds: dir.path().join("feeds"),
+            data: dir.path().join("data"),
+            content,
+            dir,
+            extra: String::new(),
+            content_override: None,
+            feeds_section: String::new(),
+        }
+    }
+
+    /// A site whose content directory is `content` (read only).
+    pub fn over(content: &Path) -> TestSite {
+        let mut s = TestSite::new();
+        s.content_override = Some(content.to_path_buf());
+        s
+    }
+
+    pub fn content_dir(&self) -> &Path {
+        self.content_override.as_deref().unwrap_or(&self.content)
+    }
+
+    /// Writes `text` to `rel` under the content directory.
+    pub fn write(&self, rel: &str, text: impl AsRef<[u8]>) -> PathBuf {
+        let p = self.content.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    /// The config text: site section, content dir, feeds dir, plus
+    /// `feeds_section` lines inside `[feeds]` and `extra` at the end.
+    pub fn config_text(&self) -> String {
+        format!(
+            r#"data_dir = {data:?}
+
+[site]
+title = "Test Site"
+description = "A site for tests"
+base_url = "https://example.org/"
+author = {{ name = "Site Author" }}
+
+[content]
+dir = {content:?}
+
+[feeds]
+dir = {feeds:?}
+{feeds_section}
+
+{extra}
+"#,
+            data = self.data.display().to_string(),
+            content = self.content_dir().display().to_string(),
+            feeds = self.feeds.display().to_string(),
+            feeds_section = self.feeds_section,
+            extra = self.extra,
+        )
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        let p = self.dir.path().join("herald.toml");
+        std::fs::write(&p, self.config_text()).unwrap();
+        p
+    }
+
+    pub fn config(&self) -> Config {
+        Config::parse(&self.config_text()).expect("test config parses")
+    }
+
+    /// Builds through the library, writing feeds.
+    pub fn build(&self) -> BuildOutcome {
+        build(
+            &self.config(),
+            BuildOptions {
+                write: true,
+                now: chrono::Utc::now(),
+            },
+        )
+        .expect("build runs")
+    }
+
+    /// Runs the real `herald` binary with `args` and this site's config.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        let config = self.config_path();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_herald"));
+        cmd.args(args).arg("--config").arg(&config);
+        for (k, _) in std::env::vars() {
+            if k.starts_with("HERALD_") {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.output().expect("herald runs")
+    }
+
+    pub fn feed(&self, rel: &str) -> Vec<u8> {
+        std::fs::read(self.feeds.join(rel)).unwrap_or_else(|e| panic!("feed {rel}: {e}"))
+    }
+}
+
+/// Parses feed files with Python's feedparser (`tests/feedparser_check.py`)
+/// and returns its JSON report, one object per file. Returns `None` (after
+/// saying so) when python3 or feedparser is missing outside CI; in CI
+/// (`CI` set) a missing feedparser fails the test.
+pub fn feedparser(files: &[PathBuf]) -> Option<serde_json::Value> {
+    let script = repo_root().join("tests/feedparser_check.py");
+    let out = Command::new("python3").arg(&script).args(files).output();
+    match out {
+        Ok(o) if o.status.success() => {
+            Some(serde_json::from_slice(&o.stdout).expect("feedparser_check.py prints JSON"))
+        }
+        Ok(o) if o.status.code() == Some(3) && std::env::var_os("CI").is_none() => {
+            eprintln!("SKIPPED feedparser checks: {}", String::from_utf8_lossy(&o.stderr));
+            None
+        }
+        Ok(o) => panic!(
+            "feedparser_check.py failed ({}): {}",
+            o.status,
+            String::from_utf8_lossy(&o.stderr)
+        ),
+        Err(e) if std::env::var_os("CI").is_none() => {
+            eprintln!("SKIPPED feedparser checks: python3 not runnable: {e}");
+            None
+        }
+        Err(e) => panic!("python3 not runnable in CI: {e}"),
+    }
+}

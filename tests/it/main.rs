@@ -1,0 +1,3 @@
+//! herald's integration tests: one binary, one file per area.
+
+mod helpers;
