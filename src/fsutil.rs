@@ -8,10 +8,24 @@ use std::path::Path;
 
 use anyhow::Context;
 
+/// How hard to try to keep a write across a power loss. Either way the
+/// write is atomic: a reader or a crashed process sees the old file or the
+/// new one, never a mix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Flush the data and the directory entry to disk before returning.
+    /// For state that cannot be recomputed.
+    Synced,
+    /// Leave flushing to the kernel. For derived files (feeds) that the
+    /// next build recreates from the content directory anyway; skipping the
+    /// flush of ~100 MB of feeds is most of a large build's write time.
+    Derived,
+}
+
 /// Writes `bytes` to `path` atomically unless the file already holds exactly
 /// these bytes. Returns whether it wrote.
-pub fn write_if_changed(path: &Path, bytes: &[u8]) -> anyhow::Result<bool> {
-    write_if_changed_with(path, |w| Ok(w.write_all(bytes)?))
+pub fn write_if_changed(path: &Path, bytes: &[u8], durability: Durability) -> anyhow::Result<bool> {
+    write_if_changed_with(path, durability, |w| Ok(w.write_all(bytes)?))
 }
 
 /// Streams what `render` writes into a temporary file beside `path`, then
@@ -19,6 +33,7 @@ pub fn write_if_changed(path: &Path, bytes: &[u8]) -> anyhow::Result<bool> {
 /// large is kept in memory, and a reader or a crash never sees half a file.
 pub fn write_if_changed_with(
     path: &Path,
+    durability: Durability,
     render: impl FnOnce(&mut dyn Write) -> anyhow::Result<()>,
 ) -> anyhow::Result<bool> {
     let dir = path
@@ -30,6 +45,15 @@ pub fn write_if_changed_with(
         .prefix(".herald-tmp-")
         .tempfile_in(dir)
         .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
+    // Temporary files are created private (0600); what herald publishes is
+    // read by other users (a web server, a backup job).
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o644))
+            .with_context(|| format!("cannot set permissions on {}", tmp.path().display()))?;
+    }
     {
         let mut w = BufWriter::with_capacity(1 << 16, tmp.as_file_mut());
         render(&mut w)?;
@@ -38,12 +62,16 @@ pub fn write_if_changed_with(
     if same_contents(tmp.path(), path) {
         return Ok(false);
     }
-    tmp.as_file()
-        .sync_all()
-        .with_context(|| format!("cannot write {}", path.display()))?;
+    if durability == Durability::Synced {
+        tmp.as_file()
+            .sync_all()
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
     tmp.persist(path)
         .with_context(|| format!("cannot move the new file into place at {}", path.display()))?;
-    sync_dir(dir);
+    if durability == Durability::Synced {
+        sync_dir(dir);
+    }
     Ok(true)
 }
 
@@ -88,10 +116,16 @@ mod tests {
     fn writes_only_when_bytes_differ() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("sub/f.xml");
-        assert!(write_if_changed(&p, b"one").unwrap());
-        assert!(!write_if_changed(&p, b"one").unwrap());
-        assert!(write_if_changed(&p, b"two").unwrap());
+        assert!(write_if_changed(&p, b"one", Durability::Synced).unwrap());
+        assert!(!write_if_changed(&p, b"one", Durability::Derived).unwrap());
+        assert!(write_if_changed(&p, b"two", Durability::Derived).unwrap());
         assert_eq!(std::fs::read(&p).unwrap(), b"two");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&p).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o644, "published files are world-readable");
+        }
         let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("sub")).unwrap().collect();
         assert_eq!(leftovers.len(), 1, "no temporary files left behind");
     }

@@ -15,11 +15,24 @@ pub struct ContentError {
 }
 
 impl ContentError {
+    /// The reason is folded onto one line (parsers' messages can span
+    /// several), so that each rejected file is exactly one line of output.
     pub fn new(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
+        let reason: String = reason.into();
+        let reason = if reason.contains('\n') {
+            reason
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect::<Vec<_>>()
+                .join("; ")
+        } else {
+            reason
+        };
         ContentError {
             path: path.into(),
             line: None,
-            reason: reason.into(),
+            reason,
         }
     }
 

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use chrono::{DateTime, FixedOffset};
 
-use crate::fsutil::write_if_changed;
+use crate::fsutil::{write_if_changed, Durability};
 
 #[derive(Debug, Default, Clone)]
 pub struct FirstSeen {
@@ -67,7 +67,7 @@ impl FirstSeen {
         }
         let mut bytes = serde_json::to_vec_pretty(&self.dates)?;
         bytes.push(b'\n');
-        write_if_changed(path, &bytes)?;
+        write_if_changed(path, &bytes, Durability::Synced)?;
         self.dirty = false;
         Ok(())
     }

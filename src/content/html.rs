@@ -27,6 +27,20 @@ pub fn absolutize_and_clean(html: &str, base: &Url) -> Result<String, String> {
     if !html.contains('<') {
         return Ok(html.to_string());
     }
+    // Inside <noscript> an HTML parser sees only text, so its images and
+    // links would escape the pass below. Feeds carry no scripts, so the
+    // fallback content is what readers should get: unwrap it first.
+    let unwrapped;
+    let html = if html.contains("<noscript") {
+        let settings = RewriteStrSettings::new().append_element_content_handler(element!("noscript", |el| {
+            el.remove_and_keep_content();
+            Ok(())
+        }));
+        unwrapped = rewrite_str(html, settings).map_err(|e| format!("cannot process the article's HTML: {e}"))?;
+        unwrapped.as_str()
+    } else {
+        html
+    };
     let mut settings = RewriteStrSettings::new()
         .append_element_content_handler(element!("script, embed, object, applet", |el| {
             el.remove();
@@ -185,5 +199,12 @@ mod tests {
         let html = r#"<p onclick="x()">a<script>alert(1)</script><a href=" JavaScript:alert(1)">b</a><object data="x"></object></p>"#;
         let out = absolutize_and_clean(html, &base()).unwrap();
         assert_eq!(out, "<p>a<a>b</a></p>");
+    }
+
+    #[test]
+    fn noscript_fallbacks_are_unwrapped_and_absolutized() {
+        let html = r#"<div><noscript><img src="chart.png"></noscript></div>"#;
+        let out = absolutize_and_clean(html, &base()).unwrap();
+        assert_eq!(out, r#"<div><img src="https://example.org/2024/05/01/post/chart.png"></div>"#);
     }
 }

@@ -49,7 +49,9 @@ pub fn render(body: &str, base: &Url) -> Rendered {
                 title,
                 id,
             }),
-            Event::Html(_) | Event::InlineHtml(_) => {
+            // Footnote references come out as HTML links pulldown writes
+            // itself, so they need the HTML pass too.
+            Event::Html(_) | Event::InlineHtml(_) | Event::FootnoteReference(_) => {
                 has_raw_html = true;
                 e
             }

@@ -103,8 +103,12 @@ pub fn load(
     first_seen: &mut FirstSeen,
 ) -> anyhow::Result<(Catalog, LoadReport)> {
     let content_dir = config.content.dir.as_path();
+    let t = std::time::Instant::now();
     let scan = scan(content_dir)?;
+    tracing::debug!(files = scan.files.len(), elapsed_ms = t.elapsed().as_millis() as u64, "scanned");
+    let t = std::time::Instant::now();
     let parsed = parse_all(&scan.files, config, content_dir, first_seen);
+    tracing::debug!(elapsed_ms = t.elapsed().as_millis() as u64, "parsed");
     Ok(assemble(scan, parsed, now, first_seen))
 }
 
@@ -152,13 +156,15 @@ pub fn assemble(
     }
 
     // Remember assigned dates (drafts too, so a draft keeps its date when
-    // it is published) and forget files that are gone or now dated.
-    let undated: std::collections::HashSet<&str> = candidates
+    // it is published). Forget files that are gone or now carry a date of
+    // their own; a file rejected for the moment keeps its record.
+    let dated_now: std::collections::HashSet<&str> = candidates
         .iter()
-        .filter(|(a, _)| a.date_assigned)
+        .filter(|(a, _)| !a.date_assigned)
         .map(|(a, _)| a.source.as_str())
         .collect();
-    first_seen.retain(|rel| undated.contains(rel));
+    let present: std::collections::HashSet<&str> = scan.files.iter().map(|f| f.rel.as_str()).collect();
+    first_seen.retain(|rel| present.contains(rel) && !dated_now.contains(rel));
     for (a, _) in &candidates {
         if a.date_assigned {
             first_seen.record(&a.source, a.published);

@@ -75,12 +75,30 @@ pub fn scan(root: &Path) -> anyhow::Result<Scan> {
         anyhow::bail!("content directory {} is not a directory", root.display());
     }
     let mut files = Vec::new();
-    let mut warnings = Vec::new();
+    // Filled from inside `filter_entry`, which must also see symlinked
+    // folders so that it can keep walkdir out of them.
+    let skipped_links = std::cell::RefCell::new(Vec::new());
     let walker = WalkDir::new(&canonical_root)
         .follow_links(true)
         .sort_by_file_name()
         .into_iter()
-        .filter_entry(|e| e.depth() == 0 || !e.file_name().to_string_lossy().starts_with('.'));
+        .filter_entry(|e| {
+            if e.depth() == 0 {
+                return true;
+            }
+            if e.file_name().to_string_lossy().starts_with('.') {
+                return false;
+            }
+            if e.path_is_symlink() && !leads_inside(e.path(), &canonical_root) {
+                skipped_links.borrow_mut().push(format!(
+                    "{}: skipped: symbolic link leads outside the content directory",
+                    display(root, &canonical_root, e.path())
+                ));
+                return false;
+            }
+            true
+        });
+    let mut warnings = Vec::new();
     for entry in walker {
         let entry = match entry {
             Ok(e) => e,
@@ -94,18 +112,6 @@ pub fn scan(root: &Path) -> anyhow::Result<Scan> {
             continue;
         }
         let path = entry.path();
-        if entry.path_is_symlink() {
-            match path.canonicalize() {
-                Ok(target) if target.starts_with(&canonical_root) => {}
-                _ => {
-                    warnings.push(format!(
-                        "{}: skipped: symbolic link leads outside the content directory",
-                        display(root, &canonical_root, path)
-                    ));
-                    continue;
-                }
-            }
-        }
         if !entry.file_type().is_file() {
             continue;
         }
@@ -137,7 +143,15 @@ pub fn scan(root: &Path) -> anyhow::Result<Scan> {
         });
     }
     files.sort_by(|a, b| a.rel.cmp(&b.rel));
+    warnings.extend(skipped_links.into_inner());
+    warnings.sort();
     Ok(Scan { files, warnings })
+}
+
+fn leads_inside(link: &Path, canonical_root: &Path) -> bool {
+    link.canonicalize()
+        .map(|target| target.starts_with(canonical_root))
+        .unwrap_or(false)
 }
 
 fn display(root: &Path, canonical_root: &Path, p: &Path) -> String {

@@ -18,7 +18,7 @@ use url::Url;
 
 use crate::config::{Config, FeedFormat};
 use crate::content::{Article, Catalog, Tag};
-use crate::fsutil::write_if_changed_with;
+use crate::fsutil::{write_if_changed_with, Durability};
 
 pub const GENERATOR: &str = "herald";
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -172,8 +172,10 @@ pub fn write_all(config: &Config, specs: &[FeedSpec], out_dir: &Path) -> anyhow:
 fn write_one(config: &Config, spec: &FeedSpec, format: FeedFormat, out_dir: &Path) -> anyhow::Result<(String, bool)> {
     let rel = spec.rel_path(format);
     let path = out_dir.join(&rel);
-    let wrote = write_if_changed_with(&path, |w| render(spec, format, config, w))
+    let t = std::time::Instant::now();
+    let wrote = write_if_changed_with(&path, Durability::Derived, |w| render(spec, format, config, w))
         .with_context(|| format!("cannot write feed {}", path.display()))?;
+    tracing::debug!(feed = %rel, wrote, elapsed_ms = t.elapsed().as_millis() as u64, "feed");
     Ok((rel, wrote))
 }
 
