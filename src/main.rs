@@ -10,6 +10,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 use herald::build::{build, BuildOptions};
 use herald::config::Config;
 
+// Builds allocate many short-lived strings on several threads; mimalloc
+// handles that markedly better than the system allocator.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "herald", version, about = "Turns a content directory into RSS, Atom and JSON feeds")]
 struct Cli {

@@ -98,13 +98,7 @@ fn absolutize(raw: &str, base: &Url) -> Option<String> {
 /// does not parse as a URL reference.
 pub fn resolve_url(raw: &str, base: &Url) -> Option<Result<String, ()>> {
     let trimmed = raw.trim();
-    let scheme_probe: String = trimmed
-        .chars()
-        .filter(|c| !c.is_whitespace() && !c.is_control())
-        .take(12)
-        .collect::<String>()
-        .to_ascii_lowercase();
-    if scheme_probe.starts_with("javascript:") || scheme_probe.starts_with("vbscript:") {
+    if is_script_url(trimmed) {
         return None;
     }
     // Already absolute and plain: nothing to do (the common case).
@@ -112,6 +106,21 @@ pub fn resolve_url(raw: &str, base: &Url) -> Option<Result<String, ()>> {
         return Some(Ok(trimmed.to_string()));
     }
     Some(base.join(trimmed).map(|u| u.to_string()).map_err(|_| ()))
+}
+
+/// `javascript:` or `vbscript:`, in any case and with the white space or
+/// control characters browsers ignore inside the scheme.
+fn is_script_url(url: &str) -> bool {
+    let mut probe = [0u8; 11];
+    let mut n = 0;
+    for b in url.bytes().filter(|b| !b.is_ascii_whitespace() && !b.is_ascii_control()) {
+        if n == probe.len() {
+            break;
+        }
+        probe[n] = b.to_ascii_lowercase();
+        n += 1;
+    }
+    probe.starts_with(b"javascript:") || probe[..n].starts_with(b"vbscript:")
 }
 
 fn absolutize_srcset(raw: &str, base: &Url) -> String {

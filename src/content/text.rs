@@ -7,20 +7,27 @@ fn xml_allowed(c: char) -> bool {
 }
 
 /// A fast byte scan: C0 controls other than tab, LF and CR, or the UTF-8
-/// lead byte of U+FFFE/U+FFFF (0xEF 0xBF 0xBE/0xBF). (Surrogates cannot occur
-/// in a Rust string.)
+/// encoding of U+FFFE/U+FFFF (0xEF 0xBF 0xBE/0xBF). (Surrogates cannot occur
+/// in a Rust string.) Branch-free over 64-byte blocks so that it vectorizes;
+/// it runs over every article's HTML.
 fn might_need_cleaning(b: &[u8]) -> bool {
-    b.iter().enumerate().any(|(i, &c)| {
-        (c < 0x20 && c != b'\t' && c != b'\n' && c != b'\r')
-            || (c == 0xEF && b.get(i + 1) == Some(&0xBF) && matches!(b.get(i + 2), Some(0xBE | 0xBF)))
-    })
+    for block in b.chunks(64) {
+        let mut suspect = false;
+        for &c in block {
+            suspect |= (c < 0x20) & (c != b'\t') & (c != b'\n') & (c != b'\r') | (c == 0xEF);
+        }
+        if suspect {
+            return true;
+        }
+    }
+    false
 }
 
 /// Removes characters that XML 1.0 forbids (NUL, form feed, other C0
 /// controls, U+FFFE/U+FFFF). One stray control character in one article has
 /// broken whole feeds in real readers.
 pub fn xml_clean(s: String) -> String {
-    if !might_need_cleaning(s.as_bytes()) {
+    if !might_need_cleaning(s.as_bytes()) || s.chars().all(xml_allowed) {
         return s;
     }
     s.chars().filter(|&c| xml_allowed(c)).collect()

@@ -3,16 +3,27 @@
 //! alternate link and `content` or `summary`.
 
 use std::io::Write;
+use std::sync::Arc;
 
 use atom_syndication::{
     Category, Content, Entry, Feed, Generator, Link, Person as AtomPerson, Text, WriteConfig,
 };
 
+use super::chunked::{self, Frame};
 use super::{FeedSpec, GENERATOR, VERSION};
 use crate::config::{Config, FeedContent, FeedFormat, Person};
 use crate::content::Article;
 
 pub fn render(spec: &FeedSpec, config: &Config, out: &mut dyn Write) -> anyhow::Result<()> {
+    let frame = Frame::split_before_last(write_feed(spec, config, Vec::new())?, "</feed>")?;
+    chunked::write(out, &frame, &spec.articles, b"", |chunk| {
+        let doc = write_feed(spec, config, chunk.iter().map(|a| entry(a, config)).collect())?;
+        chunked::items_between(&doc, "<entry>", "</entry>")
+    })
+}
+
+/// The whole feed document with `entries`.
+fn write_feed(spec: &FeedSpec, config: &Config, entries: Vec<Entry>) -> anyhow::Result<Vec<u8>> {
     let site = &config.site;
     let self_url = spec.self_url(config, FeedFormat::Atom).to_string();
     let feed = Feed {
@@ -41,17 +52,16 @@ pub fn render(spec: &FeedSpec, config: &Config, out: &mut dyn Write) -> anyhow::
         ],
         subtitle: (!spec.description.is_empty()).then(|| Text::plain(spec.description.clone())),
         lang: Some(site.language.as_str().to_string()),
-        entries: spec.articles.iter().map(|a| entry(a, config)).collect(),
+        entries,
         ..Feed::default()
     };
-    feed.write_with_config(
-        out,
+    Ok(feed.write_with_config(
+        Vec::new(),
         WriteConfig {
             write_document_declaration: true,
             indent_size: None,
         },
-    )?;
-    Ok(())
+    )?)
 }
 
 fn person(p: &Person) -> AtomPerson {
@@ -63,7 +73,7 @@ fn person(p: &Person) -> AtomPerson {
     }
 }
 
-fn entry(a: &Article, config: &Config) -> Entry {
+fn entry(a: &Arc<Article>, config: &Config) -> Entry {
     let mut links = vec![Link {
         href: a.url.to_string(),
         rel: "alternate".into(),
@@ -103,5 +113,21 @@ fn entry(a: &Article, config: &Config) -> Entry {
             ..Content::default()
         }),
         ..Entry::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::feeds::tests::sample_spec;
+
+    #[test]
+    fn chunked_output_equals_whole_document_output() {
+        let (spec, config) = sample_spec(300);
+        let mut chunked = Vec::new();
+        render(&spec, &config, &mut chunked).unwrap();
+        let entries: Vec<Entry> = spec.articles.iter().map(|a| entry(a, &config)).collect();
+        let whole = write_feed(&spec, &config, entries).unwrap();
+        assert_eq!(String::from_utf8(chunked).unwrap(), String::from_utf8(whole).unwrap());
     }
 }

@@ -3,9 +3,11 @@
 //! `authors` as an array. Serialized straight from borrowed article data.
 
 use std::io::Write;
+use std::sync::Arc;
 
 use serde::Serialize;
 
+use super::chunked::{self, Frame};
 use super::{rfc3339, FeedSpec};
 use crate::config::{Config, FeedContent, FeedFormat, Person};
 use crate::content::Article;
@@ -73,11 +75,20 @@ pub fn render(spec: &FeedSpec, config: &Config, out: &mut dyn Write) -> anyhow::
         description: &spec.description,
         language: site.language.as_str(),
         authors: vec![author(&site.author)],
-        items: spec.articles.iter().map(|a| item(a, config)).collect(),
+        items: Vec::new(),
     };
-    serde_json::to_writer(&mut *out, &feed)?;
-    out.write_all(b"\n")?;
-    Ok(())
+    // `items` is the last field, so the frame ends in `"items":[]}`.
+    let mut doc = serde_json::to_vec(&feed)?;
+    doc.push(b'\n');
+    let frame = Frame::split_before_last(doc, "]}")?;
+    chunked::write(out, &frame, &spec.articles, b",", |chunk| {
+        let items: Vec<JsonItem<'_>> = chunk.iter().map(|a| item(a, config)).collect();
+        let mut bytes = serde_json::to_vec(&items)?;
+        // Drop the array's brackets: the frame has them.
+        bytes.pop();
+        bytes.remove(0);
+        Ok(bytes)
+    })
 }
 
 fn author(p: &Person) -> JsonAuthor<'_> {
@@ -87,7 +98,7 @@ fn author(p: &Person) -> JsonAuthor<'_> {
     }
 }
 
-fn item<'a>(a: &'a Article, config: &Config) -> JsonItem<'a> {
+fn item<'a>(a: &'a Arc<Article>, config: &Config) -> JsonItem<'a> {
     let full = config.feeds.content == FeedContent::Full;
     JsonItem {
         id: &a.id,
@@ -111,5 +122,24 @@ fn item<'a>(a: &'a Article, config: &Config) -> JsonItem<'a> {
                 size_in_bytes: (i.length > 0).then_some(i.length),
             })
             .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::feeds::tests::sample_spec;
+
+    #[test]
+    fn chunked_output_is_the_whole_feed_as_one_json_document() {
+        let (spec, config) = sample_spec(300);
+        let mut chunked = Vec::new();
+        render(&spec, &config, &mut chunked).unwrap();
+        let parsed: serde_json::Value = serde_json::from_slice(&chunked).unwrap();
+        let items = parsed["items"].as_array().unwrap();
+        assert_eq!(items.len(), 300);
+        let whole_items: Vec<JsonItem<'_>> = spec.articles.iter().map(|a| item(a, &config)).collect();
+        assert_eq!(parsed["items"], serde_json::to_value(&whole_items).unwrap());
+        assert!(chunked.ends_with(b"]}\n"));
     }
 }

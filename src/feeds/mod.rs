@@ -4,6 +4,7 @@
 //! leaves files whose bytes did not change untouched.
 
 mod atom;
+mod chunked;
 mod json;
 mod rss;
 
@@ -136,18 +137,12 @@ pub fn write_all(config: &Config, specs: &[FeedSpec], out_dir: &Path) -> anyhow:
         .iter()
         .flat_map(|s| formats.iter().map(move |&f| (s, f)))
         .collect();
-    // Large feeds are rendered one at a time to bound memory; the many small
-    // tag feeds go in parallel.
-    let (big, small): (Vec<_>, Vec<_>) = jobs.into_iter().partition(|(s, _)| s.articles.len() > 1000);
-    let mut results: Vec<(String, bool)> = Vec::new();
-    for (s, f) in big {
-        results.push(write_one(config, s, f, out_dir)?);
-    }
-    let small: Vec<(String, bool)> = small
+    // Every feed renders in bounded memory (see `chunked`), so all of them
+    // can go in parallel.
+    let results: Vec<(String, bool)> = jobs
         .par_iter()
         .map(|&(s, f)| write_one(config, s, f, out_dir))
         .collect::<anyhow::Result<_>>()?;
-    results.extend(small);
 
     let mut report = WriteReport::default();
     for (rel, wrote) in results {
@@ -213,4 +208,65 @@ fn remove_stale(out_dir: &Path, keep: &std::collections::HashSet<String>) -> any
 /// RFC 3339 with seconds, as Atom and JSON Feed want.
 pub(crate) fn rfc3339(d: &DateTime<FixedOffset>) -> String {
     d.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::config::Person;
+    use crate::content::{Image, Tag};
+
+    /// A feed of `n` articles whose content is hard on writers: CDATA
+    /// terminators, item and entry tags inside HTML, non-ASCII text,
+    /// several authors, images.
+    pub fn sample_spec(n: usize) -> (FeedSpec, Config) {
+        let config = Config::parse(
+            r#"
+[site]
+title = "Chunks & <Frames>"
+base_url = "https://example.org/"
+author = { name = "Site", email = "site@example.org" }
+"#,
+        )
+        .unwrap();
+        let base = chrono::DateTime::parse_from_rfc3339("2024-01-01T00:00:00+01:00").unwrap();
+        let articles: Vec<Arc<Article>> = (0..n)
+            .map(|i| {
+                let url = Url::parse(&format!("https://example.org/p/{i}/")).unwrap();
+                Arc::new(Article {
+                    source: format!("p/{i}.md"),
+                    slug: i.to_string(),
+                    title: format!("Post {i}: <item> & ]]> “quotes”"),
+                    id: url.to_string(),
+                    url: url.clone(),
+                    published: base - chrono::Duration::hours(i as i64),
+                    updated: (i % 3 == 0).then(|| base + chrono::Duration::minutes(i as i64)),
+                    summary: format!("Summary {i} </entry> é"),
+                    content_html: format!("<p>Body {i} <code>]]&gt;</code> ]]> <item>x</item> </channel> <entry></entry></p>"),
+                    authors: vec![
+                        Person { name: "Ann".into(), email: Some("ann@example.org".into()), url: None },
+                        Person { name: "Bo".into(), email: None, url: Some("https://bo.example/".into()) },
+                    ],
+                    tags: vec![Tag::new("Rust").unwrap(), Tag::new("Feeds & Co").unwrap()],
+                    language: None,
+                    image: (i % 2 == 0).then(|| Image {
+                        url: url.join("cover.png").unwrap(),
+                        mime: "image/png".into(),
+                        length: 1234,
+                    }),
+                    draft: false,
+                    date_assigned: false,
+                })
+            })
+            .collect();
+        let spec = FeedSpec {
+            dir: String::new(),
+            title: config.site.title.clone(),
+            description: String::new(),
+            tag: None,
+            updated: articles.iter().map(|a| a.last_modified()).max().unwrap_or_else(epoch),
+            articles,
+        };
+        (spec, config)
+    }
 }

@@ -4,17 +4,30 @@
 //! dates with four-digit years, `isPermaLink="false"` on ids that are not
 //! the permalink.
 
+use std::collections::BTreeMap;
 use std::io::Write;
+use std::sync::Arc;
+
 
 use rss::extension::atom::{AtomExtension, Link};
 use rss::extension::dublincore::DublinCoreExtension;
 use rss::{Category, Channel, Enclosure, Guid, Item};
 
+use super::chunked::{self, Frame};
 use super::{FeedSpec, GENERATOR, VERSION};
 use crate::config::{Config, FeedContent, FeedFormat};
 use crate::content::Article;
 
 pub fn render(spec: &FeedSpec, config: &Config, out: &mut dyn Write) -> anyhow::Result<()> {
+    let frame = Frame::split_before_last(write_channel(spec, config, Vec::new())?, "</channel>")?;
+    chunked::write(out, &frame, &spec.articles, b"", |chunk| {
+        let doc = write_channel(spec, config, chunk.iter().map(|a| item(a, config)).collect())?;
+        chunked::items_between(&doc, "<item>", "</item>")
+    })
+}
+
+/// The whole channel document with `items`.
+fn write_channel(spec: &FeedSpec, config: &Config, items: Vec<Item>) -> anyhow::Result<Vec<u8>> {
     let site = &config.site;
     let updated = spec.updated.to_rfc2822();
     let description = if spec.description.is_empty() {
@@ -22,6 +35,12 @@ pub fn render(spec: &FeedSpec, config: &Config, out: &mut dyn Write) -> anyhow::
     } else {
         spec.description.clone()
     };
+    // Declared up front rather than inferred from the items, so that the
+    // frame (rendered without items) declares them too.
+    let namespaces = BTreeMap::from([
+        ("content".to_string(), "http://purl.org/rss/1.0/modules/content/".to_string()),
+        ("dc".to_string(), rss::extension::dublincore::NAMESPACE.to_string()),
+    ]);
     let channel = Channel {
         title: spec.title.clone(),
         link: site.base_url.url().to_string(),
@@ -39,14 +58,14 @@ pub fn render(spec: &FeedSpec, config: &Config, out: &mut dyn Write) -> anyhow::
                 ..Link::default()
             }],
         }),
-        items: spec.articles.iter().map(|a| item(a, config)).collect(),
+        namespaces,
+        items,
         ..Channel::default()
     };
-    channel.write_to(out)?;
-    Ok(())
+    Ok(channel.write_to(Vec::new())?)
 }
 
-fn item(a: &Article, config: &Config) -> Item {
+fn item(a: &Arc<Article>, config: &Config) -> Item {
     let author = a
         .authors
         .iter()
@@ -77,5 +96,21 @@ fn item(a: &Article, config: &Config) -> Item {
             mime_type: i.mime.clone(),
         }),
         ..Item::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::feeds::tests::sample_spec;
+
+    #[test]
+    fn chunked_output_equals_whole_document_output() {
+        let (spec, config) = sample_spec(300);
+        let mut chunked = Vec::new();
+        render(&spec, &config, &mut chunked).unwrap();
+        let items: Vec<Item> = spec.articles.iter().map(|a| item(a, &config)).collect();
+        let whole = write_channel(&spec, &config, items).unwrap();
+        assert_eq!(String::from_utf8(chunked).unwrap(), String::from_utf8(whole).unwrap());
     }
 }
