@@ -217,9 +217,9 @@ impl Config {
         text: &str,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> anyhow::Result<Config> {
-        let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
-            anyhow::anyhow!("{}", describe_toml_error(text, &e))
-        })?;
+        let mut table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| anyhow::anyhow!("{}", describe_toml_error(text, &e)))?;
         let mut overrides: Vec<(String, String)> = env
             .into_iter()
             .filter(|(k, _)| k.starts_with(ENV_PREFIX) && !RESERVED_ENV.contains(&k.as_str()))
@@ -318,7 +318,9 @@ fn apply_override(table: &mut toml::Table, var: &str, raw: &str) -> anyhow::Resu
 fn parse_env_value(raw: &str) -> toml::Value {
     let doc = format!("v = {raw}");
     match doc.parse::<toml::Table>() {
-        Ok(mut t) => t.remove("v").unwrap_or_else(|| toml::Value::String(raw.into())),
+        Ok(mut t) => t
+            .remove("v")
+            .unwrap_or_else(|| toml::Value::String(raw.into())),
         Err(_) => toml::Value::String(raw.to_string()),
     }
 }
@@ -334,7 +336,9 @@ fn looks_like_email(s: &str) -> bool {
     };
     !local.is_empty()
         && domain.contains('.')
-        && !s.chars().any(|c| c.is_whitespace() || c.is_control() || c == '<' || c == '>')
+        && !s
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '<' || c == '>')
 }
 
 /// An absolute `http` or `https` URL whose path ends in `/`, so that joining
@@ -346,8 +350,7 @@ pub struct BaseUrl(pub Url);
 impl TryFrom<String> for BaseUrl {
     type Error = String;
     fn try_from(s: String) -> Result<Self, String> {
-        let mut url =
-            Url::parse(&s).map_err(|e| format!("`{s}` is not an absolute URL ({e})"))?;
+        let mut url = Url::parse(&s).map_err(|e| format!("`{s}` is not an absolute URL ({e})"))?;
         if url.scheme() != "http" && url.scheme() != "https" {
             return Err(format!("`{s}` must start with http:// or https://"));
         }
@@ -377,9 +380,10 @@ impl LanguageTag {
     pub fn parse(s: &str) -> Result<LanguageTag, String> {
         let mut parts = s.split('-');
         let primary = parts.next().unwrap_or("");
-        let ok_primary = (2..=8).contains(&primary.len())
-            && primary.chars().all(|c| c.is_ascii_alphabetic());
-        let ok_rest = parts.all(|p| (1..=8).contains(&p.len()) && p.chars().all(|c| c.is_ascii_alphanumeric()));
+        let ok_primary =
+            (2..=8).contains(&primary.len()) && primary.chars().all(|c| c.is_ascii_alphabetic());
+        let ok_rest = parts
+            .all(|p| (1..=8).contains(&p.len()) && p.chars().all(|c| c.is_ascii_alphanumeric()));
         if ok_primary && ok_rest {
             Ok(LanguageTag(s.to_string()))
         } else {
@@ -412,9 +416,9 @@ impl Default for TimeZone {
 impl TryFrom<String> for TimeZone {
     type Error = String;
     fn try_from(s: String) -> Result<Self, String> {
-        s.parse::<chrono_tz::Tz>()
-            .map(TimeZone)
-            .map_err(|_| format!("`{s}` is not an IANA time zone name like `Europe/Berlin` or `UTC`"))
+        s.parse::<chrono_tz::Tz>().map(TimeZone).map_err(|_| {
+            format!("`{s}` is not an IANA time zone name like `Europe/Berlin` or `UTC`")
+        })
     }
 }
 
@@ -488,7 +492,9 @@ impl FromStr for UrlPattern {
             return Err(format!("`{s}` must start with `/`"));
         }
         if !s.contains("{slug}") {
-            return Err(format!("`{s}` must contain `{{slug}}` so that articles get distinct URLs"));
+            return Err(format!(
+                "`{s}` must contain `{{slug}}` so that articles get distinct URLs"
+            ));
         }
         let mut rest = s;
         while let Some(open) = rest.find('{') {
@@ -582,7 +588,10 @@ author = { name = "A" }
         let env = vec![
             ("HERALD_FEEDS__LIMIT".to_string(), "7".to_string()),
             ("HERALD_SITE__TITLE".to_string(), "2024".to_string()),
-            ("HERALD_FEEDS__FORMATS".to_string(), "[\"atom\"]".to_string()),
+            (
+                "HERALD_FEEDS__FORMATS".to_string(),
+                "[\"atom\"]".to_string(),
+            ),
             ("HERALD_CONFIG".to_string(), "ignored.toml".to_string()),
         ];
         let c = Config::parse_with_env(MINIMAL, env).unwrap();

@@ -40,7 +40,8 @@ pub fn write_if_changed_with(
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create directory {}", dir.display()))?;
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create directory {}", dir.display()))?;
     let mut tmp = tempfile::Builder::new()
         .prefix(".herald-tmp-")
         .tempfile_in(dir)
@@ -57,7 +58,8 @@ pub fn write_if_changed_with(
     {
         let mut w = BufWriter::with_capacity(1 << 16, tmp.as_file_mut());
         render(&mut w)?;
-        w.flush().with_context(|| format!("cannot write {}", path.display()))?;
+        w.flush()
+            .with_context(|| format!("cannot write {}", path.display()))?;
     }
     if same_contents(tmp.path(), path) {
         return Ok(false);
@@ -85,7 +87,10 @@ fn same_contents(a: &Path, b: &Path) -> bool {
     let (Ok(fa), Ok(fb)) = (File::open(a), File::open(b)) else {
         return false;
     };
-    let (mut ra, mut rb) = (BufReader::with_capacity(1 << 16, fa), BufReader::with_capacity(1 << 16, fb));
+    let (mut ra, mut rb) = (
+        BufReader::with_capacity(1 << 16, fa),
+        BufReader::with_capacity(1 << 16, fb),
+    );
     let (mut ba, mut bb) = (vec![0u8; 1 << 16], vec![0u8; 1 << 16]);
     loop {
         let n = match ra.read(&mut ba) {

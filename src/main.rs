@@ -16,13 +16,28 @@ use herald::config::Config;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
-#[command(name = "herald", version, about = "Turns a content directory into RSS, Atom and JSON feeds")]
+#[command(
+    name = "herald",
+    version,
+    about = "Turns a content directory into RSS, Atom and JSON feeds"
+)]
 struct Cli {
     /// Configuration file.
-    #[arg(long, short, global = true, env = "HERALD_CONFIG", default_value = "config/herald.toml")]
+    #[arg(
+        long,
+        short,
+        global = true,
+        env = "HERALD_CONFIG",
+        default_value = "config/herald.toml"
+    )]
     config: PathBuf,
     /// Log format on stderr.
-    #[arg(long, global = true, env = "HERALD_LOG_FORMAT", default_value = "human")]
+    #[arg(
+        long,
+        global = true,
+        env = "HERALD_LOG_FORMAT",
+        default_value = "human"
+    )]
     log_format: LogFormat,
     #[command(subcommand)]
     command: Command,

@@ -120,15 +120,20 @@ pub fn parse_file(file: &SourceFile, ctx: &ParseContext<'_>) -> Result<Article, 
     }
     let bytes = std::fs::read(&file.abs).map_err(|e| err(format!("cannot read file: {e}")))?;
     if bytes.len() as u64 > max {
-        return Err(err(format!("file is more than content.max_file_size ({max} bytes)")));
+        return Err(err(format!(
+            "file is more than content.max_file_size ({max} bytes)"
+        )));
     }
     if let Some(pos) = bytes.iter().take(8192).position(|&b| b == 0) {
         return Err(err("binary file, not text (it contains NUL bytes)".into())
             .at_line(Some(line_at(&bytes, pos))));
     }
     let text = std::str::from_utf8(&bytes).map_err(|e| {
-        err(format!("not valid UTF-8 (bad byte at offset {}); save the file as UTF-8", e.valid_up_to()))
-            .at_line(Some(line_at(&bytes, e.valid_up_to())))
+        err(format!(
+            "not valid UTF-8 (bad byte at offset {}); save the file as UTF-8",
+            e.valid_up_to()
+        ))
+        .at_line(Some(line_at(&bytes, e.valid_up_to())))
     })?;
     let built = match file.kind {
         Kind::Markdown => from_markdown(file, text, ctx),
@@ -149,10 +154,16 @@ struct Body {
     needs_html_pass: bool,
 }
 
-fn from_markdown(file: &SourceFile, text: &str, ctx: &ParseContext<'_>) -> Result<Article, Failure> {
+fn from_markdown(
+    file: &SourceFile,
+    text: &str,
+    ctx: &ParseContext<'_>,
+) -> Result<Article, Failure> {
     let split = front_matter::split(text).map_err(|e| (e.line, e.reason))?;
     let fm = match split.format {
-        Some(format) => front_matter::parse(format, split.front, 2).map_err(|e| (e.line, e.reason))?,
+        Some(format) => {
+            front_matter::parse(format, split.front, 2).map_err(|e| (e.line, e.reason))?
+        }
         None => FrontMatter::default(),
     };
     let key_line = |key: &str| find_key_line(split.front, key).map(|l| l + 1);
@@ -169,7 +180,10 @@ fn from_markdown(file: &SourceFile, text: &str, ctx: &ParseContext<'_>) -> Resul
 
 fn from_plain(file: &SourceFile, text: &str, ctx: &ParseContext<'_>) -> Result<Article, Failure> {
     let Some(p) = plain::parse(text) else {
-        return Err((None, "empty file: a text article needs its title on the first line".into()));
+        return Err((
+            None,
+            "empty file: a text article needs its title on the first line".into(),
+        ));
     };
     assemble(file, FrontMatter::default(), ctx, &|_| None, |_| Body {
         html: p.html,
@@ -226,9 +240,15 @@ fn assemble(
         }
     };
     let updated = match &fm.updated {
-        Some(raw) => Some(
-            parse_date(&raw.as_text(), tz).map_err(|r| (key_line_any(key_line, &["updated", "lastmod", "last_modified_at", "modified"]), r))?,
-        ),
+        Some(raw) => Some(parse_date(&raw.as_text(), tz).map_err(|r| {
+            (
+                key_line_any(
+                    key_line,
+                    &["updated", "lastmod", "last_modified_at", "modified"],
+                ),
+                r,
+            )
+        })?),
         None => None,
     };
 
@@ -236,20 +256,30 @@ fn assemble(
         .map_err(|r| (key_line_any(key_line, &["url", "path", "permalink"]), r))?;
     let id = match &fm.id {
         Some(id) if !id.trim().is_empty() => id.trim().to_string(),
-        Some(_) => return Err((key_line_any(key_line, &["id", "guid"]), "`id` is empty".into())),
+        Some(_) => {
+            return Err((
+                key_line_any(key_line, &["id", "guid"]),
+                "`id` is empty".into(),
+            ))
+        }
         None => url.to_string(),
     };
 
     let language = match &fm.language {
-        Some(l) => Some(LanguageTag::parse(l.trim()).map_err(|r| (key_line_any(key_line, &["language", "lang"]), r))?),
+        Some(l) => Some(
+            LanguageTag::parse(l.trim())
+                .map_err(|r| (key_line_any(key_line, &["language", "lang"]), r))?,
+        ),
         None => None,
     };
 
     let image = match &fm.image {
-        Some(raw) => Some(
-            resolve_image(raw, &url, file)
-                .map_err(|r| (key_line_any(key_line, &["image", "cover", "cover_image"]), r))?,
-        ),
+        Some(raw) => Some(resolve_image(raw, &url, file).map_err(|r| {
+            (
+                key_line_any(key_line, &["image", "cover", "cover_image"]),
+                r,
+            )
+        })?),
         None => None,
     };
 
@@ -261,8 +291,16 @@ fn assemble(
         .unwrap_or_default()
         .into_iter()
         .map(|a| match a {
-            RawAuthor::Name(name) => Person { name: collapse_whitespace(&name), email: None, url: None },
-            RawAuthor::Full { name, email, url } => Person { name: collapse_whitespace(&name), email, url },
+            RawAuthor::Name(name) => Person {
+                name: collapse_whitespace(&name),
+                email: None,
+                url: None,
+            },
+            RawAuthor::Full { name, email, url } => Person {
+                name: collapse_whitespace(&name),
+                email,
+                url,
+            },
         })
         .filter(|p| !p.name.is_empty())
         .collect();
@@ -281,7 +319,8 @@ fn assemble(
     let Some(title) = title else {
         return Err((
             None,
-            "no title: add `title` to the front matter (or start the text with a `# Heading`)".into(),
+            "no title: add `title` to the front matter (or start the text with a `# Heading`)"
+                .into(),
         ));
     };
     let summary = fm
@@ -310,11 +349,18 @@ fn assemble(
         content_html: xml_clean(content_html),
         authors: authors
             .into_iter()
-            .map(|p| Person { name: xml_clean(p.name), email: p.email.map(xml_clean), url: p.url.map(xml_clean) })
+            .map(|p| Person {
+                name: xml_clean(p.name),
+                email: p.email.map(xml_clean),
+                url: p.url.map(xml_clean),
+            })
             .collect(),
         tags: tags
             .into_iter()
-            .map(|t| Tag { name: xml_clean(t.name), slug: t.slug })
+            .map(|t| Tag {
+                name: xml_clean(t.name),
+                slug: t.slug,
+            })
             .collect(),
         language,
         image,
@@ -363,8 +409,15 @@ fn validate_slug(s: &str) -> Result<(), String> {
     if t.is_empty() {
         return Err("`slug` is empty".into());
     }
-    if t == "." || t == ".." || t.chars().any(|c| c == '/' || c == '\\' || c == '?' || c == '#' || c.is_whitespace() || c.is_control()) {
-        return Err(format!("slug `{s}` may not contain `/`, `\\`, `?`, `#` or spaces"));
+    if t == "."
+        || t == ".."
+        || t.chars().any(|c| {
+            c == '/' || c == '\\' || c == '?' || c == '#' || c.is_whitespace() || c.is_control()
+        })
+    {
+        return Err(format!(
+            "slug `{s}` may not contain `/`, `\\`, `?`, `#` or spaces"
+        ));
     }
     Ok(())
 }
@@ -401,7 +454,8 @@ fn permalink(
         ("section", file.section()),
     ]);
     let path = config.content.article_url.expand(&vars);
-    base.join(&path).map_err(|e| format!("cannot build the article URL from `{path}`: {e}"))
+    base.join(&path)
+        .map_err(|e| format!("cannot build the article URL from `{path}`: {e}"))
 }
 
 /// A site-relative path from front matter, checked so that it stays under
@@ -410,7 +464,9 @@ fn permalink(
 fn join_site_path(base: &Url, p: &str) -> Result<Url, String> {
     let trimmed = p.trim().trim_start_matches('/');
     if trimmed.contains("://") || trimmed.starts_with('/') {
-        return Err(format!("path `{p}` must be relative to the site; use `url` for a full address"));
+        return Err(format!(
+            "path `{p}` must be relative to the site; use `url` for a full address"
+        ));
     }
     if trimmed.split('/').any(|seg| seg == ".." || seg == ".") {
         return Err(format!("path `{p}` may not contain `.` or `..` segments"));
@@ -419,12 +475,16 @@ fn join_site_path(base: &Url, p: &str) -> Result<Url, String> {
         return Err(format!("path `{p}` may not contain `?`, `#` or `\\`"));
     }
     let last = trimmed.rsplit('/').next().unwrap_or("");
-    let path = if trimmed.is_empty() || trimmed.ends_with('/') || last.contains('.') && has_file_extension(last) {
+    let path = if trimmed.is_empty()
+        || trimmed.ends_with('/')
+        || last.contains('.') && has_file_extension(last)
+    {
         trimmed.to_string()
     } else {
         format!("{trimmed}/")
     };
-    base.join(&path).map_err(|e| format!("path `{p}` does not make a valid URL: {e}"))
+    base.join(&path)
+        .map_err(|e| format!("path `{p}` does not make a valid URL: {e}"))
 }
 
 fn has_file_extension(last: &str) -> bool {
@@ -447,7 +507,9 @@ fn resolve_image(raw: &RawImage, article_url: &Url, file: &SourceFile) -> Result
         .join(src)
         .map_err(|e| format!("image `{src}` is not a valid URL or path: {e}"))?;
     if url.scheme() != "http" && url.scheme() != "https" {
-        return Err(format!("image `{src}` must be an http(s) address or a path"));
+        return Err(format!(
+            "image `{src}` must be an http(s) address or a path"
+        ));
     }
     let mime = match mime {
         Some(m) => m,
@@ -461,7 +523,9 @@ fn resolve_image(raw: &RawImage, article_url: &Url, file: &SourceFile) -> Result
             return 0;
         }
         let dir = file.abs.parent().unwrap_or(Path::new("."));
-        std::fs::metadata(dir.join(src)).map(|m| m.len()).unwrap_or(0)
+        std::fs::metadata(dir.join(src))
+            .map(|m| m.len())
+            .unwrap_or(0)
     });
     Ok(Image { url, mime, length })
 }
@@ -487,16 +551,22 @@ fn mime_from_extension(path: &str) -> Option<&'static str> {
 
 /// 0-based line (within the front matter) where `key` is set.
 fn find_key_line(front: &str, key: &str) -> Option<usize> {
-    front.lines().position(|l| {
-        let l = l.trim_start();
-        l.strip_prefix(key)
-            .map(|rest| rest.trim_start().starts_with(['=', ':']))
-            .unwrap_or(false)
-    })
-    .map(|i| i + 1)
+    front
+        .lines()
+        .position(|l| {
+            let l = l.trim_start();
+            l.strip_prefix(key)
+                .map(|rest| rest.trim_start().starts_with(['=', ':']))
+                .unwrap_or(false)
+        })
+        .map(|i| i + 1)
 }
 
 /// 1-based line of byte `pos`.
 fn line_at(bytes: &[u8], pos: usize) -> usize {
-    bytes[..pos.min(bytes.len())].iter().filter(|&&b| b == b'\n').count() + 1
+    bytes[..pos.min(bytes.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
 }

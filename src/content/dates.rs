@@ -143,15 +143,22 @@ mod tests {
 
     #[test]
     fn bad_dates_say_why() {
-        assert!(parse_date("2021-02-30", chrono_tz::UTC).unwrap_err().contains("invalid date"));
-        assert!(parse_date("last tuesday", chrono_tz::UTC).unwrap_err().contains("unknown date format"));
+        assert!(parse_date("2021-02-30", chrono_tz::UTC)
+            .unwrap_err()
+            .contains("invalid date"));
+        assert!(parse_date("last tuesday", chrono_tz::UTC)
+            .unwrap_err()
+            .contains("unknown date format"));
         let e = parse_date("2023-01-29 18:30:22 2023 -0800", chrono_tz::UTC).unwrap_err();
         assert!(e.contains("unknown date format"), "{e}");
     }
 
     #[test]
     fn dates_in_names_and_paths() {
-        assert_eq!(date_from_name("2013-05-06-jekyll"), NaiveDate::from_ymd_opt(2013, 5, 6));
+        assert_eq!(
+            date_from_name("2013-05-06-jekyll"),
+            NaiveDate::from_ymd_opt(2013, 5, 6)
+        );
         assert_eq!(date_from_name("jekyll"), None);
         assert_eq!(strip_date_prefix("2013-05-06-jekyll"), "jekyll");
         assert_eq!(

@@ -29,8 +29,9 @@ impl FirstSeen {
     pub fn open(data_dir: &Path) -> anyhow::Result<FirstSeen> {
         let path = data_dir.join("first-seen.json");
         let dates = match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .with_context(|| format!("{} is damaged; delete it to start afresh", path.display()))?,
+            Ok(bytes) => serde_json::from_slice(&bytes).with_context(|| {
+                format!("{} is damaged; delete it to start afresh", path.display())
+            })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
             Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
         };
@@ -61,7 +62,9 @@ impl FirstSeen {
 
     /// Writes the record if it changed (atomically).
     pub fn save(&mut self) -> anyhow::Result<()> {
-        let Some(path) = &self.path else { return Ok(()) };
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
         if !self.dirty {
             return Ok(());
         }

@@ -47,7 +47,10 @@ pub fn split(text: &str) -> Result<Split<'_>, FrontMatterError> {
     };
     let mut offset = first_line_end;
     while offset < text.len() {
-        let end = text[offset..].find('\n').map(|i| offset + i + 1).unwrap_or(text.len());
+        let end = text[offset..]
+            .find('\n')
+            .map(|i| offset + i + 1)
+            .unwrap_or(text.len());
         let line = text[offset..end].trim_end();
         if closers.contains(&line) {
             return Ok(Split {
@@ -163,7 +166,11 @@ pub struct FrontMatter {
 /// Parses the front matter text cut out by [`split`]. `first_line` is the
 /// 1-based line of the front matter's first line in the file, so that
 /// errors point into the file, not into the header.
-pub fn parse(format: Format, front: &str, first_line: usize) -> Result<FrontMatter, FrontMatterError> {
+pub fn parse(
+    format: Format,
+    front: &str,
+    first_line: usize,
+) -> Result<FrontMatter, FrontMatterError> {
     match format {
         Format::Toml => toml::from_str::<FrontMatter>(front).map_err(|e| FrontMatterError {
             line: e.span().map(|s| first_line + line_of(front, s.start)),
@@ -174,7 +181,9 @@ pub fn parse(format: Format, front: &str, first_line: usize) -> Result<FrontMatt
                 return Ok(FrontMatter::default());
             }
             serde_yaml::from_str::<FrontMatter>(front).map_err(|e| {
-                let line = e.location().map(|l| first_line + l.line().saturating_sub(1));
+                let line = e
+                    .location()
+                    .map(|l| first_line + l.line().saturating_sub(1));
                 let msg = e.to_string();
                 // serde_yaml appends " at line N column M"; we give the line ourselves.
                 let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
@@ -201,7 +210,8 @@ mod tests {
 
     #[test]
     fn toml_front_matter_with_native_date() {
-        let s = split("+++\ntitle = \"A\"\ndate = 2024-05-01\ntags = [\"x\"]\n+++\nBody\n").unwrap();
+        let s =
+            split("+++\ntitle = \"A\"\ndate = 2024-05-01\ntags = [\"x\"]\n+++\nBody\n").unwrap();
         assert_eq!(s.format, Some(Format::Toml));
         assert_eq!(s.body, "Body\n");
         let fm = parse(Format::Toml, s.front, 2).unwrap();

@@ -32,11 +32,13 @@ pub fn absolutize_and_clean(html: &str, base: &Url) -> Result<String, String> {
     // fallback content is what readers should get: unwrap it first.
     let unwrapped;
     let html = if html.contains("<noscript") {
-        let settings = RewriteStrSettings::new().append_element_content_handler(element!("noscript", |el| {
-            el.remove_and_keep_content();
-            Ok(())
-        }));
-        unwrapped = rewrite_str(html, settings).map_err(|e| format!("cannot process the article's HTML: {e}"))?;
+        let settings =
+            RewriteStrSettings::new().append_element_content_handler(element!("noscript", |el| {
+                el.remove_and_keep_content();
+                Ok(())
+            }));
+        unwrapped = rewrite_str(html, settings)
+            .map_err(|e| format!("cannot process the article's HTML: {e}"))?;
         unwrapped.as_str()
     } else {
         html
@@ -102,7 +104,10 @@ pub fn resolve_url(raw: &str, base: &Url) -> Option<Result<String, ()>> {
         return None;
     }
     // Already absolute and plain: nothing to do (the common case).
-    if trimmed.starts_with("https://") || trimmed.starts_with("http://") || trimmed.starts_with("mailto:") {
+    if trimmed.starts_with("https://")
+        || trimmed.starts_with("http://")
+        || trimmed.starts_with("mailto:")
+    {
         return Some(Ok(trimmed.to_string()));
     }
     Some(base.join(trimmed).map(|u| u.to_string()).map_err(|_| ()))
@@ -113,7 +118,10 @@ pub fn resolve_url(raw: &str, base: &Url) -> Option<Result<String, ()>> {
 fn is_script_url(url: &str) -> bool {
     let mut probe = [0u8; 11];
     let mut n = 0;
-    for b in url.bytes().filter(|b| !b.is_ascii_whitespace() && !b.is_ascii_control()) {
+    for b in url
+        .bytes()
+        .filter(|b| !b.is_ascii_whitespace() && !b.is_ascii_control())
+    {
         if n == probe.len() {
             break;
         }
@@ -196,11 +204,20 @@ mod tests {
     fn relative_urls_become_absolute() {
         let html = r##"<p><a href="../other/?a=1&amp;b=2">x</a> <img src="pic.png" srcset="a.png 1x, /b.png 2x"> <a href="https://x.org/">y</a> <a href="#fn1">1</a></p>"##;
         let out = absolutize_and_clean(html, &base()).unwrap();
-        assert!(out.contains(r#"href="https://example.org/2024/05/01/other/?a=1&amp;b=2""#), "{out}");
-        assert!(out.contains(r#"src="https://example.org/2024/05/01/post/pic.png""#), "{out}");
+        assert!(
+            out.contains(r#"href="https://example.org/2024/05/01/other/?a=1&amp;b=2""#),
+            "{out}"
+        );
+        assert!(
+            out.contains(r#"src="https://example.org/2024/05/01/post/pic.png""#),
+            "{out}"
+        );
         assert!(out.contains(r#"srcset="https://example.org/2024/05/01/post/a.png 1x, https://example.org/b.png 2x""#), "{out}");
         assert!(out.contains(r#"href="https://x.org/""#), "{out}");
-        assert!(out.contains(r##"href="https://example.org/2024/05/01/post/#fn1""##), "{out}");
+        assert!(
+            out.contains(r##"href="https://example.org/2024/05/01/post/#fn1""##),
+            "{out}"
+        );
     }
 
     #[test]
@@ -214,6 +231,9 @@ mod tests {
     fn noscript_fallbacks_are_unwrapped_and_absolutized() {
         let html = r#"<div><noscript><img src="chart.png"></noscript></div>"#;
         let out = absolutize_and_clean(html, &base()).unwrap();
-        assert_eq!(out, r#"<div><img src="https://example.org/2024/05/01/post/chart.png"></div>"#);
+        assert_eq!(
+            out,
+            r#"<div><img src="https://example.org/2024/05/01/post/chart.png"></div>"#
+        );
     }
 }

@@ -37,13 +37,23 @@ pub fn render(body: &str, base: &Url) -> Rendered {
     let parser = Parser::new_ext(body, options())
         .inspect(|e| collector.see(e))
         .map(|e| match e {
-            Event::Start(Tag::Link { link_type, dest_url, title, id }) => Event::Start(Tag::Link {
+            Event::Start(Tag::Link {
+                link_type,
+                dest_url,
+                title,
+                id,
+            }) => Event::Start(Tag::Link {
                 link_type,
                 dest_url: absolute(dest_url, base),
                 title,
                 id,
             }),
-            Event::Start(Tag::Image { link_type, dest_url, title, id }) => Event::Start(Tag::Image {
+            Event::Start(Tag::Image {
+                link_type,
+                dest_url,
+                title,
+                id,
+            }) => Event::Start(Tag::Image {
                 link_type,
                 dest_url: absolute(dest_url, base),
                 title,
@@ -122,7 +132,14 @@ impl Collector {
                 if matches!(tag, Tag::Paragraph) && self.depth == 0 && !self.para_done {
                     self.para_depth = Some(self.depth);
                 }
-                if matches!(tag, Tag::Heading { level: HeadingLevel::H1, .. }) && self.heading.is_none() {
+                if matches!(
+                    tag,
+                    Tag::Heading {
+                        level: HeadingLevel::H1,
+                        ..
+                    }
+                ) && self.heading.is_none()
+                {
                     self.in_h1 = true;
                     self.heading = Some(String::new());
                 }
@@ -162,9 +179,20 @@ mod tests {
 
     #[test]
     fn links_and_images_become_absolute() {
-        let r = render("[x](../b/) ![i](p.png) [j](javascript:alert(1)) [k](https://k.org/)", &base());
-        assert!(r.html.contains(r#"href="https://example.org/a/b/""#), "{}", r.html);
-        assert!(r.html.contains(r#"src="https://example.org/a/post/p.png""#), "{}", r.html);
+        let r = render(
+            "[x](../b/) ![i](p.png) [j](javascript:alert(1)) [k](https://k.org/)",
+            &base(),
+        );
+        assert!(
+            r.html.contains(r#"href="https://example.org/a/b/""#),
+            "{}",
+            r.html
+        );
+        assert!(
+            r.html.contains(r#"src="https://example.org/a/post/p.png""#),
+            "{}",
+            r.html
+        );
         assert!(r.html.contains(r#"<a href="">j</a>"#), "{}", r.html);
         assert!(r.html.contains(r#"href="https://k.org/""#), "{}", r.html);
         assert!(!r.has_raw_html);
@@ -173,7 +201,10 @@ mod tests {
 
     #[test]
     fn renders_gfm_extensions() {
-        let r = render("| a | b |\n|---|---|\n| 1 | 2 |\n\n~~old~~ new[^1]\n\n[^1]: note\n", &base());
+        let r = render(
+            "| a | b |\n|---|---|\n| 1 | 2 |\n\n~~old~~ new[^1]\n\n[^1]: note\n",
+            &base(),
+        );
         assert!(r.html.contains("<table>"), "{}", r.html);
         assert!(r.html.contains("<del>old</del>"), "{}", r.html);
         assert!(r.html.contains("footnote"), "{}", r.html);

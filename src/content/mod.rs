@@ -44,11 +44,7 @@ impl Catalog {
     /// Sorts newest first; ties (same instant) by id, so the order never
     /// depends on the file system.
     pub fn new(mut articles: Vec<Arc<Article>>) -> Catalog {
-        articles.sort_by(|a, b| {
-            b.published
-                .cmp(&a.published)
-                .then_with(|| a.id.cmp(&b.id))
-        });
+        articles.sort_by(|a, b| b.published.cmp(&a.published).then_with(|| a.id.cmp(&b.id)));
         Catalog { articles }
     }
 
@@ -71,7 +67,10 @@ impl Catalog {
             for t in &a.tags {
                 groups
                     .entry(t.slug.clone())
-                    .or_insert_with(|| TagGroup { tag: t.clone(), articles: Vec::new() })
+                    .or_insert_with(|| TagGroup {
+                        tag: t.clone(),
+                        articles: Vec::new(),
+                    })
                     .articles
                     .push(a.clone());
             }
@@ -105,7 +104,11 @@ pub fn load(
     let content_dir = config.content.dir.as_path();
     let t = std::time::Instant::now();
     let scan = scan(content_dir)?;
-    tracing::debug!(files = scan.files.len(), elapsed_ms = t.elapsed().as_millis() as u64, "scanned");
+    tracing::debug!(
+        files = scan.files.len(),
+        elapsed_ms = t.elapsed().as_millis() as u64,
+        "scanned"
+    );
     let t = std::time::Instant::now();
     let parsed = parse_all(&scan.files, config, content_dir, first_seen);
     tracing::debug!(elapsed_ms = t.elapsed().as_millis() as u64, "parsed");
@@ -131,7 +134,10 @@ pub fn parse_all(
         content_dir,
         assigned_date: &assigned,
     };
-    files.par_iter().map(|f| article::parse_file(f, &ctx)).collect()
+    files
+        .par_iter()
+        .map(|f| article::parse_file(f, &ctx))
+        .collect()
 }
 
 /// Turns parse results into the catalog: drops drafts and future articles,
@@ -163,7 +169,8 @@ pub fn assemble(
         .filter(|(a, _)| !a.date_assigned)
         .map(|(a, _)| a.source.as_str())
         .collect();
-    let present: std::collections::HashSet<&str> = scan.files.iter().map(|f| f.rel.as_str()).collect();
+    let present: std::collections::HashSet<&str> =
+        scan.files.iter().map(|f| f.rel.as_str()).collect();
     first_seen.retain(|rel| present.contains(rel) && !dated_now.contains(rel));
     for (a, _) in &candidates {
         if a.date_assigned {
@@ -172,7 +179,11 @@ pub fn assemble(
     }
 
     // Oldest first, so the article that had a URL first keeps it.
-    candidates.sort_by(|(a, fa), (b, fb)| a.published.cmp(&b.published).then_with(|| fa.rel.cmp(&fb.rel)));
+    candidates.sort_by(|(a, fa), (b, fb)| {
+        a.published
+            .cmp(&b.published)
+            .then_with(|| fa.rel.cmp(&fb.rel))
+    });
     let mut by_url: HashMap<String, String> = HashMap::new();
     let mut by_id: HashMap<String, String> = HashMap::new();
     let mut published = Vec::with_capacity(candidates.len());

@@ -1,8 +1,8 @@
 //! Plain-text articles (`.txt`), in the shape of the seed article: the first
 //! non-empty line is the title, paragraphs are separated by blank lines.
 
-use super::text::{collapse_whitespace, escape_html, truncate_text};
 use super::markdown::SUMMARY_CHARS;
+use super::text::{collapse_whitespace, escape_html, truncate_text};
 
 pub struct PlainArticle {
     pub title: String,
@@ -14,7 +14,11 @@ pub struct PlainArticle {
 pub fn parse(text: &str) -> Option<PlainArticle> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut lines = text.lines();
-    let title = lines.by_ref().map(str::trim).find(|l| !l.is_empty())?.to_string();
+    let title = lines
+        .by_ref()
+        .map(str::trim)
+        .find(|l| !l.is_empty())?
+        .to_string();
 
     let mut paragraphs: Vec<String> = Vec::new();
     let mut current: Vec<&str> = Vec::new();
@@ -55,7 +59,8 @@ mod tests {
 
     #[test]
     fn first_non_empty_line_is_the_title() {
-        let a = parse("\n\n  Café <b>news</b>  \n\nCredit © X\n\nPara one\nline two.\n\n\nPara 2").unwrap();
+        let a = parse("\n\n  Café <b>news</b>  \n\nCredit © X\n\nPara one\nline two.\n\n\nPara 2")
+            .unwrap();
         assert_eq!(a.title, "Café <b>news</b>");
         assert_eq!(
             a.html,

@@ -40,7 +40,11 @@ impl SourceFile {
     /// The folder name for page bundles (`slug/index.md`), else the stem.
     pub fn name_for_slug(&self) -> &str {
         if self.stem() == "index" {
-            self.section().rsplit('/').next().filter(|s| !s.is_empty()).unwrap_or("index")
+            self.section()
+                .rsplit('/')
+                .next()
+                .filter(|s| !s.is_empty())
+                .unwrap_or("index")
         } else {
             self.stem()
         }
@@ -103,7 +107,10 @@ pub fn scan(root: &Path) -> anyhow::Result<Scan> {
         let entry = match entry {
             Ok(e) => e,
             Err(e) => {
-                let at = e.path().map(|p| display(root, &canonical_root, p)).unwrap_or_default();
+                let at = e
+                    .path()
+                    .map(|p| display(root, &canonical_root, p))
+                    .unwrap_or_default();
                 warnings.push(format!("{at}: skipped: {e}"));
                 continue;
             }
@@ -123,7 +130,10 @@ pub fn scan(root: &Path) -> anyhow::Result<Scan> {
         let meta = match entry.metadata() {
             Ok(m) => m,
             Err(e) => {
-                warnings.push(format!("{}: skipped: {e}", display(root, &canonical_root, path)));
+                warnings.push(format!(
+                    "{}: skipped: {e}",
+                    display(root, &canonical_root, path)
+                ));
                 continue;
             }
         };

@@ -17,7 +17,11 @@ use crate::content::Article;
 pub fn render(spec: &FeedSpec, config: &Config, out: &mut dyn Write) -> anyhow::Result<()> {
     let frame = Frame::split_before_last(write_feed(spec, config, Vec::new())?, "</feed>")?;
     chunked::write(out, &frame, &spec.articles, b"", |chunk| {
-        let doc = write_feed(spec, config, chunk.iter().map(|a| entry(a, config)).collect())?;
+        let doc = write_feed(
+            spec,
+            config,
+            chunk.iter().map(|a| entry(a, config)).collect(),
+        )?;
         chunked::items_between(&doc, "<entry>", "</entry>")
     })
 }
@@ -128,6 +132,9 @@ mod tests {
         render(&spec, &config, &mut chunked).unwrap();
         let entries: Vec<Entry> = spec.articles.iter().map(|a| entry(a, &config)).collect();
         let whole = write_feed(&spec, &config, entries).unwrap();
-        assert_eq!(String::from_utf8(chunked).unwrap(), String::from_utf8(whole).unwrap());
+        assert_eq!(
+            String::from_utf8(chunked).unwrap(),
+            String::from_utf8(whole).unwrap()
+        );
     }
 }

@@ -48,7 +48,8 @@ impl Frame {
 /// the items is escaped text, so neither tag can occur there.
 pub fn items_between(doc: &[u8], open: &str, close: &str) -> anyhow::Result<Vec<u8>> {
     let start = find(doc, open.as_bytes()).with_context(|| format!("chunk has no {open}"))?;
-    let end = rfind(doc, close.as_bytes()).with_context(|| format!("chunk has no {close}"))? + close.len();
+    let end = rfind(doc, close.as_bytes()).with_context(|| format!("chunk has no {close}"))?
+        + close.len();
     Ok(doc[start..end].to_vec())
 }
 

@@ -138,7 +138,8 @@ mod tests {
         let parsed: serde_json::Value = serde_json::from_slice(&chunked).unwrap();
         let items = parsed["items"].as_array().unwrap();
         assert_eq!(items.len(), 300);
-        let whole_items: Vec<JsonItem<'_>> = spec.articles.iter().map(|a| item(a, &config)).collect();
+        let whole_items: Vec<JsonItem<'_>> =
+            spec.articles.iter().map(|a| item(a, &config)).collect();
         assert_eq!(parsed["items"], serde_json::to_value(&whole_items).unwrap());
         assert!(chunked.ends_with(b"]}\n"));
     }

@@ -89,14 +89,25 @@ fn spec(
     all: &[Arc<Article>],
     limit: usize,
 ) -> FeedSpec {
-    let take = if limit == 0 { all.len() } else { limit.min(all.len()) };
+    let take = if limit == 0 {
+        all.len()
+    } else {
+        limit.min(all.len())
+    };
     let articles = all[..take].to_vec();
     let updated = articles
         .iter()
         .map(|a| a.last_modified())
         .max()
         .unwrap_or_else(epoch);
-    FeedSpec { dir, title, description, tag, articles, updated }
+    FeedSpec {
+        dir,
+        title,
+        description,
+        tag,
+        articles,
+        updated,
+    }
 }
 
 fn epoch() -> DateTime<FixedOffset> {
@@ -104,7 +115,12 @@ fn epoch() -> DateTime<FixedOffset> {
 }
 
 /// Renders one feed in one format.
-pub fn render(spec: &FeedSpec, format: FeedFormat, config: &Config, out: &mut dyn Write) -> anyhow::Result<()> {
+pub fn render(
+    spec: &FeedSpec,
+    format: FeedFormat,
+    config: &Config,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
     match format {
         FeedFormat::Rss => rss::render(spec, config, out),
         FeedFormat::Atom => atom::render(spec, config, out),
@@ -113,7 +129,11 @@ pub fn render(spec: &FeedSpec, format: FeedFormat, config: &Config, out: &mut dy
 }
 
 /// Renders one feed into memory.
-pub fn render_to_vec(spec: &FeedSpec, format: FeedFormat, config: &Config) -> anyhow::Result<Vec<u8>> {
+pub fn render_to_vec(
+    spec: &FeedSpec,
+    format: FeedFormat,
+    config: &Config,
+) -> anyhow::Result<Vec<u8>> {
     let mut buf = Vec::new();
     render(spec, format, config, &mut buf)?;
     Ok(buf)
@@ -129,7 +149,11 @@ pub struct WriteReport {
 
 /// Writes every planned feed under `out_dir` and removes feed files herald
 /// wrote earlier for tags that no longer exist.
-pub fn write_all(config: &Config, specs: &[FeedSpec], out_dir: &Path) -> anyhow::Result<WriteReport> {
+pub fn write_all(
+    config: &Config,
+    specs: &[FeedSpec],
+    out_dir: &Path,
+) -> anyhow::Result<WriteReport> {
     std::fs::create_dir_all(out_dir)
         .with_context(|| format!("cannot create output directory {}", out_dir.display()))?;
     let formats = config.formats();
@@ -164,19 +188,29 @@ pub fn write_all(config: &Config, specs: &[FeedSpec], out_dir: &Path) -> anyhow:
     Ok(report)
 }
 
-fn write_one(config: &Config, spec: &FeedSpec, format: FeedFormat, out_dir: &Path) -> anyhow::Result<(String, bool)> {
+fn write_one(
+    config: &Config,
+    spec: &FeedSpec,
+    format: FeedFormat,
+    out_dir: &Path,
+) -> anyhow::Result<(String, bool)> {
     let rel = spec.rel_path(format);
     let path = out_dir.join(&rel);
     let t = std::time::Instant::now();
-    let wrote = write_if_changed_with(&path, Durability::Derived, |w| render(spec, format, config, w))
-        .with_context(|| format!("cannot write feed {}", path.display()))?;
+    let wrote = write_if_changed_with(&path, Durability::Derived, |w| {
+        render(spec, format, config, w)
+    })
+    .with_context(|| format!("cannot write feed {}", path.display()))?;
     tracing::debug!(feed = %rel, wrote, elapsed_ms = t.elapsed().as_millis() as u64, "feed");
     Ok((rel, wrote))
 }
 
 /// Feed files (by herald's own names) under the output root and `tags/*/`
 /// that are not in `keep`.
-fn remove_stale(out_dir: &Path, keep: &std::collections::HashSet<String>) -> anyhow::Result<Vec<String>> {
+fn remove_stale(
+    out_dir: &Path,
+    keep: &std::collections::HashSet<String>,
+) -> anyhow::Result<Vec<String>> {
     let names: Vec<&str> = FeedFormat::ALL.iter().map(|f| f.file_name()).collect();
     let mut removed = Vec::new();
     let mut dirs = vec![String::new()];
@@ -193,7 +227,8 @@ fn remove_stale(out_dir: &Path, keep: &std::collections::HashSet<String>) -> any
             let rel = format!("{dir}{name}");
             let path = out_dir.join(&rel);
             if !keep.contains(&rel) && path.is_file() {
-                std::fs::remove_file(&path).with_context(|| format!("cannot remove stale feed {}", path.display()))?;
+                std::fs::remove_file(&path)
+                    .with_context(|| format!("cannot remove stale feed {}", path.display()))?;
                 removed.push(rel);
             }
         }
@@ -264,7 +299,11 @@ author = { name = "Site", email = "site@example.org" }
             title: config.site.title.clone(),
             description: String::new(),
             tag: None,
-            updated: articles.iter().map(|a| a.last_modified()).max().unwrap_or_else(epoch),
+            updated: articles
+                .iter()
+                .map(|a| a.last_modified())
+                .max()
+                .unwrap_or_else(epoch),
             articles,
         };
         (spec, config)

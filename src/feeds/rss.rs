@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::Arc;
 
-
 use rss::extension::atom::{AtomExtension, Link};
 use rss::extension::dublincore::DublinCoreExtension;
 use rss::{Category, Channel, Enclosure, Guid, Item};
@@ -21,7 +20,11 @@ use crate::content::Article;
 pub fn render(spec: &FeedSpec, config: &Config, out: &mut dyn Write) -> anyhow::Result<()> {
     let frame = Frame::split_before_last(write_channel(spec, config, Vec::new())?, "</channel>")?;
     chunked::write(out, &frame, &spec.articles, b"", |chunk| {
-        let doc = write_channel(spec, config, chunk.iter().map(|a| item(a, config)).collect())?;
+        let doc = write_channel(
+            spec,
+            config,
+            chunk.iter().map(|a| item(a, config)).collect(),
+        )?;
         chunked::items_between(&doc, "<item>", "</item>")
     })
 }
@@ -38,8 +41,14 @@ fn write_channel(spec: &FeedSpec, config: &Config, items: Vec<Item>) -> anyhow::
     // Declared up front rather than inferred from the items, so that the
     // frame (rendered without items) declares them too.
     let namespaces = BTreeMap::from([
-        ("content".to_string(), "http://purl.org/rss/1.0/modules/content/".to_string()),
-        ("dc".to_string(), rss::extension::dublincore::NAMESPACE.to_string()),
+        (
+            "content".to_string(),
+            "http://purl.org/rss/1.0/modules/content/".to_string(),
+        ),
+        (
+            "dc".to_string(),
+            rss::extension::dublincore::NAMESPACE.to_string(),
+        ),
     ]);
     let channel = Channel {
         title: spec.title.clone(),
@@ -83,7 +92,10 @@ fn item(a: &Arc<Article>, config: &Config) -> Item {
         categories: a
             .tags
             .iter()
-            .map(|t| Category { name: t.name.clone(), domain: None })
+            .map(|t| Category {
+                name: t.name.clone(),
+                domain: None,
+            })
             .collect(),
         guid: Some(Guid {
             permalink: a.id == a.url.as_str(),
@@ -111,6 +123,9 @@ mod tests {
         render(&spec, &config, &mut chunked).unwrap();
         let items: Vec<Item> = spec.articles.iter().map(|a| item(a, &config)).collect();
         let whole = write_channel(&spec, &config, items).unwrap();
-        assert_eq!(String::from_utf8(chunked).unwrap(), String::from_utf8(whole).unwrap());
+        assert_eq!(
+            String::from_utf8(chunked).unwrap(),
+            String::from_utf8(whole).unwrap()
+        );
     }
 }

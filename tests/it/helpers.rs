@@ -161,7 +161,10 @@ pub fn feedparser(files: &[PathBuf]) -> Option<serde_json::Value> {
             Some(serde_json::from_slice(&o.stdout).expect("feedparser_check.py prints JSON"))
         }
         Ok(o) if o.status.code() == Some(3) && std::env::var_os("CI").is_none() => {
-            eprintln!("SKIPPED feedparser checks: {}", String::from_utf8_lossy(&o.stderr));
+            eprintln!(
+                "SKIPPED feedparser checks: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
             None
         }
         Ok(o) => panic!(

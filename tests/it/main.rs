@@ -1,7 +1,8 @@
 //! herald's integration tests: one binary, one file per area.
 
-mod helpers;
 mod bad_input;
-mod determinism;
 mod cli;
+mod config_docs;
 mod corpora;
+mod determinism;
+mod helpers;
