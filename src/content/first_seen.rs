@@ -42,6 +42,10 @@ impl FirstSeen {
         })
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.dates.is_empty()
+    }
+
     pub fn get(&self, rel: &str) -> Option<DateTime<FixedOffset>> {
         self.dates.get(rel).copied()
     }

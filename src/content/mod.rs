@@ -3,6 +3,7 @@
 //! One bad file never stops the others from publishing.
 
 mod article;
+mod cache;
 mod dates;
 mod error;
 mod first_seen;
@@ -21,6 +22,7 @@ use chrono::{DateTime, FixedOffset, Utc};
 use rayon::prelude::*;
 
 pub use article::{slugify, Article, Image, Tag};
+pub use cache::{CacheStats, ContentCache};
 pub use error::ContentError;
 pub use first_seen::FirstSeen;
 pub use scan::{scan, Kind, Scan, SourceFile};
@@ -65,14 +67,18 @@ impl Catalog {
         let mut groups: BTreeMap<String, TagGroup> = BTreeMap::new();
         for a in &self.articles {
             for t in &a.tags {
-                groups
-                    .entry(t.slug.clone())
-                    .or_insert_with(|| TagGroup {
-                        tag: t.clone(),
-                        articles: Vec::new(),
-                    })
-                    .articles
-                    .push(a.clone());
+                match groups.get_mut(&t.slug) {
+                    Some(g) => g.articles.push(Arc::clone(a)),
+                    None => {
+                        groups.insert(
+                            t.slug.clone(),
+                            TagGroup {
+                                tag: t.clone(),
+                                articles: vec![Arc::clone(a)],
+                            },
+                        );
+                    }
+                }
             }
         }
         groups
@@ -115,13 +121,17 @@ pub fn load(
     Ok(assemble(scan, parsed, now, first_seen))
 }
 
+/// A parse result; articles are shared so that unchanged ones are reused
+/// across rebuilds rather than copied.
+pub type Parsed = Result<Arc<Article>, ContentError>;
+
 /// Parses every file in parallel; the result is in `files` order.
 pub fn parse_all(
     files: &[SourceFile],
     config: &Config,
     content_dir: &Path,
     first_seen: &FirstSeen,
-) -> Vec<Result<Article, ContentError>> {
+) -> Vec<Parsed> {
     let assigned = |f: &SourceFile| -> DateTime<FixedOffset> {
         first_seen.get(&f.rel).unwrap_or_else(|| {
             DateTime::<Utc>::from(f.modified)
@@ -136,7 +146,7 @@ pub fn parse_all(
     };
     files
         .par_iter()
-        .map(|f| article::parse_file(f, &ctx))
+        .map(|f| article::parse_file(f, &ctx).map(Arc::new))
         .collect()
 }
 
@@ -144,7 +154,7 @@ pub fn parse_all(
 /// rejects duplicates, records assigned dates.
 pub fn assemble(
     scan: Scan,
-    parsed: Vec<Result<Article, ContentError>>,
+    parsed: Vec<Parsed>,
     now: DateTime<Utc>,
     first_seen: &mut FirstSeen,
 ) -> (Catalog, LoadReport) {
@@ -153,7 +163,7 @@ pub fn assemble(
         warnings: scan.warnings,
         ..LoadReport::default()
     };
-    let mut candidates: Vec<(Article, &SourceFile)> = Vec::new();
+    let mut candidates: Vec<(Arc<Article>, &SourceFile)> = Vec::new();
     for (result, file) in parsed.into_iter().zip(&scan.files) {
         match result {
             Ok(a) => candidates.push((a, file)),
@@ -164,17 +174,19 @@ pub fn assemble(
     // Remember assigned dates (drafts too, so a draft keeps its date when
     // it is published). Forget files that are gone or now carry a date of
     // their own; a file rejected for the moment keeps its record.
-    let dated_now: std::collections::HashSet<&str> = candidates
-        .iter()
-        .filter(|(a, _)| !a.date_assigned)
-        .map(|(a, _)| a.source.as_str())
-        .collect();
-    let present: std::collections::HashSet<&str> =
-        scan.files.iter().map(|f| f.rel.as_str()).collect();
-    first_seen.retain(|rel| present.contains(rel) && !dated_now.contains(rel));
-    for (a, _) in &candidates {
-        if a.date_assigned {
-            first_seen.record(&a.source, a.published);
+    if !first_seen.is_empty() || candidates.iter().any(|(a, _)| a.date_assigned) {
+        let dated_now: std::collections::HashSet<&str> = candidates
+            .iter()
+            .filter(|(a, _)| !a.date_assigned)
+            .map(|(a, _)| a.source.as_str())
+            .collect();
+        let present: std::collections::HashSet<&str> =
+            scan.files.iter().map(|f| f.rel.as_str()).collect();
+        first_seen.retain(|rel| present.contains(rel) && !dated_now.contains(rel));
+        for (a, _) in &candidates {
+            if a.date_assigned {
+                first_seen.record(&a.source, a.published);
+            }
         }
     }
 
@@ -184,10 +196,11 @@ pub fn assemble(
             .cmp(&b.published)
             .then_with(|| fa.rel.cmp(&fb.rel))
     });
-    let mut by_url: HashMap<String, String> = HashMap::new();
-    let mut by_id: HashMap<String, String> = HashMap::new();
+    // Keys borrow from the articles: no allocation per article.
+    let mut by_url: HashMap<&str, &SourceFile> = HashMap::with_capacity(candidates.len());
+    let mut by_id: HashMap<&str, &SourceFile> = HashMap::with_capacity(candidates.len());
     let mut published = Vec::with_capacity(candidates.len());
-    for (a, file) in candidates {
+    for (a, file) in &candidates {
         if a.draft {
             report.drafts += 1;
             continue;
@@ -198,24 +211,31 @@ pub fn assemble(
             report.next_scheduled = Some(report.next_scheduled.map_or(when, |n| n.min(when)));
             continue;
         }
-        let shown = file.abs.clone();
         if let Some(first) = by_url.get(a.url.as_str()) {
             report.rejected.push(ContentError::new(
-                shown,
-                format!("duplicate slug: URL {} is already taken by {first}", a.url),
+                file.abs.clone(),
+                format!(
+                    "duplicate slug: URL {} is already taken by {}",
+                    a.url,
+                    first.abs.display()
+                ),
             ));
             continue;
         }
-        if let Some(first) = by_id.get(&a.id) {
+        if let Some(first) = by_id.get(a.id.as_str()) {
             report.rejected.push(ContentError::new(
-                shown,
-                format!("duplicate id `{}`: already used by {first}", a.id),
+                file.abs.clone(),
+                format!(
+                    "duplicate id `{}`: already used by {}",
+                    a.id,
+                    first.abs.display()
+                ),
             ));
             continue;
         }
-        by_url.insert(a.url.to_string(), file.abs.display().to_string());
-        by_id.insert(a.id.clone(), file.abs.display().to_string());
-        published.push(Arc::new(a));
+        by_url.insert(a.url.as_str(), file);
+        by_id.insert(a.id.as_str(), file);
+        published.push(Arc::clone(a));
     }
     report.rejected.sort_by(|a, b| a.path.cmp(&b.path));
     (Catalog::new(published), report)

@@ -6,8 +6,11 @@
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+use std::collections::HashSet;
+use std::sync::Mutex;
+
 use anyhow::Context;
-use walkdir::WalkDir;
+use rayon::prelude::*;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kind {
@@ -71,6 +74,10 @@ fn kind_of(name: &str) -> Option<Kind> {
 }
 
 /// Lists the article files under `root`, sorted by relative path.
+///
+/// The walk uses the file type `read_dir` already knows (no stat per
+/// entry), stats only article files, and walks sibling folders in
+/// parallel: the daemon runs it on every rescan.
 pub fn scan(root: &Path) -> anyhow::Result<Scan> {
     let canonical_root = root
         .canonicalize()
@@ -78,95 +85,142 @@ pub fn scan(root: &Path) -> anyhow::Result<Scan> {
     if !canonical_root.is_dir() {
         anyhow::bail!("content directory {} is not a directory", root.display());
     }
-    let mut files = Vec::new();
-    // Filled from inside `filter_entry`, which must also see symlinked
-    // folders so that it can keep walkdir out of them.
-    let skipped_links = std::cell::RefCell::new(Vec::new());
-    let walker = WalkDir::new(&canonical_root)
-        .follow_links(true)
-        .sort_by_file_name()
-        .into_iter()
-        .filter_entry(|e| {
-            if e.depth() == 0 {
-                return true;
-            }
-            if e.file_name().to_string_lossy().starts_with('.') {
-                return false;
-            }
-            if e.path_is_symlink() && !leads_inside(e.path(), &canonical_root) {
-                skipped_links.borrow_mut().push(format!(
-                    "{}: skipped: symbolic link leads outside the content directory",
-                    display(root, &canonical_root, e.path())
-                ));
-                return false;
-            }
-            true
-        });
-    let mut warnings = Vec::new();
-    for entry in walker {
-        let entry = match entry {
+    let walk = Walk {
+        root,
+        canonical_root: &canonical_root,
+        visited: Mutex::new(HashSet::from([canonical_root.clone()])),
+    };
+    let mut found = walk.dir(&canonical_root, "")?;
+    found.files.sort_by(|a, b| a.rel.cmp(&b.rel));
+    found.warnings.sort();
+    Ok(found)
+}
+
+struct Walk<'a> {
+    root: &'a Path,
+    canonical_root: &'a Path,
+    /// Folders entered through symbolic links, so that a link loop is
+    /// walked once.
+    visited: Mutex<HashSet<PathBuf>>,
+}
+
+impl Walk<'_> {
+    fn dir(&self, dir: &Path, rel_dir: &str) -> anyhow::Result<Scan> {
+        let mut out = Scan {
+            files: Vec::new(),
+            warnings: Vec::new(),
+        };
+        let entries = match std::fs::read_dir(dir) {
             Ok(e) => e,
+            // The top folder must be readable; a sub-folder that is not is
+            // reported and skipped.
+            Err(e) if !rel_dir.is_empty() => {
+                out.warnings
+                    .push(format!("{}: skipped: {e}", self.shown(rel_dir)));
+                return Ok(out);
+            }
             Err(e) => {
-                let at = e
-                    .path()
-                    .map(|p| display(root, &canonical_root, p))
-                    .unwrap_or_default();
-                warnings.push(format!("{at}: skipped: {e}"));
-                continue;
+                return Err(e).with_context(|| {
+                    format!("cannot read content directory {}", self.root.display())
+                })
             }
         };
-        if entry.depth() == 0 {
-            continue;
-        }
-        let path = entry.path();
-        if !entry.file_type().is_file() {
-            continue;
-        }
-        let name = entry.file_name().to_string_lossy();
-        if name == "_index.md" || name == "_index.markdown" {
-            continue;
-        }
-        let Some(kind) = kind_of(&name) else { continue };
-        let meta = match entry.metadata() {
-            Ok(m) => m,
-            Err(e) => {
-                warnings.push(format!(
-                    "{}: skipped: {e}",
-                    display(root, &canonical_root, path)
-                ));
+        let mut subdirs: Vec<(PathBuf, String)> = Vec::new();
+        for entry in entries {
+            let entry = match entry {
+                Ok(e) => e,
+                Err(e) => {
+                    out.warnings
+                        .push(format!("{}: skipped an entry: {e}", self.shown(rel_dir)));
+                    continue;
+                }
+            };
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with('.') {
                 continue;
             }
-        };
-        let rel = path
-            .strip_prefix(&canonical_root)
-            .expect("walkdir yields paths under its root")
-            .components()
-            .map(|c| c.as_os_str().to_string_lossy())
-            .collect::<Vec<_>>()
-            .join("/");
-        files.push(SourceFile {
-            abs: root.join(&rel),
-            rel,
-            size: meta.len(),
-            modified: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
-            kind,
-        });
+            let rel = if rel_dir.is_empty() {
+                name.to_string()
+            } else {
+                format!("{rel_dir}/{name}")
+            };
+            let path = entry.path();
+            let Ok(file_type) = entry.file_type() else {
+                continue;
+            };
+            let (is_dir, meta) = if file_type.is_symlink() {
+                match self.follow(&path) {
+                    Some((true, _)) => (true, None),
+                    Some((false, meta)) => (false, meta),
+                    None => {
+                        out.warnings.push(format!(
+                            "{}: skipped: symbolic link leads outside the content directory",
+                            self.shown(&rel)
+                        ));
+                        continue;
+                    }
+                }
+            } else {
+                (file_type.is_dir(), None)
+            };
+            if is_dir {
+                subdirs.push((path, rel));
+                continue;
+            }
+            if name == "_index.md" || name == "_index.markdown" {
+                continue;
+            }
+            let Some(kind) = kind_of(&name) else { continue };
+            let meta = match meta.map(Ok).unwrap_or_else(|| entry.metadata()) {
+                Ok(m) if m.is_file() => m,
+                Ok(_) => continue,
+                Err(e) => {
+                    out.warnings
+                        .push(format!("{}: skipped: {e}", self.shown(&rel)));
+                    continue;
+                }
+            };
+            out.files.push(SourceFile {
+                abs: self.root.join(&rel),
+                size: meta.len(),
+                modified: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+                kind,
+                rel,
+            });
+        }
+        let nested: Vec<anyhow::Result<Scan>> = subdirs
+            .par_iter()
+            .map(|(p, rel)| self.dir(p, rel))
+            .collect();
+        for n in nested {
+            let n = n?;
+            out.files.extend(n.files);
+            out.warnings.extend(n.warnings);
+        }
+        Ok(out)
     }
-    files.sort_by(|a, b| a.rel.cmp(&b.rel));
-    warnings.extend(skipped_links.into_inner());
-    warnings.sort();
-    Ok(Scan { files, warnings })
-}
 
-fn leads_inside(link: &Path, canonical_root: &Path) -> bool {
-    link.canonicalize()
-        .map(|target| target.starts_with(canonical_root))
-        .unwrap_or(false)
-}
+    /// Where a symbolic link leads: `Some((true, _))` for a folder inside
+    /// the content directory not yet walked, `Some((false, meta))` for a
+    /// file inside it, `None` for anything outside (or a broken link).
+    fn follow(&self, link: &Path) -> Option<(bool, Option<std::fs::Metadata>)> {
+        let target = link.canonicalize().ok()?;
+        if !target.starts_with(self.canonical_root) {
+            return None;
+        }
+        let meta = std::fs::metadata(&target).ok()?;
+        if meta.is_dir() {
+            let first_visit = self.visited.lock().expect("visited lock").insert(target);
+            // A second way into a folder already walked: skip it quietly
+            // (its articles are found once).
+            first_visit.then_some((true, None)).or(Some((false, None)))
+        } else {
+            Some((false, Some(meta)))
+        }
+    }
 
-fn display(root: &Path, canonical_root: &Path, p: &Path) -> String {
-    match p.strip_prefix(canonical_root) {
-        Ok(rel) => root.join(rel).display().to_string(),
-        Err(_) => p.display().to_string(),
+    fn shown(&self, rel: &str) -> String {
+        self.root.join(rel).display().to_string()
     }
 }
