@@ -28,6 +28,12 @@ pub struct Config {
     pub content: ContentConfig,
     #[serde(default)]
     pub feeds: FeedsConfig,
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub rescan: RescanConfig,
+    #[serde(default)]
+    pub websub: WebSubConfig,
     /// Where herald keeps its own state (the dates it assigned to undated
     /// articles; later the subscriber database).
     #[serde(default = "default_data_dir")]
@@ -160,6 +166,86 @@ impl Default for FeedsConfig {
             tag_feeds: true,
         }
     }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address and port `herald run` listens on.
+    #[serde(default = "default_listen")]
+    pub listen: std::net::SocketAddr,
+    /// `Cache-Control` sent with every feed.
+    #[serde(default = "default_cache_control")]
+    pub cache_control: String,
+    /// How long shutdown waits for requests in flight and a running rebuild.
+    #[serde(default = "default_grace")]
+    pub shutdown_grace: Duration,
+    /// Longest time one request may take.
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: default_listen(),
+            cache_control: default_cache_control(),
+            shutdown_grace: default_grace(),
+            request_timeout: default_request_timeout(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RescanConfig {
+    /// Cron expression with seconds (`sec min hour day month weekday`) for
+    /// the scheduled rescan, the safety net behind file watching.
+    #[serde(default = "default_rescan_schedule")]
+    pub schedule: CronSchedule,
+    /// Rebuild as soon as files in the content directory change.
+    #[serde(default = "default_true")]
+    pub watch: bool,
+    /// Quiet time after the last file change before rebuilding.
+    #[serde(default = "default_debounce")]
+    pub debounce: Duration,
+}
+
+impl Default for RescanConfig {
+    fn default() -> Self {
+        RescanConfig {
+            schedule: default_rescan_schedule(),
+            watch: true,
+            debounce: default_debounce(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebSubConfig {
+    /// WebSub hubs to advertise (`rel="hub"`) and notify after each change.
+    #[serde(default)]
+    pub hubs: Vec<BaseUrlLike>,
+}
+
+fn default_listen() -> std::net::SocketAddr {
+    "127.0.0.1:8080".parse().expect("valid address")
+}
+fn default_cache_control() -> String {
+    "public, max-age=300".into()
+}
+fn default_grace() -> Duration {
+    Duration(std::time::Duration::from_secs(10))
+}
+fn default_request_timeout() -> Duration {
+    Duration(std::time::Duration::from_secs(30))
+}
+fn default_rescan_schedule() -> CronSchedule {
+    CronSchedule::from_str("0 */5 * * * *").expect("valid default schedule")
+}
+fn default_debounce() -> Duration {
+    Duration(std::time::Duration::from_millis(300))
 }
 
 fn default_data_dir() -> PathBuf {
@@ -368,6 +454,89 @@ impl TryFrom<String> for BaseUrl {
 impl BaseUrl {
     pub fn url(&self) -> &Url {
         &self.0
+    }
+}
+
+/// An absolute http(s) URL kept as written (no trailing slash added), such
+/// as a WebSub hub.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct BaseUrlLike(pub Url);
+
+impl TryFrom<String> for BaseUrlLike {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        let url = Url::parse(&s).map_err(|e| format!("`{s}` is not an absolute URL ({e})"))?;
+        if url.scheme() != "http" && url.scheme() != "https" {
+            return Err(format!("`{s}` must start with http:// or https://"));
+        }
+        Ok(BaseUrlLike(url))
+    }
+}
+
+/// A span of time written with a unit: `300ms`, `10s`, `5 min`, `2h`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct Duration(pub std::time::Duration);
+
+impl FromStr for Duration {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let t = s.trim();
+        let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+        let (num, unit) = t.split_at(split);
+        let n: u64 = num
+            .parse()
+            .map_err(|_| format!("`{s}` is not a duration like `500ms`, `10s` or `5min`"))?;
+        let d = match unit.trim() {
+            "ms" => std::time::Duration::from_millis(n),
+            "s" | "sec" => std::time::Duration::from_secs(n),
+            "m" | "min" => std::time::Duration::from_secs(n * 60),
+            "h" => std::time::Duration::from_secs(n * 3600),
+            "" => return Err(format!("`{s}` needs a unit: ms, s, min or h")),
+            other => {
+                return Err(format!(
+                    "`{s}`: unknown unit `{other}` (use ms, s, min or h)"
+                ))
+            }
+        };
+        Ok(Duration(d))
+    }
+}
+
+impl TryFrom<String> for Duration {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        Duration::from_str(&s)
+    }
+}
+
+/// A cron expression with a seconds field, as the `cron` crate reads it:
+/// `0 */5 * * * *` is every five minutes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(try_from = "String")]
+pub struct CronSchedule {
+    pub expression: String,
+    pub schedule: cron::Schedule,
+}
+
+impl FromStr for CronSchedule {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let schedule = cron::Schedule::from_str(s.trim()).map_err(|e| {
+            format!("`{s}` is not a cron expression with seconds like `0 */5 * * * *` ({e})")
+        })?;
+        Ok(CronSchedule {
+            expression: s.trim().to_string(),
+            schedule,
+        })
+    }
+}
+
+impl TryFrom<String> for CronSchedule {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        CronSchedule::from_str(&s)
     }
 }
 
@@ -602,6 +771,24 @@ author = { name = "A" }
         let env = vec![("HERALD_FEEDS__LIMMIT".to_string(), "7".to_string())];
         let err = format!("{:#}", Config::parse_with_env(MINIMAL, env).unwrap_err());
         assert!(err.contains("limmit"), "{err}");
+    }
+
+    #[test]
+    fn daemon_sections_parse_and_name_bad_values() {
+        let text = format!(
+            "{MINIMAL}\n[server]\nlisten = \"0.0.0.0:9000\"\nshutdown_grace = \"3s\"\n[rescan]\nschedule = \"*/10 * * * * *\"\ndebounce = \"50ms\"\n[websub]\nhubs = [\"https://hub.example/\"]\n"
+        );
+        let c = Config::parse(&text).unwrap();
+        assert_eq!(c.server.listen.port(), 9000);
+        assert_eq!(c.server.shutdown_grace.0, std::time::Duration::from_secs(3));
+        assert_eq!(c.rescan.debounce.0, std::time::Duration::from_millis(50));
+        assert_eq!(c.websub.hubs.len(), 1);
+        let bad = text.replace("*/10 * * * * *", "every minute");
+        let err = format!("{:#}", Config::parse(&bad).unwrap_err());
+        assert!(err.contains("rescan.schedule"), "{err}");
+        let bad = text.replace("\"3s\"", "\"3\"");
+        let err = format!("{:#}", Config::parse(&bad).unwrap_err());
+        assert!(err.contains("server.shutdown_grace"), "{err}");
     }
 
     #[test]

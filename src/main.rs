@@ -60,6 +60,12 @@ enum Command {
     /// memory, and write nothing. Exits 1 when any content file would be
     /// rejected, 2 on a fatal error.
     Check,
+    /// Run the daemon: build at start, keep the feeds current (rescan on the
+    /// `[rescan]` schedule and when content files change, publish future-dated
+    /// articles at their time) and serve them over HTTP with conditional GET,
+    /// plus /healthz, /readyz and /metrics. SIGTERM or SIGINT stops it
+    /// gracefully (exit 0).
+    Run,
 }
 
 fn main() -> ExitCode {
@@ -76,6 +82,9 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let config = Config::load(&cli.config)?;
+    if matches!(cli.command, Command::Run) {
+        return run_daemon(config);
+    }
     let write = matches!(cli.command, Command::Build);
     tracing::info!("reading {}", config.content.dir.display());
     let outcome = build(
@@ -98,6 +107,37 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+fn run_daemon(config: Config) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(config.server.listen)
+            .await
+            .with_context(|| {
+                format!("cannot listen on {} (server.listen)", config.server.listen)
+            })?;
+        let shutdown = herald::shutdown::Shutdown::new();
+        let trigger = shutdown.clone();
+        tokio::spawn(async move {
+            herald::shutdown::os_signal().await;
+            trigger.trigger();
+        });
+        herald::daemon::run(
+            config,
+            listener,
+            herald::daemon::Runtime {
+                clock: std::sync::Arc::new(herald::schedule::SystemClock),
+                shutdown,
+            },
+        )
+        .await
+    })?;
+    tracing::info!("stopped");
+    Ok(ExitCode::SUCCESS)
 }
 
 fn init_tracing(format: LogFormat) {

@@ -53,7 +53,14 @@ fn write_feed(spec: &FeedSpec, config: &Config, entries: Vec<Entry>) -> anyhow::
                 mime_type: Some("text/html".into()),
                 ..Link::default()
             },
-        ],
+        ]
+        .into_iter()
+        .chain(config.websub.hubs.iter().map(|hub| Link {
+            href: hub.0.to_string(),
+            rel: "hub".into(),
+            ..Link::default()
+        }))
+        .collect(),
         subtitle: (!spec.description.is_empty()).then(|| Text::plain(spec.description.clone())),
         lang: Some(site.language.as_str().to_string()),
         entries,

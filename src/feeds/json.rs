@@ -22,7 +22,17 @@ struct JsonFeed<'a> {
     description: &'a str,
     language: &'a str,
     authors: Vec<JsonAuthor<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    hubs: Vec<JsonHub<'a>>,
+    /// Must stay the last field: the chunked writer splits the frame here.
     items: Vec<JsonItem<'a>>,
+}
+
+#[derive(Serialize)]
+struct JsonHub<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    url: &'a str,
 }
 
 #[derive(Serialize)]
@@ -75,6 +85,15 @@ pub fn render(spec: &FeedSpec, config: &Config, out: &mut dyn Write) -> anyhow::
         description: &spec.description,
         language: site.language.as_str(),
         authors: vec![author(&site.author)],
+        hubs: config
+            .websub
+            .hubs
+            .iter()
+            .map(|h| JsonHub {
+                kind: "WebSub",
+                url: h.0.as_str(),
+            })
+            .collect(),
         items: Vec::new(),
     };
     // `items` is the last field, so the frame ends in `"items":[]}`.

@@ -207,7 +207,7 @@ fn write_one(
 
 /// Feed files (by herald's own names) under the output root and `tags/*/`
 /// that are not in `keep`.
-fn remove_stale(
+pub fn remove_stale(
     out_dir: &Path,
     keep: &std::collections::HashSet<String>,
 ) -> anyhow::Result<Vec<String>> {

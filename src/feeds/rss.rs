@@ -60,12 +60,18 @@ fn write_channel(spec: &FeedSpec, config: &Config, items: Vec<Item>) -> anyhow::
         generator: Some(format!("{GENERATOR} {VERSION}")),
         docs: Some("https://www.rssboard.org/rss-specification".into()),
         atom_ext: Some(AtomExtension {
-            links: vec![Link {
+            links: std::iter::once(Link {
                 href: spec.self_url(config, FeedFormat::Rss).to_string(),
                 rel: "self".into(),
                 mime_type: Some("application/rss+xml".into()),
                 ..Link::default()
-            }],
+            })
+            .chain(config.websub.hubs.iter().map(|hub| Link {
+                href: hub.0.to_string(),
+                rel: "hub".into(),
+                ..Link::default()
+            }))
+            .collect(),
         }),
         namespaces,
         items,

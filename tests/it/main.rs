@@ -4,5 +4,8 @@ mod bad_input;
 mod cli;
 mod config_docs;
 mod corpora;
+mod daemon;
 mod determinism;
 mod helpers;
+mod http;
+mod websub;

@@ -1,0 +1,233 @@
+//! The daemon's rebuild: an incremental version of `herald build` that
+//! keeps what it can between runs. A rescan stats every file but reads only
+//! those whose size or modification time changed; when nothing changed and
+//! no scheduled article fell due it stops there. Otherwise only the feeds
+//! whose articles changed are rendered again, only files whose bytes changed
+//! are written, and the served snapshot is replaced in one step.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use rayon::prelude::*;
+use url::Url;
+
+use crate::config::{Config, FeedFormat};
+use crate::content::{self, Article, CacheStats, ContentCache, FirstSeen, LoadReport};
+use crate::feeds::{self, FeedSpec};
+use crate::fsutil::{write_if_changed, Durability};
+use crate::metrics::Metrics;
+use crate::publish::{FeedFile, FeedStore, Snapshot};
+
+pub struct Engine {
+    config: Arc<Config>,
+    cache: ContentCache,
+    first_seen: FirstSeen,
+    store: Arc<FeedStore>,
+    metrics: Arc<Metrics>,
+    /// The articles each feed (by folder) was last rendered from. Holding
+    /// the `Arc`s keeps their addresses unique, so an unchanged list of
+    /// addresses means an unchanged feed.
+    rendered: HashMap<String, Vec<Arc<Article>>>,
+    next_scheduled: Option<DateTime<Utc>>,
+    built: bool,
+}
+
+/// What one rebuild did.
+#[derive(Debug, Default)]
+pub struct Rebuild {
+    /// Nothing changed on disk and nothing fell due: no work done.
+    pub skipped: bool,
+    pub stats: CacheStats,
+    pub report: LoadReport,
+    pub published: usize,
+    /// Feed files (relative paths) now served with new bytes.
+    pub changed: Vec<String>,
+    /// Public URLs of the feed files written to disk with new bytes: the
+    /// topics to announce to WebSub hubs.
+    pub changed_urls: Vec<Url>,
+    pub removed: Vec<String>,
+    pub elapsed: Duration,
+}
+
+impl Engine {
+    pub fn new(
+        config: Arc<Config>,
+        store: Arc<FeedStore>,
+        metrics: Arc<Metrics>,
+    ) -> anyhow::Result<Engine> {
+        let first_seen = FirstSeen::open(&config.data_dir)?;
+        Ok(Engine {
+            config,
+            cache: ContentCache::new(),
+            first_seen,
+            store,
+            metrics,
+            rendered: HashMap::new(),
+            next_scheduled: None,
+            built: false,
+        })
+    }
+
+    /// When the next article dated in the future is due.
+    pub fn next_scheduled(&self) -> Option<DateTime<Utc>> {
+        self.next_scheduled
+    }
+
+    /// Rescans and republishes what changed. On error (the content
+    /// directory is gone, the disk is full) nothing is published and the
+    /// last good feeds stay in service.
+    pub fn rebuild(&mut self, now: DateTime<Utc>) -> anyhow::Result<Rebuild> {
+        let started = Instant::now();
+        let result = self.rebuild_inner(now, started);
+        let m = &self.metrics;
+        match &result {
+            Ok(r) if r.skipped => {}
+            Ok(r) => {
+                m.rebuilds
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                m.observe_rebuild(r.elapsed);
+                m.articles_published
+                    .store(r.published as u64, std::sync::atomic::Ordering::Relaxed);
+                m.files_rejected.store(
+                    r.report.rejected.len() as u64,
+                    std::sync::atomic::Ordering::Relaxed,
+                );
+                m.feeds_updated
+                    .fetch_add(r.changed.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            }
+            Err(_) => {
+                m.rebuilds
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                m.rebuild_failures
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        if result.is_ok() {
+            let unix = SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            m.last_success_unix
+                .store(unix, std::sync::atomic::Ordering::Relaxed);
+        }
+        result
+    }
+
+    fn rebuild_inner(&mut self, now: DateTime<Utc>, started: Instant) -> anyhow::Result<Rebuild> {
+        let config = Arc::clone(&self.config);
+        let scan = content::scan(&config.content.dir)?;
+        let (parsed, stats) =
+            self.cache
+                .parse(&scan.files, &config, &config.content.dir, &self.first_seen);
+        let due = self.next_scheduled.is_some_and(|t| t <= now);
+        if self.built && !stats.changed() && !due {
+            return Ok(Rebuild {
+                skipped: true,
+                stats,
+                elapsed: started.elapsed(),
+                ..Rebuild::default()
+            });
+        }
+
+        let (catalog, report) = content::assemble(scan, parsed, now, &mut self.first_seen);
+        self.first_seen.save()?;
+        self.next_scheduled = report.next_scheduled;
+        let specs = feeds::plan(&config, &catalog);
+        let formats = config.formats();
+
+        // Render only feeds whose articles changed since they were last
+        // rendered; carry the others over as they are.
+        let old = self.store.snapshot();
+        let todo: Vec<(&FeedSpec, FeedFormat)> = specs
+            .iter()
+            .filter(|s| {
+                !self
+                    .rendered
+                    .get(&s.dir)
+                    .is_some_and(|prev| same_articles(prev, &s.articles))
+            })
+            .flat_map(|s| formats.iter().map(move |&f| (s, f)))
+            .collect();
+        let fresh: Vec<(String, FeedFormat, Vec<u8>, SystemTime)> = todo
+            .par_iter()
+            .map(|&(s, f)| {
+                let bytes = feeds::render_to_vec(s, f, &config)?;
+                Ok((s.rel_path(f), f, bytes, SystemTime::from(s.updated)))
+            })
+            .collect::<anyhow::Result<_>>()?;
+
+        let mut files: BTreeMap<String, Arc<FeedFile>> = BTreeMap::new();
+        for s in &specs {
+            for &f in &formats {
+                let rel = s.rel_path(f);
+                if let Some(file) = old.files.get(&rel) {
+                    files.insert(rel, Arc::clone(file));
+                }
+            }
+        }
+        let out_dir = &config.feeds.dir;
+        let written: Vec<(String, Option<Arc<FeedFile>>, bool)> = fresh
+            .into_par_iter()
+            .map(|(rel, format, bytes, updated)| {
+                // The disk copy is compared too: a first build after a
+                // restart finds the files of the last run already there.
+                let wrote = write_if_changed(&out_dir.join(&rel), &bytes, Durability::Derived)
+                    .with_context(|| {
+                        format!("cannot write feed {}", out_dir.join(&rel).display())
+                    })?;
+                let same_as_served = old.files.get(&rel).is_some_and(|f| f.body[..] == bytes[..]);
+                let file = (wrote || !same_as_served)
+                    .then(|| Arc::new(FeedFile::new(rel.clone(), format, bytes, updated)));
+                Ok((rel, file, wrote))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        let mut changed = Vec::new();
+        let mut changed_urls = Vec::new();
+        for (rel, file, wrote) in written {
+            // Hubs hear only of bytes that are new on disk, not of a
+            // restart loading what the last run wrote.
+            if wrote {
+                changed_urls.extend(config.feeds_base_url().join(&rel).ok());
+            }
+            if let Some(file) = file {
+                changed.push(rel.clone());
+                files.insert(rel, file);
+            }
+        }
+        changed.sort();
+        changed_urls.sort();
+
+        let keep: HashSet<String> = files.keys().cloned().collect();
+        let removed = feeds::remove_stale(out_dir, &keep)?;
+        let published = catalog.len();
+        let fresh_files: Vec<Arc<FeedFile>> = changed
+            .iter()
+            .filter_map(|rel| files.get(rel).cloned())
+            .collect();
+        self.store.publish(Snapshot { files });
+        // Compress the new files in the background; a request that comes
+        // first compresses on its own.
+        if !fresh_files.is_empty() {
+            rayon::spawn(move || fresh_files.par_iter().for_each(|f| f.warm()));
+        }
+        self.rendered = specs.into_iter().map(|s| (s.dir, s.articles)).collect();
+        self.built = true;
+        Ok(Rebuild {
+            skipped: false,
+            stats,
+            report,
+            published,
+            changed,
+            changed_urls,
+            removed,
+            elapsed: started.elapsed(),
+        })
+    }
+}
+
+fn same_articles(a: &[Arc<Article>], b: &[Arc<Article>]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| Arc::ptr_eq(x, y))
+}

@@ -1,0 +1,227 @@
+//! Everything under the feeds base path: the feed files themselves, with
+//! validators, conditional GET and precompressed bodies, and the index page
+//! at the base path itself.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::header::{
+    ACCEPT_ENCODING, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, ETAG,
+    LAST_MODIFIED, VARY, X_CONTENT_TYPE_OPTIONS,
+};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use super::conditional::{self, Outcome, Validators};
+use super::negotiate::{self, Coding};
+use super::{index, ApiError, Ctx, Target};
+use crate::publish::FeedFile;
+
+/// The fallback route: whatever is not a probe is a feed, the index or
+/// nothing.
+pub(super) async fn dispatch(State(ctx): State<Arc<Ctx>>, req: Request) -> Response {
+    // The counting middleware has resolved the path already; resolving
+    // again only happens if this handler is mounted without it.
+    let target = match req.extensions().get::<Target>() {
+        Some(t) => t.clone(),
+        None => ctx.resolve(req.uri().path()),
+    };
+    let method = req.method();
+    match target {
+        // Nothing here, whatever the method.
+        Target::NotFound => ApiError::NotFound.into_response(),
+        _ if method != Method::GET && method != Method::HEAD => {
+            ApiError::MethodNotAllowed.into_response()
+        }
+        Target::Index => index::page(&ctx),
+        Target::Feed(file) => feed(&ctx, &file, method == Method::HEAD, req.headers())
+            .unwrap_or_else(IntoResponse::into_response),
+    }
+}
+
+/// One feed file as the request's headers ask for it.
+fn feed(ctx: &Ctx, file: &FeedFile, head: bool, req: &HeaderMap) -> Result<Response, ApiError> {
+    let coding = negotiate::choose(req.get_all(ACCEPT_ENCODING), &available(file))
+        .ok_or(ApiError::NotAcceptable)?;
+    let body = match coding {
+        Coding::Brotli => file.brotli(),
+        Coding::Gzip => file.gzip(),
+        Coding::Identity => &file.body,
+    };
+    let opaque = format!("{}{}", file.digest, coding.etag_suffix());
+    let last_modified = last_modified(file.last_modified, SystemTime::now());
+
+    // What a 304 must repeat from the 200 (RFC 9110 §15.4.5).
+    let mut headers = HeaderMap::new();
+    headers.insert(ETAG, header(format!("\"{opaque}\""))?);
+    headers.insert(
+        LAST_MODIFIED,
+        header(httpdate::fmt_http_date(last_modified))?,
+    );
+    if let Some(cc) = &ctx.cache_control {
+        headers.insert(CACHE_CONTROL, cc.clone());
+    }
+    headers.insert(VARY, HeaderValue::from_static("Accept-Encoding"));
+
+    let validators = Validators {
+        opaque: &opaque,
+        last_modified,
+    };
+    match conditional::evaluate(req, validators) {
+        Outcome::Proceed => {}
+        Outcome::NotModified => return Ok((StatusCode::NOT_MODIFIED, headers).into_response()),
+        Outcome::PreconditionFailed => return Err(ApiError::PreconditionFailed),
+    }
+
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(file.content_type()));
+    headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    if let Some(enc) = coding.header() {
+        headers.insert(CONTENT_ENCODING, HeaderValue::from_static(enc));
+    }
+    headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
+    let body = if head {
+        Body::empty()
+    } else {
+        Body::from(body.clone())
+    };
+    Ok((StatusCode::OK, headers, body).into_response())
+}
+
+/// The codings this file can be sent in. Every file [`FeedFile::new`] makes
+/// offers all three (compressed on first use).
+fn available(file: &FeedFile) -> Vec<Coding> {
+    let mut codings = vec![Coding::Identity];
+    if file.offers_gzip() {
+        codings.push(Coding::Gzip);
+    }
+    if file.offers_brotli() {
+        codings.push(Coding::Brotli);
+    }
+    codings
+}
+
+/// `Last-Modified` in whole seconds, never later than now (RFC 9110
+/// §8.8.2.1): a feed whose newest article claims a future date must not
+/// claim a future modification.
+fn last_modified(feed: SystemTime, now: SystemTime) -> SystemTime {
+    conditional::whole_seconds(feed.min(now))
+}
+
+fn header(value: String) -> Result<HeaderValue, ApiError> {
+    HeaderValue::try_from(value).map_err(|e| ApiError::Internal(e.into()))
+}
+
+/// The store key a path below the feeds base names, or `None` when the
+/// path cannot name one.
+///
+/// `rest` is still percent-encoded, as the self links are: keys are
+/// `atom.xml` or `tags/<slug>/rss.xml`, and slugs may hold non-ASCII
+/// letters, which the links carry as `%C3%A9`. So only bytes above ASCII
+/// may arrive encoded; an encoded ASCII byte (`%2e`, `%2f`, `%5c`, `%00`)
+/// is never part of a self link and the path is refused outright. Empty,
+/// `.` and `..` segments are refused too. The store is an exact map and
+/// holds no such keys, so these checks are a second wall, not the first.
+pub(super) fn store_key(rest: &str) -> Option<String> {
+    let bytes = rest.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b == b'%' {
+            let hi = hex(*bytes.get(i + 1)?)?;
+            let lo = hex(*bytes.get(i + 2)?)?;
+            let byte = hi << 4 | lo;
+            if byte.is_ascii() {
+                return None;
+            }
+            decoded.push(byte);
+            i += 3;
+        } else {
+            if b == b'\\' || !b.is_ascii_graphic() {
+                return None;
+            }
+            decoded.push(b);
+            i += 1;
+        }
+    }
+    let key = String::from_utf8(decoded).ok()?;
+    let clean = key.split('/').all(|seg| {
+        !seg.is_empty() && seg != "." && seg != ".." && !seg.chars().any(char::is_control)
+    });
+    clean.then_some(key)
+}
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn store_keys_are_exactly_the_self_link_paths() {
+        assert_eq!(store_key("atom.xml").as_deref(), Some("atom.xml"));
+        assert_eq!(
+            store_key("tags/rust/rss.xml").as_deref(),
+            Some("tags/rust/rss.xml")
+        );
+        assert_eq!(
+            store_key("tags/caf%C3%A9/feed.json").as_deref(),
+            Some("tags/café/feed.json")
+        );
+        assert_eq!(
+            store_key("tags/caf%c3%a9/feed.json").as_deref(),
+            Some("tags/café/feed.json")
+        );
+    }
+
+    #[test]
+    fn paths_that_could_escape_or_alias_name_no_key() {
+        for bad in [
+            "../Cargo.toml",
+            "tags/../atom.xml",
+            "./atom.xml",
+            "%2e%2e/etc/passwd",
+            "atom%2exml",
+            "tags%2frust%2frss.xml",
+            "tags/rust%2F..%2F..%2Fatom.xml",
+            "..%5c..%5cCargo.toml",
+            "tags\\rust\\rss.xml",
+            "atom.xml%00",
+            "/etc/passwd",
+            "tags//rust/rss.xml",
+            "tags/rust/",
+            "%",
+            "%c",
+            "%zz",
+            "%C3",
+            "%FF",
+        ] {
+            assert_eq!(store_key(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn last_modified_is_whole_seconds_and_never_in_the_future() {
+        let now = UNIX_EPOCH + Duration::from_millis(2_000_500);
+        let past = UNIX_EPOCH + Duration::from_millis(1_000_700);
+        assert_eq!(
+            last_modified(past, now),
+            UNIX_EPOCH + Duration::from_secs(1000)
+        );
+        let future = now + Duration::from_secs(3600);
+        assert_eq!(
+            last_modified(future, now),
+            UNIX_EPOCH + Duration::from_secs(2000)
+        );
+    }
+}

@@ -1,0 +1,235 @@
+//! The HTTP face of `herald run`: the feeds from the [`FeedStore`] with
+//! conditional GET and precompressed bodies, an index page, health and
+//! readiness probes, and `/metrics`.
+//!
+//! [`router`] builds the whole application apart from any socket, so tests
+//! drive it with `oneshot`; [`serve`] runs it on a bound listener until
+//! shutdown. Nothing here reads the disk: only exact keys of the store are
+//! reachable.
+
+mod conditional;
+mod error;
+mod feeds;
+mod health;
+mod index;
+mod negotiate;
+
+use std::future::IntoFuture;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::{DefaultOnFailure, TraceLayer};
+use tracing::Level;
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::publish::{FeedFile, FeedStore};
+use crate::shutdown::ShutdownSignal;
+
+pub use error::ApiError;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub store: Arc<FeedStore>,
+    pub metrics: Arc<Metrics>,
+    /// true once the first build finished
+    pub ready: Arc<AtomicBool>,
+}
+
+const HEALTHZ: &str = "/healthz";
+const READYZ: &str = "/readyz";
+const METRICS: &str = "/metrics";
+
+/// [`AppState`] plus what is worked out from the config once, not per
+/// request.
+struct Ctx {
+    state: AppState,
+    /// Path of the feeds base URL (`/`, `/feeds/`): always ends in `/`.
+    base_path: String,
+    /// `server.cache_control` as a header; `None` if it cannot be one.
+    cache_control: Option<HeaderValue>,
+}
+
+/// The route label of a response in `/metrics`: a fixed set, never the
+/// raw path, so that scanners cannot grow the label set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    Feed,
+    Index,
+    Healthz,
+    Readyz,
+    Metrics,
+    NotFound,
+}
+
+impl Route {
+    fn label(self) -> &'static str {
+        match self {
+            Route::Feed => "feed",
+            Route::Index => "index",
+            Route::Healthz => "healthz",
+            Route::Readyz => "readyz",
+            Route::Metrics => "metrics",
+            Route::NotFound => "not_found",
+        }
+    }
+}
+
+/// What a path under the feeds base names, decided once per request.
+#[derive(Clone)]
+enum Target {
+    Index,
+    /// The file as it was when the request arrived; a publish during the
+    /// response does not change what this request sends.
+    Feed(Arc<FeedFile>),
+    NotFound,
+}
+
+impl Target {
+    fn route(&self) -> Route {
+        match self {
+            Target::Index => Route::Index,
+            Target::Feed(_) => Route::Feed,
+            Target::NotFound => Route::NotFound,
+        }
+    }
+}
+
+impl Ctx {
+    fn new(state: AppState) -> Ctx {
+        let base_path = state.config.feeds_base_url().path().to_string();
+        let cache_control = match HeaderValue::from_str(&state.config.server.cache_control) {
+            Ok(v) => Some(v),
+            Err(_) => {
+                tracing::error!(
+                    value = %state.config.server.cache_control,
+                    "server.cache_control is not a valid header value; feeds are sent without Cache-Control"
+                );
+                None
+            }
+        };
+        Ctx {
+            state,
+            base_path,
+            cache_control,
+        }
+    }
+
+    /// Maps a raw request path (still percent-encoded) to what it names.
+    fn resolve(&self, raw_path: &str) -> Target {
+        let Some(rest) = raw_path.strip_prefix(self.base_path.as_str()) else {
+            return Target::NotFound;
+        };
+        if rest.is_empty() {
+            return Target::Index;
+        }
+        feeds::store_key(rest)
+            .and_then(|key| self.state.store.get(&key))
+            .map_or(Target::NotFound, Target::Feed)
+    }
+}
+
+/// The whole application: feeds and the index under the path of
+/// `config.feeds_base_url()`, `/healthz`, `/readyz` and `/metrics` at the
+/// root. Every response is counted in `state.metrics`.
+pub fn router(state: AppState) -> Router {
+    let timeout = state.config.server.request_timeout.0;
+    let ctx = Arc::new(Ctx::new(state));
+    Router::new()
+        .route(HEALTHZ, get(health::healthz))
+        .route(READYZ, get(health::readyz))
+        .route(METRICS, get(health::metrics))
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .fallback(feeds::dispatch)
+        // A handler that overruns is the server's fault, hence 503 and
+        // not 408 (which blames the client).
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            timeout,
+        ))
+        // 5xx here are timeouts and `/readyz` before the first build;
+        // internal errors log themselves at error level (see `ApiError`).
+        .layer(TraceLayer::new_for_http().on_failure(DefaultOnFailure::new().level(Level::WARN)))
+        // Outermost, so that timeouts are counted too.
+        .layer(middleware::from_fn_with_state(
+            ctx.clone(),
+            resolve_and_count,
+        ))
+        .with_state(ctx)
+}
+
+/// Decides the route once, hands a feed request its [`Target`], and counts
+/// the response under the route's label.
+async fn resolve_and_count(State(ctx): State<Arc<Ctx>>, mut req: Request, next: Next) -> Response {
+    let route = match req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(MatchedPath::as_str)
+    {
+        Some(HEALTHZ) => Route::Healthz,
+        Some(READYZ) => Route::Readyz,
+        Some(METRICS) => Route::Metrics,
+        _ => {
+            let target = ctx.resolve(req.uri().path());
+            let route = target.route();
+            req.extensions_mut().insert(target);
+            route
+        }
+    };
+    let res = next.run(req).await;
+    ctx.state
+        .metrics
+        .count_request(route.label(), res.status().as_u16());
+    res
+}
+
+/// Serves until `shutdown` fires, then stops accepting, lets requests in
+/// flight finish for at most `grace`, and returns.
+///
+/// Connections still open after `grace` are not waited for; they end when
+/// the runtime does.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: ShutdownSignal,
+    grace: Duration,
+) -> anyhow::Result<()> {
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "serving HTTP");
+    }
+    let mut stop = shutdown.clone();
+    let server = axum::serve(listener, router)
+        .with_graceful_shutdown(async move { stop.wait().await })
+        .into_future();
+    tokio::pin!(server);
+
+    let mut signal = shutdown;
+    tokio::select! {
+        res = &mut server => return res.context("HTTP server failed"),
+        () = signal.wait() => {}
+    }
+    match tokio::time::timeout(grace, server).await {
+        Ok(res) => {
+            tracing::info!("HTTP server stopped");
+            res.context("HTTP server failed")
+        }
+        Err(_) => {
+            tracing::warn!(
+                grace_ms = grace.as_millis() as u64,
+                "requests still in flight when the shutdown grace period ended; not waiting for them"
+            );
+            Ok(())
+        }
+    }
+}

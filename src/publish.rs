@@ -1,0 +1,166 @@
+//! The feeds being served: an immutable snapshot of every feed file, with
+//! its ETag and precompressed bodies, replaced whole when a rebuild
+//! publishes. A request holds the snapshot's `Arc` for as long as it needs
+//! it, so it always sends one whole document, the old one or the new one.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::sync::{Arc, OnceLock};
+use std::time::SystemTime;
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+
+use crate::config::FeedFormat;
+
+/// One feed file as it is served.
+#[derive(Debug)]
+pub struct FeedFile {
+    /// Path relative to the feeds directory (`atom.xml`, `tags/rust/rss.xml`).
+    pub path: String,
+    pub format: FeedFormat,
+    pub body: Bytes,
+    /// Compressed on first use (and warmed in the background after a
+    /// publish), so that new bytes go live without waiting for brotli. A
+    /// cell holding an empty body means the coding is not offered.
+    pub gzip: OnceLock<Bytes>,
+    pub brotli: OnceLock<Bytes>,
+    /// Hex digest of `body` (BLAKE3, 128 bits); the strong ETag of the
+    /// identity representation is this in quotes.
+    pub digest: String,
+    /// The feed's own updated time (its newest article), for Last-Modified.
+    pub last_modified: SystemTime,
+}
+
+impl FeedFile {
+    pub fn new(
+        path: String,
+        format: FeedFormat,
+        body: Vec<u8>,
+        last_modified: SystemTime,
+    ) -> FeedFile {
+        let digest = blake3::hash(&body).to_hex()[..32].to_string();
+        FeedFile {
+            path,
+            format,
+            body: Bytes::from(body),
+            gzip: OnceLock::new(),
+            brotli: OnceLock::new(),
+            digest,
+            last_modified,
+        }
+    }
+
+    pub fn gzip(&self) -> &Bytes {
+        self.gzip.get_or_init(|| {
+            let mut enc = flate2::write::GzEncoder::new(
+                Vec::with_capacity(self.body.len() / 4),
+                flate2::Compression::new(6),
+            );
+            enc.write_all(&self.body).expect("writing to memory");
+            Bytes::from(enc.finish().expect("writing to memory"))
+        })
+    }
+
+    pub fn brotli(&self) -> &Bytes {
+        self.brotli.get_or_init(|| {
+            let mut out = Vec::with_capacity(self.body.len() / 5);
+            {
+                let mut enc = brotli::CompressorWriter::new(&mut out, 4096, 5, 22);
+                enc.write_all(&self.body).expect("writing to memory");
+            }
+            Bytes::from(out)
+        })
+    }
+
+    pub fn offers_gzip(&self) -> bool {
+        self.gzip.get().is_none_or(|b| !b.is_empty())
+    }
+
+    pub fn offers_brotli(&self) -> bool {
+        self.brotli.get().is_none_or(|b| !b.is_empty())
+    }
+
+    /// Computes both compressed bodies now.
+    pub fn warm(&self) {
+        if self.offers_gzip() {
+            self.gzip();
+        }
+        if self.offers_brotli() {
+            self.brotli();
+        }
+    }
+
+    pub fn content_type(&self) -> &'static str {
+        self.format.content_type()
+    }
+}
+
+/// Every feed file at one moment.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    pub files: BTreeMap<String, Arc<FeedFile>>,
+}
+
+/// The current snapshot; swapping it is atomic and never blocks readers.
+#[derive(Debug, Default)]
+pub struct FeedStore {
+    current: ArcSwap<Snapshot>,
+}
+
+impl FeedStore {
+    pub fn new() -> FeedStore {
+        FeedStore::default()
+    }
+
+    pub fn get(&self, path: &str) -> Option<Arc<FeedFile>> {
+        self.current.load().files.get(path).cloned()
+    }
+
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+
+    pub fn publish(&self, snapshot: Snapshot) {
+        self.current.store(Arc::new(snapshot));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    #[test]
+    fn compressed_bodies_decode_to_the_body() {
+        let body = b"<feed>".repeat(1000);
+        let f = FeedFile::new(
+            "atom.xml".into(),
+            FeedFormat::Atom,
+            body.clone(),
+            SystemTime::UNIX_EPOCH,
+        );
+        assert!(
+            f.gzip.get().is_none() && f.brotli.get().is_none(),
+            "compressed lazily"
+        );
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(&f.gzip()[..])
+            .read_to_end(&mut out)
+            .unwrap();
+        assert_eq!(out, body);
+        let mut out = Vec::new();
+        brotli::Decompressor::new(&f.brotli()[..], 4096)
+            .read_to_end(&mut out)
+            .unwrap();
+        assert_eq!(out, body);
+        assert_eq!(f.digest.len(), 32);
+        let g = FeedFile::new(
+            "atom.xml".into(),
+            FeedFormat::Atom,
+            b"other".to_vec(),
+            SystemTime::UNIX_EPOCH,
+        );
+        assert_ne!(f.digest, g.digest);
+    }
+}
