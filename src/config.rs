@@ -343,6 +343,15 @@ impl Config {
         if self.feeds.formats.is_empty() {
             bail!("config key `feeds.formats`: name at least one of \"rss\", \"atom\", \"json\"");
         }
+        if self.server.cache_control.is_empty()
+            || self
+                .server
+                .cache_control
+                .chars()
+                .any(|c| c.is_control() || !c.is_ascii())
+        {
+            bail!("config key `server.cache_control`: must be a non-empty header value of printable ASCII");
+        }
         if self.content.max_file_size.0 == 0 {
             bail!("config key `content.max_file_size`: must be larger than 0");
         }

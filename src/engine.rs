@@ -151,11 +151,17 @@ impl Engine {
             })
             .flat_map(|s| formats.iter().map(move |&f| (s, f)))
             .collect();
-        let fresh: Vec<(String, FeedFormat, Vec<u8>, SystemTime)> = todo
+        let fresh: Vec<(String, FeedFormat, Vec<u8>, SystemTime, &str)> = todo
             .par_iter()
             .map(|&(s, f)| {
                 let bytes = feeds::render_to_vec(s, f, &config)?;
-                Ok((s.rel_path(f), f, bytes, SystemTime::from(s.updated)))
+                Ok((
+                    s.rel_path(f),
+                    f,
+                    bytes,
+                    SystemTime::from(s.updated),
+                    s.title.as_str(),
+                ))
             })
             .collect::<anyhow::Result<_>>()?;
 
@@ -171,7 +177,7 @@ impl Engine {
         let out_dir = &config.feeds.dir;
         let written: Vec<(String, Option<Arc<FeedFile>>, bool)> = fresh
             .into_par_iter()
-            .map(|(rel, format, bytes, updated)| {
+            .map(|(rel, format, bytes, updated, title)| {
                 // The disk copy is compared too: a first build after a
                 // restart finds the files of the last run already there.
                 let wrote = write_if_changed(&out_dir.join(&rel), &bytes, Durability::Derived)
@@ -179,8 +185,9 @@ impl Engine {
                         format!("cannot write feed {}", out_dir.join(&rel).display())
                     })?;
                 let same_as_served = old.files.get(&rel).is_some_and(|f| f.body[..] == bytes[..]);
-                let file = (wrote || !same_as_served)
-                    .then(|| Arc::new(FeedFile::new(rel.clone(), format, bytes, updated)));
+                let file = (wrote || !same_as_served).then(|| {
+                    Arc::new(FeedFile::new(rel.clone(), format, bytes, updated).with_title(title))
+                });
                 Ok((rel, file, wrote))
             })
             .collect::<anyhow::Result<_>>()?;
@@ -230,4 +237,86 @@ impl Engine {
 
 fn same_articles(a: &[Arc<Article>], b: &[Arc<Article>]) -> bool {
     a.len() == b.len() && a.iter().zip(b).all(|(x, y)| Arc::ptr_eq(x, y))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn setup() -> (tempfile::TempDir, Engine, Arc<FeedStore>) {
+        let dir = tempfile::tempdir().unwrap();
+        let content = dir.path().join("content");
+        std::fs::create_dir_all(&content).unwrap();
+        let text = format!(
+            "data_dir = {:?}\n[site]\ntitle = \"T\"\nbase_url = \"https://e.org/\"\nauthor = {{ name = \"A\" }}\n[content]\ndir = {:?}\n[feeds]\ndir = {:?}\n",
+            dir.path().join("data").display().to_string(),
+            content.display().to_string(),
+            dir.path().join("feeds").display().to_string(),
+        );
+        let config = Arc::new(Config::parse(&text).unwrap());
+        let store = Arc::new(FeedStore::new());
+        let engine = Engine::new(config, Arc::clone(&store), Arc::new(Metrics::new())).unwrap();
+        (dir, engine, store)
+    }
+
+    fn write(dir: &tempfile::TempDir, name: &str, title: &str, date: &str, tags: &str) {
+        let text =
+            format!("+++\ntitle = \"{title}\"\ndate = {date}\ntags = [{tags}]\n+++\nBody.\n");
+        std::fs::write(dir.path().join("content").join(name), text).unwrap();
+    }
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().to_utc()
+    }
+
+    #[test]
+    fn a_future_article_is_published_when_its_time_comes_without_a_file_change() {
+        let (dir, mut engine, store) = setup();
+        write(&dir, "now.md", "Now", "2030-01-01T00:00:00Z", "");
+        write(&dir, "later.md", "Later", "2030-01-01T12:00:00Z", "");
+        let r = engine.rebuild(at("2030-01-01T06:00:00Z")).unwrap();
+        assert_eq!((r.published, r.report.scheduled), (1, 1));
+        assert_eq!(engine.next_scheduled(), Some(at("2030-01-01T12:00:00Z")));
+        let before = store.get("atom.xml").unwrap();
+        assert!(!String::from_utf8_lossy(&before.body).contains("Later"));
+
+        // Nothing on disk changed, and nothing is due yet: no work.
+        assert!(engine.rebuild(at("2030-01-01T11:59:59Z")).unwrap().skipped);
+
+        let r = engine.rebuild(at("2030-01-01T12:00:00Z")).unwrap();
+        assert!(!r.skipped, "the due article forces a rebuild");
+        assert_eq!(r.published, 2);
+        assert_eq!(engine.next_scheduled(), None);
+        assert!(String::from_utf8_lossy(&store.get("atom.xml").unwrap().body).contains("Later"));
+    }
+
+    #[test]
+    fn one_changed_article_rerenders_only_the_feeds_it_is_in() {
+        let (dir, mut engine, store) = setup();
+        write(&dir, "a.md", "A", "2024-01-01T00:00:00Z", "\"x\"");
+        write(&dir, "b.md", "B", "2024-01-02T00:00:00Z", "\"y\"");
+        engine.rebuild(at("2025-01-01T00:00:00Z")).unwrap();
+        let y_before = store.get("tags/y/atom.xml").unwrap();
+
+        write(&dir, "a.md", "A, edited", "2024-01-01T00:00:00Z", "\"x\"");
+        let r = engine.rebuild(at("2025-01-01T00:00:00Z")).unwrap();
+        assert_eq!(r.stats.parsed, 1);
+        assert_eq!(
+            r.changed,
+            [
+                "atom.xml",
+                "feed.json",
+                "rss.xml",
+                "tags/x/atom.xml",
+                "tags/x/feed.json",
+                "tags/x/rss.xml"
+            ]
+        );
+        assert!(
+            Arc::ptr_eq(&y_before, &store.get("tags/y/atom.xml").unwrap()),
+            "tag y untouched"
+        );
+        assert_eq!(r.changed_urls.len(), 6);
+        assert_eq!(store.get("tags/x/rss.xml").unwrap().title, "T – x");
+    }
 }

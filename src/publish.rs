@@ -19,6 +19,8 @@ pub struct FeedFile {
     /// Path relative to the feeds directory (`atom.xml`, `tags/rust/rss.xml`).
     pub path: String,
     pub format: FeedFormat,
+    /// The feed's own title (`Site – Tag`); empty when not known.
+    pub title: String,
     pub body: Bytes,
     /// Compressed on first use (and warmed in the background after a
     /// publish), so that new bytes go live without waiting for brotli. A
@@ -43,12 +45,18 @@ impl FeedFile {
         FeedFile {
             path,
             format,
+            title: String::new(),
             body: Bytes::from(body),
             gzip: OnceLock::new(),
             brotli: OnceLock::new(),
             digest,
             last_modified,
         }
+    }
+
+    pub fn with_title(mut self, title: impl Into<String>) -> FeedFile {
+        self.title = title.into();
+        self
     }
 
     pub fn gzip(&self) -> &Bytes {

@@ -49,9 +49,16 @@ struct Group<'a> {
 impl Group<'_> {
     /// Human name of the group: the tag slug, or the folder for anything
     /// else a future build might publish.
-    fn name(&self) -> &str {
+    fn name<'s>(&'s self, site_title: &str) -> &'s str {
         let dir = self.dir.trim_end_matches('/');
-        dir.strip_prefix("tags/").unwrap_or(dir)
+        let slug = dir.strip_prefix("tags/").unwrap_or(dir);
+        // The tag as written (`C++`), from the feed title `Site – C++`.
+        let prefix = format!("{site_title} – ");
+        self.files
+            .first()
+            .and_then(|f| f.title.strip_prefix(prefix.as_str()))
+            .filter(|t| !t.is_empty())
+            .unwrap_or(slug)
     }
 }
 
@@ -85,13 +92,15 @@ fn render(ctx: &Ctx) -> String {
         Err(_) => escape(&f.path),
     };
     let feed_title = |g: &Group<'_>, f: &FeedFile| {
-        if g.dir.is_empty() {
+        if !f.title.is_empty() {
+            format!("{} ({})", f.title, format_name(f.format))
+        } else if g.dir.is_empty() {
             format!("{} ({})", config.site.title, format_name(f.format))
         } else {
             format!(
                 "{} – {} ({})",
                 config.site.title,
-                g.name(),
+                g.name(&config.site.title),
                 format_name(f.format)
             )
         }
@@ -142,7 +151,7 @@ fn render(ctx: &Ctx) -> String {
     if !others.is_empty() {
         out.push_str("<h2 id=\"tags\">By tag</h2>\n<ul aria-labelledby=\"tags\">\n");
         for g in &others {
-            let name = escape(g.name());
+            let name = escape(g.name(&config.site.title));
             let _ = write!(out, "<li>{name}:");
             for (i, f) in g.files.iter().enumerate() {
                 let sep = if i == 0 { " " } else { ", " };

@@ -1067,6 +1067,7 @@ fn big_feed_app() -> (Router, Arc<FeedFile>) {
     let file = Arc::new(FeedFile {
         path: "big.xml".into(),
         format: FeedFormat::Rss,
+        title: "Big".into(),
         digest: blake3::hash(&body).to_hex()[..32].to_string(),
         body: Bytes::from(body),
         gzip: std::sync::OnceLock::from(Bytes::new()),
