@@ -27,8 +27,33 @@ pub struct Metrics {
     rebuild_sum_micros: AtomicU64,
     pub websub_pings_ok: AtomicU64,
     pub websub_pings_failed: AtomicU64,
-    /// (route, status) -> requests.
-    http: Mutex<BTreeMap<(String, u16), u64>>,
+    /// Requests by route and status, for the route labels and statuses
+    /// herald answers with: plain atomics, no lock or allocation per
+    /// request on the hot path.
+    http_fixed: [[AtomicU64; STATUSES.len()]; ROUTES.len()],
+    /// Any other (route, status) pair.
+    http_other: Mutex<BTreeMap<(String, u16), u64>>,
+}
+
+/// Route labels counted in `http_fixed`.
+const ROUTES: &[&str] = &[
+    "feed",
+    "index",
+    "healthz",
+    "readyz",
+    "metrics",
+    "subscribe",
+    "confirm",
+    "unsubscribe",
+    "preferences",
+    "not_found",
+];
+const STATUSES: &[u16] = &[200, 304, 400, 404, 405, 406, 412, 413, 429, 500, 503];
+
+fn fixed_slot(route: &str, status: u16) -> Option<(usize, usize)> {
+    let r = ROUTES.iter().position(|x| *x == route)?;
+    let s = STATUSES.iter().position(|x| *x == status)?;
+    Some((r, s))
 }
 
 impl Metrics {
@@ -51,13 +76,25 @@ impl Metrics {
     /// Counts one HTTP response. `route` is the route pattern (`/healthz`,
     /// `feed`), never the raw path, so that the label set stays small.
     pub fn count_request(&self, route: &str, status: u16) {
-        let mut map = self.http.lock().expect("metrics lock");
-        *map.entry((route.to_string(), status)).or_insert(0) += 1;
+        match fixed_slot(route, status) {
+            Some((r, s)) => {
+                self.http_fixed[r][s].fetch_add(1, Relaxed);
+            }
+            None => {
+                let mut map = self.http_other.lock().expect("metrics lock");
+                *map.entry((route.to_string(), status)).or_insert(0) += 1;
+            }
+        }
     }
 
     pub fn requests(&self, route: &str, status: u16) -> u64 {
-        let map = self.http.lock().expect("metrics lock");
-        map.get(&(route.to_string(), status)).copied().unwrap_or(0)
+        match fixed_slot(route, status) {
+            Some((r, s)) => self.http_fixed[r][s].load(Relaxed),
+            None => {
+                let map = self.http_other.lock().expect("metrics lock");
+                map.get(&(route.to_string(), status)).copied().unwrap_or(0)
+            }
+        }
     }
 
     /// The Prometheus text exposition.
@@ -146,12 +183,51 @@ impl Metrics {
             "# HELP herald_http_requests_total HTTP responses by route and status."
         );
         let _ = writeln!(out, "# TYPE herald_http_requests_total counter");
-        for ((route, status), n) in self.http.lock().expect("metrics lock").iter() {
+        let mut all: BTreeMap<(String, u16), u64> =
+            self.http_other.lock().expect("metrics lock").clone();
+        for (r, route) in ROUTES.iter().enumerate() {
+            for (s, status) in STATUSES.iter().enumerate() {
+                let n = self.http_fixed[r][s].load(Relaxed);
+                if n > 0 {
+                    all.insert((route.to_string(), *status), n);
+                }
+            }
+        }
+        for ((route, status), n) in &all {
             let _ = writeln!(
                 out,
                 "herald_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
             );
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_counted_by_route_and_status_in_the_exposition() {
+        let m = Metrics::new();
+        m.count_request("feed", 200);
+        m.count_request("feed", 200);
+        m.count_request("feed", 304);
+        m.count_request("odd", 418);
+        assert_eq!(m.requests("feed", 200), 2);
+        assert_eq!(m.requests("odd", 418), 1);
+        let text = m.render();
+        assert!(
+            text.contains("herald_http_requests_total{route=\"feed\",status=\"200\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("herald_http_requests_total{route=\"feed\",status=\"304\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("herald_http_requests_total{route=\"odd\",status=\"418\"} 1"),
+            "{text}"
+        );
     }
 }
