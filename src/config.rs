@@ -34,6 +34,17 @@ pub struct Config {
     pub rescan: RescanConfig,
     #[serde(default)]
     pub websub: WebSubConfig,
+    #[serde(default)]
+    pub subscribers: SubscribersConfig,
+    #[serde(default)]
+    pub mail: MailConfig,
+    /// Folder of template overrides: a file here replaces the built-in
+    /// template of the same name.
+    #[serde(default = "default_templates_dir")]
+    pub templates_dir: PathBuf,
+    /// Digest schedules subscribers can choose (`[[digest]]` entries).
+    #[serde(default)]
+    pub digest: Vec<DigestConfig>,
     /// Where herald keeps its own state (the dates it assigned to undated
     /// articles; later the subscriber database).
     #[serde(default = "default_data_dir")]
@@ -229,6 +240,202 @@ pub struct WebSubConfig {
     pub hubs: Vec<BaseUrlLike>,
 }
 
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubscribersConfig {
+    /// SQLite database file; default `<data_dir>/herald.sqlite3`.
+    #[serde(default)]
+    pub database: Option<PathBuf>,
+    /// Secret that signs confirmation and unsubscribe links. Give it only
+    /// through the environment (`HERALD_SUBSCRIBERS__SECRET`) or
+    /// `secret_file`; without either herald creates one in `data_dir`.
+    #[serde(default)]
+    pub secret: Option<Secret>,
+    #[serde(default)]
+    pub secret_file: Option<PathBuf>,
+    /// How long a confirmation link stays valid.
+    #[serde(default = "default_confirm_expiry")]
+    pub confirm_expiry: Duration,
+    /// Pending subscribers who never confirm are removed after this (their
+    /// attempt stays in the consent log).
+    #[serde(default = "default_pending_purge")]
+    pub pending_purge_after: Duration,
+    /// Subscription requests accepted per client IP per hour.
+    #[serde(default = "default_per_ip")]
+    pub max_requests_per_ip_per_hour: u32,
+    /// Least time between two confirmation emails to one address.
+    #[serde(default = "default_resend")]
+    pub resend_after: Duration,
+    /// Tags offered as filters on the subscribe form.
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+impl Default for SubscribersConfig {
+    fn default() -> Self {
+        SubscribersConfig {
+            database: None,
+            secret: None,
+            secret_file: None,
+            confirm_expiry: default_confirm_expiry(),
+            pending_purge_after: default_pending_purge(),
+            max_requests_per_ip_per_hour: default_per_ip(),
+            resend_after: default_resend(),
+            tags: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MailTransportKind {
+    /// One `.eml` file per message in `mail.outbox_dir`: works with no mail
+    /// server.
+    Outbox,
+    Smtp,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    None,
+    Starttls,
+    Tls,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MailConfig {
+    #[serde(default = "default_transport")]
+    pub transport: MailTransportKind,
+    #[serde(default = "default_outbox")]
+    pub outbox_dir: PathBuf,
+    /// Sender of every message, `Name <address>`.
+    #[serde(default = "default_from")]
+    pub from: String,
+    #[serde(default)]
+    pub smtp: SmtpConfig,
+}
+
+impl Default for MailConfig {
+    fn default() -> Self {
+        MailConfig {
+            transport: default_transport(),
+            outbox_dir: default_outbox(),
+            from: default_from(),
+            smtp: SmtpConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpConfig {
+    #[serde(default = "default_smtp_host")]
+    pub host: String,
+    #[serde(default = "default_smtp_port")]
+    pub port: u16,
+    #[serde(default = "default_smtp_tls")]
+    pub tls: SmtpTls,
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Only from the environment: `HERALD_MAIL__SMTP__PASSWORD`.
+    #[serde(default)]
+    pub password: Option<Secret>,
+    /// Connections kept open to the server.
+    #[serde(default = "default_pool")]
+    pub pool_size: u32,
+    #[serde(default = "default_smtp_timeout")]
+    pub timeout: Duration,
+}
+
+impl Default for SmtpConfig {
+    fn default() -> Self {
+        SmtpConfig {
+            host: default_smtp_host(),
+            port: default_smtp_port(),
+            tls: default_smtp_tls(),
+            username: None,
+            password: None,
+            pool_size: default_pool(),
+            timeout: default_smtp_timeout(),
+        }
+    }
+}
+
+/// A digest schedule subscribers can choose. (The digest issue adds the
+/// fields that say what goes in it.)
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DigestConfig {
+    /// Identifier, e.g. `weekly`.
+    pub name: String,
+    /// What the subscribe form shows, e.g. "Every Monday morning".
+    #[serde(default)]
+    pub description: String,
+    pub schedule: CronSchedule,
+}
+
+/// A secret value: never printed (`Debug` shows `[redacted]`).
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Secret {
+        Secret(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+fn default_templates_dir() -> PathBuf {
+    PathBuf::from("templates")
+}
+fn default_confirm_expiry() -> Duration {
+    Duration(std::time::Duration::from_secs(48 * 3600))
+}
+fn default_pending_purge() -> Duration {
+    Duration(std::time::Duration::from_secs(7 * 24 * 3600))
+}
+fn default_per_ip() -> u32 {
+    10
+}
+fn default_resend() -> Duration {
+    Duration(std::time::Duration::from_secs(600))
+}
+fn default_transport() -> MailTransportKind {
+    MailTransportKind::Outbox
+}
+fn default_outbox() -> PathBuf {
+    PathBuf::from("outbox")
+}
+fn default_from() -> String {
+    "Herald <herald@localhost>".into()
+}
+fn default_smtp_host() -> String {
+    "localhost".into()
+}
+fn default_smtp_port() -> u16 {
+    587
+}
+fn default_smtp_tls() -> SmtpTls {
+    SmtpTls::Starttls
+}
+fn default_pool() -> u32 {
+    4
+}
+fn default_smtp_timeout() -> Duration {
+    Duration(std::time::Duration::from_secs(30))
+}
+
 fn default_listen() -> std::net::SocketAddr {
     "127.0.0.1:8080".parse().expect("valid address")
 }
@@ -352,10 +559,41 @@ impl Config {
         {
             bail!("config key `server.cache_control`: must be a non-empty header value of printable ASCII");
         }
+        let mut names = std::collections::BTreeSet::new();
+        for (i, d) in self.digest.iter().enumerate() {
+            if d.name.is_empty()
+                || !d
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                bail!(
+                    "config key `digest[{i}].name`: `{}` must be letters, digits, `-` or `_`",
+                    d.name
+                );
+            }
+            if !names.insert(d.name.as_str()) {
+                bail!("config key `digest[{i}].name`: `{}` is used twice", d.name);
+            }
+        }
+        if self.mail.from.parse::<lettre::message::Mailbox>().is_err() {
+            bail!(
+                "config key `mail.from`: `{}` is not an address like `Name <name@example.org>`",
+                self.mail.from
+            );
+        }
         if self.content.max_file_size.0 == 0 {
             bail!("config key `content.max_file_size`: must be larger than 0");
         }
         Ok(())
+    }
+
+    /// The SQLite database of subscribers.
+    pub fn database_path(&self) -> PathBuf {
+        self.subscribers
+            .database
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("herald.sqlite3"))
     }
 
     /// Where the feeds are served from; their `rel=self` links start here.
@@ -502,6 +740,7 @@ impl FromStr for Duration {
             "s" | "sec" => std::time::Duration::from_secs(n),
             "m" | "min" => std::time::Duration::from_secs(n * 60),
             "h" => std::time::Duration::from_secs(n * 3600),
+            "d" | "days" => std::time::Duration::from_secs(n * 86400),
             "" => return Err(format!("`{s}` needs a unit: ms, s, min or h")),
             other => {
                 return Err(format!(

@@ -18,10 +18,15 @@ use tokio::sync::mpsc;
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::http::{self, AppState};
+use crate::mail::Mailer;
 use crate::metrics::Metrics;
 use crate::publish::FeedStore;
 use crate::schedule::{self, Clock, LoopSettings, Reason, Rebuilder};
-use crate::shutdown::Shutdown;
+use crate::shutdown::{Shutdown, ShutdownSignal};
+use crate::store::SqliteStore;
+use crate::subscriptions::Subscriptions;
+use crate::templates::Templates;
+use crate::tokens::Signer;
 use crate::websub::{RetryPolicy, WebSub};
 
 /// What `run` is given; tests pass their own clock and shutdown.
@@ -38,6 +43,8 @@ pub async fn run(config: Config, listener: TcpListener, runtime: Runtime) -> any
     let ready = Arc::new(AtomicBool::new(false));
     let shutdown = runtime.shutdown;
     let grace = config.server.shutdown_grace.0;
+    let subscriptions = Arc::new(open_subscriptions(Arc::clone(&config)).await?);
+    let purge = tokio::spawn(purge_loop(Arc::clone(&subscriptions), shutdown.signal()));
 
     let engine = Engine::new(
         Arc::clone(&config),
@@ -94,6 +101,7 @@ pub async fn run(config: Config, listener: TcpListener, runtime: Runtime) -> any
         store,
         metrics,
         ready,
+        subscriptions: Some(subscriptions),
     };
     tracing::info!(
         "serving feeds on http://{} (feeds at {})",
@@ -102,6 +110,7 @@ pub async fn run(config: Config, listener: TcpListener, runtime: Runtime) -> any
     );
     let served = http::serve(listener, http::router(state), shutdown.signal(), grace).await;
 
+    purge.abort();
     // The server has stopped; let a rebuild in progress finish.
     match tokio::time::timeout(grace, rebuild_loop).await {
         Ok(Ok(())) => {}
@@ -109,6 +118,43 @@ pub async fn run(config: Config, listener: TcpListener, runtime: Runtime) -> any
         Err(_) => tracing::warn!("a rebuild was still running after the {grace:?} grace period"),
     }
     served
+}
+
+/// The subscriber store, mail transport, signing secret and templates. A
+/// broken template or an unreadable secret stops herald here, at start.
+async fn open_subscriptions(config: Arc<Config>) -> anyhow::Result<Subscriptions> {
+    let db = config.database_path();
+    let store = SqliteStore::open(&db).await?;
+    let mailer = Mailer::from_config(&config).await?;
+    tracing::info!(
+        "subscribers in {}; mail via {}",
+        db.display(),
+        mailer.describe()
+    );
+    let signer = Signer::from_config(&config)?;
+    let templates = Templates::load(Some(&config.templates_dir))?;
+    Ok(Subscriptions::new(
+        config,
+        Arc::new(store),
+        Arc::new(mailer),
+        signer,
+        Arc::new(templates),
+    ))
+}
+
+/// Hourly: remove pending sign-ups that were never confirmed.
+async fn purge_loop(subs: Arc<Subscriptions>, mut shutdown: ShutdownSignal) {
+    loop {
+        match subs.purge(Utc::now()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!("removed {n} unconfirmed sign-ups (kept in the consent log)"),
+            Err(e) => tracing::warn!("purging unconfirmed sign-ups: {e:#}"),
+        }
+        tokio::select! {
+            _ = shutdown.wait() => return,
+            _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
+        }
+    }
 }
 
 /// The loop's view of the engine: rebuilds on a blocking thread, flips

@@ -12,10 +12,17 @@
 //! - [`fsutil`]: atomic writes.
 //! - [`http`]: the feeds over HTTP (conditional GET, precompressed bodies),
 //!   an index page, `/healthz`, `/readyz`, `/metrics`.
+//! - [`mail`]: messages (plain text and HTML) and their transport: SMTP
+//!   pool or file outbox, errors sorted into transient and permanent.
 //! - [`publish`]: the feeds being served, swapped whole on each publish.
 //! - [`metrics`]: counters for `/metrics`.
 //! - [`schedule`]: when the daemon rebuilds (cron, due articles, file changes).
 //! - [`shutdown`]: one stop signal for every task.
+//! - [`store`]: subscribers in SQLite behind the [`store::Store`] trait.
+//! - [`subscribers_cli`]: `herald subscribers add|list|remove|import|export`.
+//! - [`subscriptions`]: double opt-in, confirmation, unsubscribe, preferences.
+//! - [`templates`]: Handlebars pages and mail, overridable per file.
+//! - [`tokens`]: signed confirmation and unsubscribe links; the secret.
 //! - [`websub`]: pings WebSub hubs after feeds change, retrying in the
 //!   background.
 
@@ -27,8 +34,14 @@ pub mod engine;
 pub mod feeds;
 pub mod fsutil;
 pub mod http;
+pub mod mail;
 pub mod metrics;
 pub mod publish;
 pub mod schedule;
 pub mod shutdown;
+pub mod store;
+pub mod subscribers_cli;
+pub mod subscriptions;
+pub mod templates;
+pub mod tokens;
 pub mod websub;

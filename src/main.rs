@@ -66,6 +66,12 @@ enum Command {
     /// plus /healthz, /readyz and /metrics. SIGTERM or SIGINT stops it
     /// gracefully (exit 0).
     Run,
+    /// Manage subscribers in the database (works while the daemon runs):
+    /// add, list, remove, import and export (CSV, with consent data).
+    Subscribers {
+        #[command(subcommand)]
+        cmd: herald::subscribers_cli::SubscribersCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -82,10 +88,18 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let config = Config::load(&cli.config)?;
-    if matches!(cli.command, Command::Run) {
-        return run_daemon(config);
-    }
-    let write = matches!(cli.command, Command::Build);
+    let command = match cli.command {
+        Command::Run => return run_daemon(config),
+        Command::Subscribers { cmd } => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
+            return runtime.block_on(herald::subscribers_cli::run(&config, cmd));
+        }
+        other => other,
+    };
+    let write = matches!(command, Command::Build);
     tracing::info!("reading {}", config.content.dir.display());
     let outcome = build(
         &config,

@@ -13,6 +13,7 @@ mod feeds;
 mod health;
 mod index;
 mod negotiate;
+mod subscribe;
 
 use std::future::IntoFuture;
 use std::sync::atomic::AtomicBool;
@@ -45,6 +46,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// true once the first build finished
     pub ready: Arc<AtomicBool>,
+    /// The subscription pages, when subscribers are enabled.
+    pub subscriptions: Option<Arc<crate::subscriptions::Subscriptions>>,
 }
 
 const HEALTHZ: &str = "/healthz";
@@ -70,6 +73,10 @@ enum Route {
     Healthz,
     Readyz,
     Metrics,
+    Subscribe,
+    Confirm,
+    Unsubscribe,
+    Preferences,
     NotFound,
 }
 
@@ -81,6 +88,10 @@ impl Route {
             Route::Healthz => "healthz",
             Route::Readyz => "readyz",
             Route::Metrics => "metrics",
+            Route::Subscribe => "subscribe",
+            Route::Confirm => "confirm",
+            Route::Unsubscribe => "unsubscribe",
+            Route::Preferences => "preferences",
             Route::NotFound => "not_found",
         }
     }
@@ -145,8 +156,13 @@ impl Ctx {
 /// root. Every response is counted in `state.metrics`.
 pub fn router(state: AppState) -> Router {
     let timeout = state.config.server.request_timeout.0;
+    let pages = match &state.subscriptions {
+        Some(subs) => subscribe::routes(Arc::clone(subs)),
+        None => Router::new(),
+    };
     let ctx = Arc::new(Ctx::new(state));
     Router::new()
+        .merge(pages.with_state(()))
         .route(HEALTHZ, get(health::healthz))
         .route(READYZ, get(health::readyz))
         .route(METRICS, get(health::metrics))
@@ -180,6 +196,10 @@ async fn resolve_and_count(State(ctx): State<Arc<Ctx>>, mut req: Request, next: 
         Some(HEALTHZ) => Route::Healthz,
         Some(READYZ) => Route::Readyz,
         Some(METRICS) => Route::Metrics,
+        Some(subscribe::SUBSCRIBE) => Route::Subscribe,
+        Some(subscribe::CONFIRM) => Route::Confirm,
+        Some(subscribe::UNSUBSCRIBE) => Route::Unsubscribe,
+        Some(subscribe::PREFERENCES) => Route::Preferences,
         _ => {
             let target = ctx.resolve(req.uri().path());
             let route = target.route();
@@ -209,9 +229,19 @@ pub async fn serve(
         tracing::info!(%addr, "serving HTTP");
     }
     let mut stop = shutdown.clone();
-    let server = axum::serve(listener, router)
-        .with_graceful_shutdown(async move { stop.wait().await })
-        .into_future();
+    // Connection info gives the subscribe form the client's address for
+    // its rate limit.
+    // Feeds are written in one go; do not let Nagle hold back the last
+    // segment of a response.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    let server = axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move { stop.wait().await })
+    .into_future();
     tokio::pin!(server);
 
     let mut signal = shutdown;

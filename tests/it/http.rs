@@ -64,6 +64,7 @@ impl Fixture {
             store: Arc::new(load_store(&site.feeds)),
             metrics: Arc::new(Metrics::new()),
             ready: Arc::new(AtomicBool::new(true)),
+            subscriptions: None,
         };
         let app = router(state.clone());
         Fixture { site, state, app }

@@ -1,6 +1,7 @@
 //! herald's integration tests: one binary, one file per area.
 
 mod bad_input;
+mod browser;
 mod cli;
 mod config_docs;
 mod corpora;
@@ -8,4 +9,9 @@ mod daemon;
 mod determinism;
 mod helpers;
 mod http;
+mod mail;
+mod smtp;
+mod store;
+mod subscribe;
+mod subscribers_cli;
 mod websub;

@@ -1,0 +1,380 @@
+//! The configured transport (SMTP pool or file outbox) and the errors it
+//! reports, classified for retrying.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use arc_swap::ArcSwap;
+use lettre::message::Mailbox;
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::PoolConfig;
+use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use tokio::sync::Semaphore;
+
+use super::message::{MessageError, Outgoing};
+use crate::config::{Config, MailTransportKind, SmtpTls};
+use crate::store::SubscriberEmail;
+
+/// Why a message was not sent, in the terms a retry policy needs.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    /// Try again later: a 4xx reply, a refused, dropped or stalled
+    /// connection.
+    #[error("temporary failure: {reply}")]
+    Transient { reply: String },
+    /// Do not repeat: a 5xx reply; for a recipient it is a hard bounce.
+    #[error("permanent failure: {reply}")]
+    Permanent { reply: String },
+    /// Neither: a local problem (the outbox cannot be written, TLS
+    /// settings, the server lacks a needed extension).
+    #[error("{0}")]
+    Other(String),
+}
+
+impl SendError {
+    pub fn is_transient(&self) -> bool {
+        matches!(self, SendError::Transient { .. })
+    }
+
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, SendError::Permanent { .. })
+    }
+
+    /// The server's reply (`550 5.1.1 No such user`) or a description of
+    /// the failure, for the delivery ledger.
+    pub fn reply(&self) -> &str {
+        match self {
+            SendError::Transient { reply } | SendError::Permanent { reply } => reply,
+            SendError::Other(message) => message,
+        }
+    }
+
+    fn from_smtp(err: &lettre::transport::smtp::Error) -> SendError {
+        // A negative reply: its code and text, as the server sent them.
+        if let Some(code) = err.status() {
+            let text = std::error::Error::source(err)
+                .map(|s| s.to_string())
+                .unwrap_or_default();
+            let reply = format!("{code} {text}").trim_end().to_string();
+            return if err.is_permanent() {
+                SendError::Permanent { reply }
+            } else {
+                SendError::Transient { reply }
+            };
+        }
+        let description = err.to_string();
+        if err.is_timeout() {
+            return SendError::Transient { reply: description };
+        }
+        if err.is_client() || err.is_tls() || err.is_transport_shutdown() {
+            return SendError::Other(description);
+        }
+        // What is left are lettre's connection, network and response
+        // errors. A response error is mostly a connection that closed
+        // before the reply was complete ("incomplete response"); all of
+        // these may well work on the next attempt.
+        SendError::Transient { reply: description }
+    }
+}
+
+/// Sends messages through the transport `[mail]` configures. Cheap to
+/// clone; clones share the SMTP connection pool.
+#[derive(Clone)]
+pub struct Mailer {
+    transport: Transport,
+    from: Mailbox,
+    description: Arc<str>,
+}
+
+#[derive(Clone)]
+enum Transport {
+    Smtp(Arc<SmtpPool>),
+    Outbox(AsyncFileTransport<Tokio1Executor>),
+}
+
+/// lettre bounds only the connect with its timeout; a server that stops
+/// answering later would hold a send forever. Each send is therefore
+/// bounded as a whole, and after a timeout the pool is replaced: the
+/// stalled connection must not be reused, as its late replies would be
+/// read as answers to the next commands.
+///
+/// lettre's pool caps only the connections it keeps idle; `slots` caps
+/// those in use, so a digest to thousands of subscribers holds at most
+/// `pool_size` connections to the server.
+struct SmtpPool {
+    builder: lettre::transport::smtp::AsyncSmtpTransportBuilder,
+    timeout: Duration,
+    current: ArcSwap<AsyncSmtpTransport<Tokio1Executor>>,
+    slots: Semaphore,
+}
+
+impl fmt::Debug for Mailer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Mailer")
+            .field("transport", &self.description)
+            .field("from", &self.from.to_string())
+            .finish()
+    }
+}
+
+impl Mailer {
+    /// Builds the transport; nothing is connected yet, so herald starts
+    /// even while the mail server is down. The outbox directory is created
+    /// if missing.
+    pub async fn from_config(config: &Config) -> anyhow::Result<Mailer> {
+        let mail = &config.mail;
+        if mail.from.chars().any(char::is_control) {
+            bail!("config key `mail.from`: must not contain line breaks or control characters");
+        }
+        let from: Mailbox = mail.from.parse().with_context(|| {
+            format!(
+                "config key `mail.from`: `{}` is not an address like `Name <name@example.org>`",
+                mail.from
+            )
+        })?;
+        match mail.transport {
+            MailTransportKind::Outbox => {
+                let dir = &mail.outbox_dir;
+                tokio::fs::create_dir_all(dir)
+                    .await
+                    .with_context(|| format!("cannot create the mail outbox {}", dir.display()))?;
+                Ok(Mailer {
+                    transport: Transport::Outbox(AsyncFileTransport::new(dir)),
+                    from,
+                    description: format!("outbox {} (one .eml file per message)", dir.display())
+                        .into(),
+                })
+            }
+            MailTransportKind::Smtp => {
+                let smtp = &mail.smtp;
+                if smtp.host.trim().is_empty() {
+                    bail!("config key `mail.smtp.host`: must not be empty");
+                }
+                let mut builder = match smtp.tls {
+                    SmtpTls::None => {
+                        AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&smtp.host)
+                    }
+                    SmtpTls::Starttls => {
+                        AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&smtp.host)
+                            .with_context(|| {
+                                format!(
+                                    "config key `mail.smtp.host`: cannot use `{}` for STARTTLS",
+                                    smtp.host
+                                )
+                            })?
+                    }
+                    SmtpTls::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(&smtp.host)
+                        .with_context(|| {
+                            format!(
+                                "config key `mail.smtp.host`: cannot use `{}` for TLS",
+                                smtp.host
+                            )
+                        })?,
+                };
+                let timeout = smtp.timeout.0;
+                if timeout.is_zero() {
+                    bail!("config key `mail.smtp.timeout`: must be longer than 0");
+                }
+                builder = builder
+                    .port(smtp.port)
+                    .timeout(Some(timeout))
+                    .pool_config(PoolConfig::new().max_size(smtp.pool_size));
+                let user = match (&smtp.username, &smtp.password) {
+                    (Some(user), Some(password)) => {
+                        builder = builder.credentials(Credentials::new(
+                            user.clone(),
+                            password.expose().to_string(),
+                        ));
+                        Some(user.as_str())
+                    }
+                    (None, None) => None,
+                    (Some(_), None) => bail!(
+                        "config key `mail.smtp.username` is set but the password is not (give it in HERALD_MAIL__SMTP__PASSWORD)"
+                    ),
+                    (None, Some(_)) => bail!(
+                        "the SMTP password is set (HERALD_MAIL__SMTP__PASSWORD) but `mail.smtp.username` is not"
+                    ),
+                };
+                let security = match smtp.tls {
+                    SmtpTls::None => "no TLS",
+                    SmtpTls::Starttls => "STARTTLS",
+                    SmtpTls::Tls => "TLS",
+                };
+                if user.is_some() && smtp.tls == SmtpTls::None {
+                    tracing::warn!(
+                        host = %smtp.host,
+                        "mail.smtp.tls is \"none\": the SMTP password travels unencrypted"
+                    );
+                }
+                let auth = match user {
+                    Some(user) => format!(", as {user}"),
+                    None => String::new(),
+                };
+                let description = format!(
+                    "SMTP {}:{} ({security}{auth}, up to {} connections, timeout {:?})",
+                    smtp.host,
+                    smtp.port,
+                    smtp.pool_size.max(1),
+                    timeout
+                );
+                let pool = SmtpPool {
+                    current: ArcSwap::from_pointee(builder.clone().build()),
+                    builder,
+                    timeout,
+                    slots: Semaphore::new(smtp.pool_size.max(1) as usize),
+                };
+                Ok(Mailer {
+                    transport: Transport::Smtp(Arc::new(pool)),
+                    from,
+                    description: description.into(),
+                })
+            }
+        }
+    }
+
+    /// The sender of every message (`mail.from`).
+    pub fn from(&self) -> &Mailbox {
+        &self.from
+    }
+
+    /// A message from [`Mailer::from`] to `to`; see [`Outgoing::new`].
+    pub fn compose(
+        &self,
+        to: &SubscriberEmail,
+        subject: &str,
+        text: impl Into<String>,
+        html: impl Into<String>,
+    ) -> Result<Outgoing, MessageError> {
+        Outgoing::new(&self.from, to, subject, text, html)
+    }
+
+    /// Sends one message to the recipients of its envelope.
+    pub async fn send(&self, message: &Message) -> Result<(), SendError> {
+        let bytes = message.formatted();
+        match &self.transport {
+            Transport::Outbox(outbox) => outbox
+                .send_raw(message.envelope(), &bytes)
+                .await
+                .map(drop)
+                .map_err(|e| SendError::Other(format!("cannot write to the outbox: {e}"))),
+            Transport::Smtp(pool) => pool.send(message.envelope(), &bytes).await,
+        }
+    }
+
+    /// Where messages go, for logs: host, port, TLS mode and user, never
+    /// the password.
+    pub fn describe(&self) -> String {
+        self.description.to_string()
+    }
+
+    /// Closes pooled SMTP connections (QUIT); call once at shutdown.
+    pub async fn shutdown(&self) {
+        if let Transport::Smtp(pool) = &self.transport {
+            let current = pool.current.load_full();
+            let _ = tokio::time::timeout(pool.timeout, current.shutdown()).await;
+        }
+    }
+}
+
+impl SmtpPool {
+    async fn send(
+        &self,
+        envelope: &lettre::address::Envelope,
+        bytes: &[u8],
+    ) -> Result<(), SendError> {
+        // Waiting for a free slot is not the server's fault, so it is not
+        // part of the timeout.
+        let _slot = self
+            .slots
+            .acquire()
+            .await
+            .map_err(|_| SendError::Other("the SMTP transport is shut down".into()))?;
+        let transport = self.current.load_full();
+        match tokio::time::timeout(self.timeout, transport.send_raw(envelope, bytes)).await {
+            Ok(Ok(_response)) => Ok(()),
+            Ok(Err(e)) => Err(SendError::from_smtp(&e)),
+            Err(_elapsed) => {
+                self.replace(&transport);
+                Err(SendError::Transient {
+                    reply: format!("no reply from the SMTP server within {:?}", self.timeout),
+                })
+            }
+        }
+    }
+
+    /// Swaps in a fresh pool unless another send already did, and closes
+    /// the old one in the background (its QUIT may wait on the stalled
+    /// server, so that wait is bounded too).
+    fn replace(&self, stalled: &Arc<AsyncSmtpTransport<Tokio1Executor>>) {
+        let fresh = Arc::new(self.builder.clone().build());
+        let previous = self.current.compare_and_swap(stalled, fresh);
+        if Arc::ptr_eq(&previous, stalled) {
+            tracing::debug!("SMTP send timed out; connection pool replaced");
+            let old = Arc::clone(stalled);
+            let timeout = self.timeout;
+            tokio::spawn(async move {
+                let _ = tokio::time::timeout(timeout, old.shutdown()).await;
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SITE: &str = r#"
+[site]
+title = "T"
+base_url = "https://example.org/"
+author = { name = "A" }
+"#;
+
+    #[tokio::test]
+    async fn describe_names_the_server_but_never_the_password() {
+        let text = format!(
+            "{SITE}\n[mail]\ntransport = \"smtp\"\n[mail.smtp]\nhost = \"smtp.example.org\"\nusername = \"herald\"\n"
+        );
+        let env = [(
+            "HERALD_MAIL__SMTP__PASSWORD".to_string(),
+            "hunter2-secret".to_string(),
+        )];
+        let config = Config::parse_with_env(&text, env).unwrap();
+        let mailer = Mailer::from_config(&config).await.unwrap();
+        let description = mailer.describe();
+        assert!(
+            description.contains("smtp.example.org:587"),
+            "{description}"
+        );
+        assert!(description.contains("STARTTLS"), "{description}");
+        assert!(!description.contains("hunter2"), "{description}");
+        assert!(!format!("{mailer:?}").contains("hunter2"));
+    }
+
+    #[tokio::test]
+    async fn a_username_without_password_is_a_config_error() {
+        let text = format!(
+            "{SITE}\n[mail]\ntransport = \"smtp\"\n[mail.smtp]\nhost = \"smtp.example.org\"\nusername = \"herald\"\n"
+        );
+        let config = Config::parse(&text).unwrap();
+        let err = format!("{:#}", Mailer::from_config(&config).await.unwrap_err());
+        assert!(err.contains("HERALD_MAIL__SMTP__PASSWORD"), "{err}");
+    }
+
+    #[test]
+    fn send_errors_sort_into_transient_permanent_and_other() {
+        let t = SendError::Transient {
+            reply: "451 4.3.0 later".into(),
+        };
+        let p = SendError::Permanent {
+            reply: "550 5.1.1 no".into(),
+        };
+        let o = SendError::Other("disk full".into());
+        assert!(t.is_transient() && !t.is_permanent());
+        assert!(p.is_permanent() && !p.is_transient());
+        assert!(!o.is_transient() && !o.is_permanent());
+        assert_eq!(p.reply(), "550 5.1.1 no");
+    }
+}

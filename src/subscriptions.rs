@@ -1,0 +1,343 @@
+//! Double opt-in and leaving: what the subscription pages do, apart from
+//! HTTP. A request is validated, rate-limited per client IP, stored as
+//! pending with its consent data, and answered the same way whether or not
+//! the address was known (so the form cannot tell anyone who subscribes).
+//! The confirmation mail carries a signed, expiring link; unsubscribe and
+//! preference links carry a signed management token.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use lettre::message::{header::ContentType, Mailbox, MultiPart, SinglePart};
+use serde_json::json;
+use url::Url;
+
+use crate::config::Config;
+use crate::mail::Mailer;
+use crate::store::{
+    EmailError, NewSubscription, Store, SubscribeOutcome, Subscriber, SubscriberEmail,
+};
+use crate::templates::Templates;
+use crate::tokens::{Purpose, Signer, TokenError, MANAGE_LIFETIME_DAYS};
+
+/// What the subscribe form sends.
+#[derive(Debug, Clone, Default)]
+pub struct SubscribeRequest {
+    pub email: String,
+    pub schedules: Vec<String>,
+    pub tags: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    #[error("{0}")]
+    InvalidEmail(#[from] EmailError),
+    #[error("there is no choice called `{0}`")]
+    UnknownChoice(String),
+    #[error("too many requests from this address; try again later")]
+    RateLimited,
+    /// The confirmation could not be sent right now.
+    #[error("the confirmation email could not be sent; try again later")]
+    Unavailable,
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+pub struct Subscriptions {
+    config: Arc<Config>,
+    store: Arc<dyn Store>,
+    mailer: Arc<Mailer>,
+    signer: Signer,
+    templates: Arc<Templates>,
+    /// Request times per client IP within the last hour.
+    recent: Mutex<HashMap<IpAddr, VecDeque<DateTime<Utc>>>>,
+}
+
+impl Subscriptions {
+    pub fn new(
+        config: Arc<Config>,
+        store: Arc<dyn Store>,
+        mailer: Arc<Mailer>,
+        signer: Signer,
+        templates: Arc<Templates>,
+    ) -> Subscriptions {
+        Subscriptions {
+            config,
+            store,
+            mailer,
+            signer,
+            templates,
+            recent: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn templates(&self) -> &Templates {
+        &self.templates
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// A public page of herald's: `/subscribe`, `/confirm`, … at the root of
+    /// the feeds' origin, with an optional token.
+    pub fn page_url(&self, page: &str, token: Option<&str>) -> Url {
+        let mut url = self
+            .config
+            .feeds_base_url()
+            .join(&format!("/{page}"))
+            .expect("a page name is a valid path");
+        if let Some(t) = token {
+            url.query_pairs_mut().append_pair("token", t);
+        }
+        url
+    }
+
+    /// A management token (unsubscribe and preferences) for `id`.
+    pub fn manage_token(&self, id: i64, now: DateTime<Utc>) -> String {
+        self.signer.sign(
+            Purpose::Manage,
+            id,
+            now + chrono::Duration::days(MANAGE_LIFETIME_DAYS),
+        )
+    }
+
+    /// Handles the subscribe form. `Ok` looks the same whatever the
+    /// address's history.
+    pub async fn request(
+        &self,
+        req: SubscribeRequest,
+        ip: Option<IpAddr>,
+        now: DateTime<Utc>,
+    ) -> Result<(), RequestError> {
+        if let Some(ip) = ip {
+            self.count_request(ip, now)?;
+        }
+        let email = SubscriberEmail::parse(&req.email)?;
+        let schedules = self.checked_schedules(req.schedules)?;
+        let tags = self.checked_tags(req.tags)?;
+        let outcome = self
+            .store
+            .subscribe(NewSubscription {
+                email,
+                name: None,
+                schedules,
+                tags,
+                at: now,
+                ip: ip.map(|i| i.to_string()),
+                source: "web-form".into(),
+                confirmed_note: None,
+            })
+            .await?;
+        let sub = match outcome {
+            SubscribeOutcome::Pending(sub) => sub,
+            // Already active: nothing to send, and the same answer.
+            SubscribeOutcome::AlreadyActive(_) | SubscribeOutcome::Active(_) => return Ok(()),
+        };
+        let resend_after =
+            chrono::Duration::from_std(self.config.subscribers.resend_after.0).unwrap_or_default();
+        if sub
+            .confirmation_sent_at
+            .is_some_and(|t| now - t < resend_after)
+        {
+            tracing::info!(subscriber = sub.id, "confirmation re-send throttled");
+            return Ok(());
+        }
+        let message = self.confirmation_message(&sub, now)?;
+        match self.mailer.send(&message).await {
+            Ok(()) => {
+                self.store.confirmation_sent(sub.id, now).await?;
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(
+                    subscriber = sub.id,
+                    "cannot send the confirmation email: {e}"
+                );
+                Err(RequestError::Unavailable)
+            }
+        }
+    }
+
+    /// The confirmation link's target.
+    pub async fn confirm(&self, token: &str, now: DateTime<Utc>) -> Result<Subscriber, TokenError> {
+        let id = self.signer.verify(token, Purpose::Confirm, now)?;
+        match self.store.confirm(id, now).await {
+            Ok(Some(sub)) => Ok(sub),
+            Ok(None) => Err(TokenError::Invalid),
+            Err(e) => {
+                tracing::error!("confirming subscriber {id}: {e:#}");
+                Err(TokenError::Invalid)
+            }
+        }
+    }
+
+    /// The subscriber a management token belongs to (changes nothing).
+    pub async fn manage(&self, token: &str, now: DateTime<Utc>) -> Result<Subscriber, TokenError> {
+        let id = self.signer.verify(token, Purpose::Manage, now)?;
+        self.store
+            .get(id)
+            .await
+            .ok()
+            .flatten()
+            .ok_or(TokenError::Invalid)
+    }
+
+    pub async fn unsubscribe(
+        &self,
+        token: &str,
+        how: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Subscriber, TokenError> {
+        let sub = self.manage(token, now).await?;
+        self.store
+            .unsubscribe(sub.id, now, how)
+            .await
+            .map_err(|e| {
+                tracing::error!("unsubscribing {}: {e:#}", sub.id);
+                TokenError::Invalid
+            })?;
+        Ok(sub)
+    }
+
+    pub async fn save_preferences(
+        &self,
+        token: &str,
+        schedules: Vec<String>,
+        tags: Vec<String>,
+        now: DateTime<Utc>,
+    ) -> Result<Result<Subscriber, RequestError>, TokenError> {
+        let sub = self.manage(token, now).await?;
+        let checked = self
+            .checked_schedules(schedules)
+            .and_then(|s| Ok((s, self.checked_tags(tags)?)));
+        let (schedules, tags) = match checked {
+            Ok(pair) => pair,
+            Err(e) => return Ok(Err(e)),
+        };
+        if let Err(e) = self.store.set_preferences(sub.id, &schedules, &tags).await {
+            return Ok(Err(RequestError::Internal(e)));
+        }
+        Ok(self
+            .manage(token, now)
+            .await
+            .map_err(|_| RequestError::Internal(anyhow::anyhow!("subscriber vanished"))))
+    }
+
+    /// Removes pending sign-ups older than `subscribers.pending_purge_after`.
+    pub async fn purge(&self, now: DateTime<Utc>) -> anyhow::Result<u64> {
+        let age = chrono::Duration::from_std(self.config.subscribers.pending_purge_after.0)
+            .unwrap_or_default();
+        self.store.purge_pending(now - age).await
+    }
+
+    fn count_request(&self, ip: IpAddr, now: DateTime<Utc>) -> Result<(), RequestError> {
+        let limit = self.config.subscribers.max_requests_per_ip_per_hour as usize;
+        let mut recent = self.recent.lock().expect("rate limiter lock");
+        // Keep the table small: forget addresses idle for an hour.
+        if recent.len() > 10_000 {
+            recent.retain(|_, times| {
+                times
+                    .back()
+                    .is_some_and(|t| now - *t < chrono::Duration::hours(1))
+            });
+        }
+        let times = recent.entry(ip).or_default();
+        while times
+            .front()
+            .is_some_and(|t| now - *t >= chrono::Duration::hours(1))
+        {
+            times.pop_front();
+        }
+        if times.len() >= limit {
+            return Err(RequestError::RateLimited);
+        }
+        times.push_back(now);
+        Ok(())
+    }
+
+    /// Ticked schedules, which must exist; none ticked means all of them.
+    fn checked_schedules(&self, chosen: Vec<String>) -> Result<Vec<String>, RequestError> {
+        let known: Vec<&str> = self.config.digest.iter().map(|d| d.name.as_str()).collect();
+        if chosen.is_empty() {
+            return Ok(known.iter().map(|s| s.to_string()).collect());
+        }
+        dedup_checked(chosen, &known)
+    }
+
+    fn checked_tags(&self, chosen: Vec<String>) -> Result<Vec<String>, RequestError> {
+        let known: Vec<&str> = self
+            .config
+            .subscribers
+            .tags
+            .iter()
+            .map(String::as_str)
+            .collect();
+        dedup_checked(chosen, &known)
+    }
+
+    fn confirmation_message(
+        &self,
+        sub: &Subscriber,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<lettre::Message> {
+        let expiry = self.config.subscribers.confirm_expiry.0;
+        let expires = now + chrono::Duration::from_std(expiry).unwrap_or_default();
+        let token = self.signer.sign(Purpose::Confirm, sub.id, expires);
+        let link = self.page_url("confirm", Some(&token));
+        let site = &self.config.site;
+        let data = json!({
+            "site_title": site.title,
+            "site_url": site.base_url.url().as_str(),
+            "language": site.language.as_str(),
+            "email": sub.email.as_str(),
+            "link": link.as_str(),
+            "expiry_hours": expiry.as_secs() / 3600,
+        });
+        let text = self.templates.render("confirm.txt", &data)?;
+        let html = self.templates.render("confirm.html", &data)?;
+        let from: Mailbox = self.config.mail.from.parse().context("mail.from")?;
+        let to: Mailbox = sub.email.as_str().parse().context("subscriber address")?;
+        lettre::Message::builder()
+            .from(from)
+            .to(to)
+            .subject(format!("Confirm your subscription to {}", site.title))
+            .date(now.into())
+            .message_id(None)
+            .multipart(
+                MultiPart::alternative()
+                    .singlepart(
+                        SinglePart::builder()
+                            .header(ContentType::TEXT_PLAIN)
+                            .body(text),
+                    )
+                    .singlepart(
+                        SinglePart::builder()
+                            .header(ContentType::TEXT_HTML)
+                            .body(html),
+                    ),
+            )
+            .context("building the confirmation email")
+    }
+}
+
+fn dedup_checked(chosen: Vec<String>, known: &[&str]) -> Result<Vec<String>, RequestError> {
+    let mut out: Vec<String> = Vec::new();
+    for c in chosen {
+        let c = c.trim().to_string();
+        if !known.contains(&c.as_str()) {
+            return Err(RequestError::UnknownChoice(c.chars().take(64).collect()));
+        }
+        if !out.contains(&c) {
+            out.push(c);
+        }
+    }
+    Ok(out)
+}
