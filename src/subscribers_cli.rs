@@ -395,6 +395,10 @@ impl Header {
                     );
                 }
             }
+        } else if let Some(extra) = COLUMNS[7..].iter().find(|c| at.contains_key(**c)) {
+            // New subscriptions get their consent data from the import
+            // itself; taking it from the file is for restoring an export.
+            bail!("line 1: column `{extra}` is only read together with a `status` column (a file written by `export`)");
         }
         Ok(Header {
             len: record.len(),

@@ -26,6 +26,7 @@ pub use cache::{CacheStats, ContentCache};
 pub use error::ContentError;
 pub use first_seen::FirstSeen;
 pub use scan::{scan, Kind, Scan, SourceFile};
+pub use text::escape_html;
 
 use crate::config::Config;
 

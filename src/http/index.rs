@@ -198,18 +198,7 @@ fn format_name(format: FeedFormat) -> &'static str {
 
 /// Escapes text for HTML content and quoted attribute values.
 fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
+    crate::content::escape_html(s)
 }
 
 #[cfg(test)]

@@ -131,7 +131,8 @@ fn all(fields: &[(String, String)], name: &str) -> Vec<String> {
         .collect()
 }
 
-fn schedule_choices(subs: &Subscriptions, chosen: &[String]) -> Value {
+/// The `[[digest]]` schedules as form choices, ticked where `checked` says.
+fn schedule_choices(subs: &Subscriptions, checked: impl Fn(&str) -> bool) -> Value {
     json!(subs
         .config()
         .digest
@@ -139,7 +140,7 @@ fn schedule_choices(subs: &Subscriptions, chosen: &[String]) -> Value {
         .map(|d| json!({
             "name": d.name,
             "label": if d.description.is_empty() { d.name.clone() } else { d.description.clone() },
-            "checked": chosen.is_empty() || chosen.contains(&d.name),
+            "checked": checked(&d.name),
         }))
         .collect::<Vec<_>>())
 }
@@ -149,7 +150,7 @@ async fn form(State(subs): State<Arc<Subscriptions>>) -> Response {
         &subs,
         StatusCode::OK,
         "subscribe.html",
-        json!({"action": SUBSCRIBE, "email": "", "error": null, "schedules": schedule_choices(&subs, &[]), "tags": subs.config().subscribers.tags}),
+        json!({"action": SUBSCRIBE, "email": "", "error": null, "schedules": schedule_choices(&subs, |_| true), "tags": subs.config().subscribers.tags}),
     )
 }
 
@@ -218,7 +219,7 @@ async fn submit(State(subs): State<Arc<Subscriptions>>, req: Request) -> Respons
                 &subs,
                 StatusCode::BAD_REQUEST,
                 "subscribe.html",
-                json!({"action": SUBSCRIBE, "email": shown, "error": format!("Please check the form: {e}."), "schedules": schedule_choices(&subs, &request.schedules), "tags": subs.config().subscribers.tags}),
+                json!({"action": SUBSCRIBE, "email": shown, "error": format!("Please check the form: {e}."), "schedules": schedule_choices(&subs, |n| request.schedules.is_empty() || request.schedules.iter().any(|s| s == n)), "tags": subs.config().subscribers.tags}),
             )
         }
     }
@@ -348,16 +349,7 @@ fn preferences(
         .iter()
         .map(|t| json!({"name": t, "checked": sub.tags.contains(t)}))
         .collect();
-    let schedules: Vec<Value> = subs
-        .config()
-        .digest
-        .iter()
-        .map(|d| json!({
-            "name": d.name,
-            "label": if d.description.is_empty() { d.name.clone() } else { d.description.clone() },
-            "checked": sub.schedules.contains(&d.name),
-        }))
-        .collect();
+    let schedules = schedule_choices(subs, |n| sub.schedules.iter().any(|s| s == n));
     render(
         subs,
         StatusCode::OK,

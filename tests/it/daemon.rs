@@ -17,24 +17,7 @@ use herald::shutdown::Shutdown;
 use reqwest::header::{CONTENT_TYPE, ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED};
 use reqwest::StatusCode;
 
-use crate::helpers::TestSite;
-
-/// Polls `check` until it holds, for at most 30 s (generous: this is a
-/// bound on a hung test, not a speed assertion).
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while tokio::time::Instant::now() < deadline {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out waiting until {what}");
-}
+use crate::helpers::{eventually, TestSite};
 
 struct Running {
     base: String,

@@ -179,3 +179,20 @@ pub fn feedparser(files: &[PathBuf]) -> Option<serde_json::Value> {
         Err(e) => panic!("python3 not runnable in CI: {e}"),
     }
 }
+
+/// Polls `check` until it holds, for at most 30 s (a bound on a hung test,
+/// not a speed assertion).
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    while tokio::time::Instant::now() < deadline {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting until {what}");
+}

@@ -88,19 +88,12 @@ schedule = "0 0 8 * * *"
         Some(app)
     }
 
-    pub(crate) async fn wait_until<F, Fut>(&self, what: &str, mut check: F)
+    pub(crate) async fn wait_until<F, Fut>(&self, what: &str, check: F)
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = bool>,
     {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        while tokio::time::Instant::now() < deadline {
-            if check().await {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("timed out waiting until {what}");
+        crate::helpers::eventually(what, check).await
     }
 
     pub(crate) async fn subscribe(&self, form: &[(&str, &str)]) -> (StatusCode, String) {

@@ -365,6 +365,10 @@ async fn import_header_problems_stop_before_anything_is_written() {
             "email,status\na@example.org,active\n",
             "also needs `requested_at`",
         ),
+        (
+            "email,requested_at\na@example.org,2026-01-01T00:00:00Z\n",
+            "only read together with a `status`",
+        ),
     ] {
         let file = site.dir.path().join("h.csv");
         std::fs::write(&file, text).unwrap();
