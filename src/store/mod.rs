@@ -12,7 +12,7 @@ mod sqlite;
 use chrono::{DateTime, Utc};
 
 pub use email::{EmailError, SubscriberEmail};
-pub use sqlite::SqliteStore;
+pub use sqlite::{ConsentEntry, SqliteStore};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Status {
