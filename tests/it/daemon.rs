@@ -7,12 +7,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use herald::config::Config;
-use herald::daemon::{self, Runtime};
 use herald::engine::Engine;
 use herald::http::{self, AppState};
 use herald::metrics::Metrics;
 use herald::publish::FeedStore;
-use herald::schedule::SystemClock;
 use herald::shutdown::Shutdown;
 use reqwest::header::{CONTENT_TYPE, ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED};
 use reqwest::StatusCode;
@@ -29,14 +27,7 @@ struct Running {
 impl Running {
     async fn start(site: &TestSite) -> Running {
         let config = site.config();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let shutdown = Shutdown::new();
-        let runtime = Runtime {
-            clock: Arc::new(SystemClock),
-            shutdown: shutdown.clone(),
-        };
-        let task = tokio::spawn(daemon::run(config, listener, runtime));
+        let (base, shutdown, task) = crate::helpers::spawn_daemon(config).await;
         let client = reqwest::Client::builder()
             .no_gzip()
             .no_brotli()

@@ -196,3 +196,23 @@ where
     }
     panic!("timed out waiting until {what}");
 }
+
+/// `herald run` in this process on a free loopback port: its base URL, the
+/// shutdown that stops it, and the task to await for its result.
+pub async fn spawn_daemon(
+    config: Config,
+) -> (
+    String,
+    herald::shutdown::Shutdown,
+    tokio::task::JoinHandle<anyhow::Result<()>>,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let shutdown = herald::shutdown::Shutdown::new();
+    let runtime = herald::daemon::Runtime {
+        clock: std::sync::Arc::new(herald::schedule::SystemClock),
+        shutdown: shutdown.clone(),
+    };
+    let task = tokio::spawn(herald::daemon::run(config, listener, runtime));
+    (base, shutdown, task)
+}

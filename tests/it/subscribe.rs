@@ -2,11 +2,8 @@
 //! server (Python's aiosmtpd) on loopback receiving the confirmation mail,
 //! a real SQLite file.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use herald::daemon::{self, Runtime};
-use herald::schedule::SystemClock;
 use herald::shutdown::Shutdown;
 use herald::store::{SqliteStore, Status, Store, SubscriberEmail};
 use herald::tokens::{Purpose, Signer};
@@ -57,14 +54,7 @@ schedule = "0 0 8 * * *"
             port = smtp.port()
         );
         let config = site.config();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let shutdown = Shutdown::new();
-        let runtime = Runtime {
-            clock: Arc::new(SystemClock),
-            shutdown: shutdown.clone(),
-        };
-        let task = tokio::spawn(daemon::run(config, listener, runtime));
+        let (base, shutdown, task) = crate::helpers::spawn_daemon(config).await;
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()

@@ -1,0 +1,320 @@
+//! Value types of the configuration, each parsed and checked at the edge:
+//! URLs, durations, sizes, cron schedules, language tags, time zones,
+//! permalink patterns and secrets. A value of one of these types is valid
+//! by construction.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use serde::Deserialize;
+use url::Url;
+
+/// A secret value: never printed (`Debug` shows `[redacted]`).
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Secret {
+        Secret(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// An absolute `http` or `https` URL whose path ends in `/`, so that joining
+/// a relative path keeps every segment.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct BaseUrl(pub Url);
+
+impl TryFrom<String> for BaseUrl {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        let mut url = Url::parse(&s).map_err(|e| format!("`{s}` is not an absolute URL ({e})"))?;
+        if url.scheme() != "http" && url.scheme() != "https" {
+            return Err(format!("`{s}` must start with http:// or https://"));
+        }
+        if url.query().is_some() || url.fragment().is_some() {
+            return Err(format!("`{s}` must not have a query or fragment"));
+        }
+        if !url.path().ends_with('/') {
+            let p = format!("{}/", url.path());
+            url.set_path(&p);
+        }
+        Ok(BaseUrl(url))
+    }
+}
+
+impl BaseUrl {
+    pub fn url(&self) -> &Url {
+        &self.0
+    }
+}
+
+/// An absolute http(s) URL kept as written (no trailing slash added), such
+/// as a WebSub hub.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct BaseUrlLike(pub Url);
+
+impl TryFrom<String> for BaseUrlLike {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        let url = Url::parse(&s).map_err(|e| format!("`{s}` is not an absolute URL ({e})"))?;
+        if url.scheme() != "http" && url.scheme() != "https" {
+            return Err(format!("`{s}` must start with http:// or https://"));
+        }
+        Ok(BaseUrlLike(url))
+    }
+}
+
+/// A span of time written with a unit: `300ms`, `10s`, `5 min`, `2h`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct Duration(pub std::time::Duration);
+
+impl FromStr for Duration {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let t = s.trim();
+        let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+        let (num, unit) = t.split_at(split);
+        let n: u64 = num
+            .parse()
+            .map_err(|_| format!("`{s}` is not a duration like `500ms`, `10s` or `5min`"))?;
+        let d = match unit.trim() {
+            "ms" => std::time::Duration::from_millis(n),
+            "s" | "sec" => std::time::Duration::from_secs(n),
+            "m" | "min" => std::time::Duration::from_secs(n * 60),
+            "h" => std::time::Duration::from_secs(n * 3600),
+            "d" | "days" => std::time::Duration::from_secs(n * 86400),
+            "" => return Err(format!("`{s}` needs a unit: ms, s, min or h")),
+            other => {
+                return Err(format!(
+                    "`{s}`: unknown unit `{other}` (use ms, s, min or h)"
+                ))
+            }
+        };
+        Ok(Duration(d))
+    }
+}
+
+impl TryFrom<String> for Duration {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        Duration::from_str(&s)
+    }
+}
+
+/// A cron expression with a seconds field, as the `cron` crate reads it:
+/// `0 */5 * * * *` is every five minutes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(try_from = "String")]
+pub struct CronSchedule {
+    pub expression: String,
+    pub schedule: cron::Schedule,
+}
+
+impl FromStr for CronSchedule {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let schedule = cron::Schedule::from_str(s.trim()).map_err(|e| {
+            format!("`{s}` is not a cron expression with seconds like `0 */5 * * * *` ({e})")
+        })?;
+        Ok(CronSchedule {
+            expression: s.trim().to_string(),
+            schedule,
+        })
+    }
+}
+
+impl TryFrom<String> for CronSchedule {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        CronSchedule::from_str(&s)
+    }
+}
+
+/// A BCP 47 language tag such as `en` or `pt-BR` (shape only).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct LanguageTag(pub String);
+
+impl LanguageTag {
+    pub fn parse(s: &str) -> Result<LanguageTag, String> {
+        let mut parts = s.split('-');
+        let primary = parts.next().unwrap_or("");
+        let ok_primary =
+            (2..=8).contains(&primary.len()) && primary.chars().all(|c| c.is_ascii_alphabetic());
+        let ok_rest = parts
+            .all(|p| (1..=8).contains(&p.len()) && p.chars().all(|c| c.is_ascii_alphanumeric()));
+        if ok_primary && ok_rest {
+            Ok(LanguageTag(s.to_string()))
+        } else {
+            Err(format!("`{s}` is not a language tag like `en` or `pt-BR`"))
+        }
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for LanguageTag {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        LanguageTag::parse(&s)
+    }
+}
+
+/// An IANA time zone name (`Europe/Berlin`, `UTC`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct TimeZone(pub chrono_tz::Tz);
+
+impl Default for TimeZone {
+    fn default() -> Self {
+        TimeZone(chrono_tz::UTC)
+    }
+}
+
+impl TryFrom<String> for TimeZone {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse::<chrono_tz::Tz>().map(TimeZone).map_err(|_| {
+            format!("`{s}` is not an IANA time zone name like `Europe/Berlin` or `UTC`")
+        })
+    }
+}
+
+/// A size in bytes, written as a number or with a unit: `10 MiB`, `512KiB`,
+/// `2MB`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "SizeRepr")]
+pub struct ByteSize(pub u64);
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum SizeRepr {
+    Number(u64),
+    Text(String),
+}
+
+impl TryFrom<SizeRepr> for ByteSize {
+    type Error = String;
+    fn try_from(r: SizeRepr) -> Result<Self, String> {
+        match r {
+            SizeRepr::Number(n) => Ok(ByteSize(n)),
+            SizeRepr::Text(s) => ByteSize::from_str(&s),
+        }
+    }
+}
+
+impl FromStr for ByteSize {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let t = s.trim();
+        let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+        let (num, unit) = t.split_at(split);
+        let n: u64 = num
+            .parse()
+            .map_err(|_| format!("`{s}` is not a size like `10 MiB` or `1048576`"))?;
+        let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+            "" | "b" => 1,
+            "k" | "kb" => 1000,
+            "kib" => 1024,
+            "m" | "mb" => 1000 * 1000,
+            "mib" => 1024 * 1024,
+            "g" | "gb" => 1000 * 1000 * 1000,
+            "gib" => 1024 * 1024 * 1024,
+            other => return Err(format!("`{s}`: unknown size unit `{other}`")),
+        };
+        n.checked_mul(mult)
+            .map(ByteSize)
+            .ok_or_else(|| format!("`{s}` is too large"))
+    }
+}
+
+impl fmt::Display for ByteSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} bytes", self.0)
+    }
+}
+
+/// An article URL pattern such as `/{year}/{month}/{day}/{slug}/`.
+/// Placeholders: `{year}`, `{month}`, `{day}`, `{slug}`, `{section}` (the
+/// article's folder under the content directory, empty at the top).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct UrlPattern(String);
+
+const PLACEHOLDERS: &[&str] = &["year", "month", "day", "slug", "section"];
+
+impl FromStr for UrlPattern {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if !s.starts_with('/') {
+            return Err(format!("`{s}` must start with `/`"));
+        }
+        if !s.contains("{slug}") {
+            return Err(format!(
+                "`{s}` must contain `{{slug}}` so that articles get distinct URLs"
+            ));
+        }
+        let mut rest = s;
+        while let Some(open) = rest.find('{') {
+            let close = rest[open..]
+                .find('}')
+                .ok_or_else(|| format!("`{s}`: unclosed `{{`"))?;
+            let name = &rest[open + 1..open + close];
+            if !PLACEHOLDERS.contains(&name) {
+                return Err(format!(
+                    "`{s}`: unknown placeholder `{{{name}}}` (known: {})",
+                    PLACEHOLDERS.join(", ")
+                ));
+            }
+            rest = &rest[open + close + 1..];
+        }
+        if s.contains("..") || s.contains('?') || s.contains('#') {
+            return Err(format!("`{s}` must be a plain path"));
+        }
+        Ok(UrlPattern(s.to_string()))
+    }
+}
+
+impl TryFrom<String> for UrlPattern {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        UrlPattern::from_str(&s)
+    }
+}
+
+impl UrlPattern {
+    /// Fills the placeholders; `vars` maps placeholder names to values.
+    /// The result is relative (no leading `/`), ready to join to a base URL.
+    pub fn expand(&self, vars: &BTreeMap<&str, &str>) -> String {
+        let mut out = String::with_capacity(self.0.len() + 32);
+        let mut rest = self.0.as_str();
+        while let Some(open) = rest.find('{') {
+            out.push_str(&rest[..open]);
+            let close = open + rest[open..].find('}').expect("validated");
+            let name = &rest[open + 1..close];
+            out.push_str(vars.get(name).copied().unwrap_or(""));
+            rest = &rest[close + 1..];
+        }
+        out.push_str(rest);
+        // An empty `{section}` must not leave `//` behind.
+        while out.contains("//") {
+            out = out.replace("//", "/");
+        }
+        out.trim_start_matches('/').to_string()
+    }
+}
