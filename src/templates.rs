@@ -2,13 +2,28 @@
 //! (the files in `templates/`, built into the binary); a site owner
 //! overrides any of them by putting a file of the same name in the
 //! directory named by `templates_dir`. A template that does not parse stops
-//! herald at start, with the file and line.
+//! herald at start, with the file and line; so does a digest template that
+//! does not render the sample digest ([`sample_digest`]).
+//!
+//! HTML templates escape every `{{value}}` (only `{{{triple}}}` inserts
+//! trusted HTML); `.txt` templates and subjects are written as they are.
+//!
+//! The digest: `digest.html` (in the partial block `digest_layout.html`,
+//! one `digest_article.html` per article) and `digest.txt` (one
+//! `digest_article.txt` per article). Templates double as partials under
+//! their own names: `{{> digest_article.txt number=1}}`. Helpers for every
+//! template: `inc` (n + 1, for numbering from `@index`), `concat` (joins its
+//! arguments) and `wrap` (plain text wrapped at `width`, 72 by default, the
+//! first line led by `first`, the others by `indent`).
 
 use std::path::Path;
 
 use anyhow::Context;
 use handlebars::Handlebars;
 use serde::Serialize;
+use serde_json::Value;
+
+use crate::content::escape_html;
 
 /// Name (without `.hbs`) and built-in text of every template.
 const BUILT_IN: &[(&str, &str)] = &[
@@ -34,19 +49,48 @@ const BUILT_IN: &[(&str, &str)] = &[
         "confirm.html",
         include_str!("../templates/confirm.html.hbs"),
     ),
+    (
+        "digest_layout.html",
+        include_str!("../templates/digest_layout.html.hbs"),
+    ),
+    (
+        "digest_article.html",
+        include_str!("../templates/digest_article.html.hbs"),
+    ),
+    ("digest.html", include_str!("../templates/digest.html.hbs")),
+    (
+        "digest_article.txt",
+        include_str!("../templates/digest_article.txt.hbs"),
+    ),
+    ("digest.txt", include_str!("../templates/digest.txt.hbs")),
 ];
+
+/// Templates rendered against [`sample_digest`] at load, so that a digest
+/// template naming a field or partial that does not exist stops herald at
+/// start rather than at the first send.
+const DIGEST: &[&str] = &["digest.html", "digest.txt"];
+
+/// Column at which `wrap` breaks lines unless told otherwise; a comfortable
+/// width in every plain-text mail client.
+pub const TEXT_WIDTH: usize = 72;
 
 #[derive(Debug)]
 pub struct Templates {
-    registry: Handlebars<'static>,
+    /// Every template, escaping values for HTML.
+    html: Handlebars<'static>,
+    /// The same templates with no escaping, for `.txt` ones and subjects.
+    plain: Handlebars<'static>,
 }
 
 impl Templates {
     /// The built-in templates, each replaced by `<dir>/<name>.hbs` where that
     /// file exists.
     pub fn load(dir: Option<&Path>) -> anyhow::Result<Templates> {
-        let mut registry = Handlebars::new();
-        registry.set_strict_mode(true);
+        let mut html = registry();
+        html.register_escape_fn(escape_html);
+        let mut plain = registry();
+        plain.register_escape_fn(handlebars::no_escape);
+        let mut origins = Vec::with_capacity(BUILT_IN.len());
         for (name, built_in) in BUILT_IN {
             let file = dir
                 .map(|d| d.join(format!("{name}.hbs")))
@@ -59,32 +103,203 @@ impl Templates {
                 ),
                 None => (built_in.to_string(), format!("built-in {name}.hbs")),
             };
-            // The layout is used as a partial block by the pages.
-            if *name == "layout.html" {
+            for registry in [&mut html, &mut plain] {
+                // The pages use the layout as a partial block.
+                if *name == "layout.html" {
+                    registry
+                        .register_partial("layout", &text)
+                        .map_err(|e| anyhow::anyhow!("template {origin}: {e}"))?;
+                }
                 registry
-                    .register_partial("layout", &text)
+                    .register_template_string(name, &text)
                     .map_err(|e| anyhow::anyhow!("template {origin}: {e}"))?;
             }
-            registry
-                .register_template_string(name, text)
-                .map_err(|e| anyhow::anyhow!("template {origin}: {e}"))?;
+            origins.push((*name, origin));
         }
-        Ok(Templates { registry })
+        let templates = Templates { html, plain };
+        // Strict mode only catches a wrong name on a branch taken: render
+        // both modes, with and without the optional parts.
+        let mut bare = sample_digest();
+        bare["full_content"] = true.into();
+        bare["postal_address"] = serde_json::json!([]);
+        bare["articles"][0]["image"] = Value::Null;
+        bare["articles"][0]["authors"] = "".into();
+        bare["articles"][0]["tags"] = serde_json::json!([]);
+        for sample in [sample_digest(), bare] {
+            for name in DIGEST {
+                if let Err(e) = templates.render(name, &sample) {
+                    let origin = origins
+                        .iter()
+                        .find(|(n, _)| n == name)
+                        .map_or(String::new(), |(_, o)| o.clone());
+                    anyhow::bail!("template {origin} cannot render a digest: {e:#}");
+                }
+            }
+        }
+        Ok(templates)
     }
 
     /// HTML templates escape every value; `.txt` ones do not.
     pub fn render(&self, name: &str, data: &impl Serialize) -> anyhow::Result<String> {
-        if name.ends_with(".txt") {
-            let mut plain = self.registry.clone();
-            plain.register_escape_fn(handlebars::no_escape);
-            return plain
-                .render(name, data)
-                .with_context(|| format!("rendering template {name}"));
-        }
-        self.registry
+        let registry = if name.ends_with(".txt") {
+            &self.plain
+        } else {
+            &self.html
+        };
+        registry
             .render(name, data)
             .with_context(|| format!("rendering template {name}"))
     }
+
+    /// Renders a one-line template given as text, such as a digest's
+    /// subject from the config (`"{{site.title}}: {{count}} new articles"`),
+    /// without HTML escaping. Line breaks and runs of white space become
+    /// single spaces, so a value can never start another header line; an
+    /// empty result is an error.
+    pub fn render_subject(
+        &self,
+        template_text: &str,
+        data: &impl Serialize,
+    ) -> anyhow::Result<String> {
+        let raw = self
+            .plain
+            .render_template(template_text, data)
+            .map_err(|e| anyhow::anyhow!("subject template {template_text:?}: {e}"))?;
+        let subject = raw.split_whitespace().collect::<Vec<_>>().join(" ");
+        anyhow::ensure!(
+            !subject.is_empty(),
+            "subject template {template_text:?} renders an empty subject"
+        );
+        Ok(subject)
+    }
+
+    /// Checks a subject template at start: it must parse, and render
+    /// [`sample_digest`] (so it names only fields a digest has) to a
+    /// non-empty line.
+    pub fn check_subject(&self, template_text: &str) -> anyhow::Result<()> {
+        handlebars::Template::compile(template_text)
+            .map_err(|e| anyhow::anyhow!("subject template {template_text:?}: {e}"))?;
+        self.render_subject(template_text, &sample_digest())
+            .map(drop)
+    }
+}
+
+/// A registry with herald's settings and helpers, escaping not yet chosen.
+fn registry() -> Handlebars<'static> {
+    let mut r = Handlebars::new();
+    r.set_strict_mode(true);
+    r.register_helper("inc", Box::new(helpers::inc));
+    r.register_helper("concat", Box::new(helpers::concat));
+    r.register_helper("wrap", Box::new(helpers::wrap));
+    r
+}
+
+/// The helpers' types (the macro makes them `pub`; they stay in here).
+mod helpers {
+    use handlebars::handlebars_helper;
+    use serde_json::Value;
+
+    handlebars_helper!(inc: |n: i64| n + 1);
+
+    handlebars_helper!(concat: |*args| args.iter().map(|v| match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }).collect::<String>());
+
+    // 72 is `TEXT_WIDTH`: the macro takes only a literal.
+    handlebars_helper!(wrap: |text: str, { width: u64 = 72, first: str = "", indent: str = "" }|
+        super::wrap_text(text, usize::try_from(width).unwrap_or(super::TEXT_WIDTH), first, indent));
+}
+
+/// Wraps plain text at `width` columns, never breaking a word (a long URL
+/// keeps a line of its own). Paragraphs (separated by blank lines) stay
+/// apart; lines within one are joined. The first line starts with `first`,
+/// every other non-blank line with `indent`.
+fn wrap_text(text: &str, width: usize, first: &str, indent: &str) -> String {
+    let mut out = String::with_capacity(text.len() + text.len() / 16);
+    let mut lead = first;
+    let mut paragraph: Vec<&str> = Vec::new();
+    let mut lines = text.lines().peekable();
+    while let Some(line) = lines.next() {
+        if !line.trim().is_empty() {
+            paragraph.extend(line.split_whitespace());
+        }
+        let ends = line.trim().is_empty() || lines.peek().is_none();
+        if ends && !paragraph.is_empty() {
+            if !out.is_empty() {
+                out.push_str("\n\n");
+            }
+            push_wrapped(&mut out, &paragraph, width, lead, indent);
+            paragraph.clear();
+            lead = indent;
+        }
+    }
+    out
+}
+
+fn push_wrapped(out: &mut String, words: &[&str], width: usize, first: &str, indent: &str) {
+    out.push_str(first);
+    let mut column = first.chars().count();
+    let mut line_empty = true;
+    for word in words {
+        let len = word.chars().count();
+        if !line_empty && column + 1 + len > width {
+            out.push('\n');
+            out.push_str(indent);
+            column = indent.chars().count();
+            line_empty = true;
+        }
+        if !line_empty {
+            out.push(' ');
+            column += 1;
+        }
+        out.push_str(word);
+        column += len;
+        line_empty = false;
+    }
+}
+
+/// Data of the shape every digest template receives, with sample values:
+/// the reference for template authors and what templates and subjects are
+/// checked against at start.
+pub fn sample_digest() -> Value {
+    serde_json::json!({
+        "language": "en",
+        "site": {
+            "title": "Example Site",
+            "url": "https://example.org/",
+            "description": "Notes on software, weekly."
+        },
+        "digest": {"name": "weekly", "description": "Every Monday morning"},
+        "subscriber": {"email": "ann@example.net"},
+        "date": "Monday, 30 November 2026",
+        "count": 1,
+        // For subject lines: the newest article's title, and how many more.
+        "first_title": "A sample article",
+        "more": 0,
+        "full_content": false,
+        "articles": [{
+            "title": "A sample article",
+            "url": "https://example.org/posts/sample/",
+            "date": "28 November 2026",
+            "date_iso": "2026-11-28T09:00:00+00:00",
+            "authors": "Ann Author",
+            "summary": "What the article is about.",
+            "content_html": "<p>What the article is about.</p>",
+            "content_text": "What the article is about.",
+            "image": {"url": "https://example.org/posts/sample/cover.png", "alt": "A sample article"},
+            "tags": [{"name": "Rust", "url": "https://example.org/tags/rust/"}]
+        }],
+        "links": {
+            "unsubscribe": "https://example.org/unsubscribe?token=sample",
+            "preferences": "https://example.org/preferences?token=sample",
+            "site": "https://example.org/",
+            "feed": "https://example.org/atom.xml"
+        },
+        "reason": "You receive this email because you subscribed to the weekly digest of Example Site on 1 November 2026.",
+        "postal_address": ["Example Ltd", "1 Main Street", "Springfield"]
+    })
 }
 
 #[cfg(test)]
@@ -124,5 +339,178 @@ mod tests {
         let err = format!("{:#}", Templates::load(Some(dir.path())).unwrap_err());
         assert!(err.contains("message.html.hbs"), "{err}");
         assert!(err.contains("\"message.html\":2:"), "names the line: {err}");
+    }
+
+    /// Digest data with hostile values where subscribers and authors can put
+    /// text.
+    fn digest_fixture() -> Value {
+        let mut d = sample_digest();
+        d["subscriber"]["email"] = "\"<script>alert(1)</script>\"@example.net".into();
+        d["count"] = 2.into();
+        d["articles"] = serde_json::json!([
+            {
+                "title": "Fish & <Chips>",
+                "url": "https://example.org/posts/fish/?a=1&b=2",
+                "date": "28 November 2026",
+                "date_iso": "2026-11-28T09:00:00+00:00",
+                "authors": "Ann Author, Bob",
+                "summary": "Frying <b>well</b> & quickly.",
+                "content_html": "<p>Trusted <em>HTML</em> body.</p>",
+                "content_text": "Trusted HTML body.",
+                "image": null,
+                "tags": [{"name": "Food & Drink", "url": "https://example.org/tags/food/"}]
+            },
+            {
+                "title": "Second",
+                "url": "https://example.org/posts/second/",
+                "date": "27 November 2026",
+                "date_iso": "2026-11-27T09:00:00+00:00",
+                "authors": "",
+                "summary": "Second summary.",
+                "content_html": "<p>Second body.</p>",
+                "content_text": "Second body.",
+                "image": {"url": "https://example.org/a.png", "alt": "A \"quoted\" chart"},
+                "tags": []
+            }
+        ]);
+        d
+    }
+
+    #[test]
+    fn the_digest_escapes_what_subscribers_and_authors_wrote_but_not_trusted_html() {
+        let t = Templates::load(None).unwrap();
+        let mut data = digest_fixture();
+        let html = t.render("digest.html", &data).unwrap();
+        assert!(!html.contains("<script>"), "{html}");
+        assert!(html.contains("&quot;&lt;script&gt;alert(1)&lt;/script&gt;&quot;@example.net"));
+        assert!(html.contains(">Fish &amp; &lt;Chips&gt;</a>"), "{html}");
+        assert!(html.contains("href=\"https://example.org/posts/fish/?a=1&amp;b=2\""));
+        assert!(html.contains("Frying &lt;b&gt;well&lt;/b&gt; &amp; quickly."));
+        assert!(html.contains("#Food &amp; Drink</a>"));
+        assert!(html.contains("alt=\"A &quot;quoted&quot; chart\""));
+        assert!(!html.contains("Trusted"), "summary mode shows no content");
+        assert!(html.contains("href=\"#article-2\"") && html.contains("id=\"article-2\""));
+
+        data["full_content"] = true.into();
+        let html = t.render("digest.html", &data).unwrap();
+        assert!(
+            html.contains("<p>Trusted <em>HTML</em> body.</p>"),
+            "{html}"
+        );
+        assert!(!html.contains("Frying"), "full mode shows no summary");
+
+        // Text is written as it is: no entities in a plain-text part.
+        let text = t.render("digest.txt", &data).unwrap();
+        assert!(text.contains("1. Fish & <Chips>\n"), "{text}");
+        assert!(text.contains("\"<script>alert(1)</script>\"@example.net"));
+        assert!(text.contains("\nhttps://example.org/posts/fish/?a=1&b=2\n"));
+        assert!(text.contains("\nTrusted HTML body.\n") && !text.contains("Frying"));
+        data["full_content"] = false.into();
+        let text = t.render("digest.txt", &data).unwrap();
+        assert!(text.contains("\nFrying <b>well</b> & quickly.\n") && !text.contains("Trusted"));
+    }
+
+    #[test]
+    fn an_empty_postal_address_leaves_no_trace() {
+        let t = Templates::load(None).unwrap();
+        let mut data = digest_fixture();
+        let with = t.render("digest.txt", &data).unwrap();
+        assert!(
+            with.ends_with("\n\nExample Ltd\n1 Main Street\nSpringfield\n"),
+            "{with}"
+        );
+        let html = t.render("digest.html", &data).unwrap();
+        assert!(html.contains("Example Ltd<br>1 Main Street<br>Springfield</p>"));
+        data["postal_address"] = serde_json::json!([]);
+        let without = t.render("digest.txt", &data).unwrap();
+        assert!(
+            without.ends_with("Feed: https://example.org/atom.xml\n"),
+            "{without}"
+        );
+        let html = t.render("digest.html", &data).unwrap();
+        assert!(!html.contains("<br>") && !html.contains("<p style=\"margin:0;\"></p>"));
+    }
+
+    #[test]
+    fn the_digest_text_can_be_replaced_and_a_broken_partial_names_its_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("digest.txt.hbs"),
+            "{{count}} for {{subscriber.email}}: {{#each articles}}{{> digest_article.txt number=(inc @index)}}{{/each}}",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("digest_article.txt.hbs"),
+            "[{{number}}] {{title}} ",
+        )
+        .unwrap();
+        let t = Templates::load(Some(dir.path())).unwrap();
+        let text = t.render("digest.txt", &digest_fixture()).unwrap();
+        assert_eq!(
+            text,
+            "2 for \"<script>alert(1)</script>\"@example.net: [1] Fish & <Chips> [2] Second "
+        );
+        // The built-in HTML is untouched by a text override.
+        assert!(t
+            .render("digest.html", &digest_fixture())
+            .unwrap()
+            .contains("<!doctype html>"));
+
+        std::fs::write(
+            dir.path().join("digest_article.html.hbs"),
+            "<p>\n{{title}</p>\n",
+        )
+        .unwrap();
+        let err = format!("{:#}", Templates::load(Some(dir.path())).unwrap_err());
+        assert!(err.contains("digest_article.html.hbs"), "{err}");
+        assert!(
+            err.contains("\"digest_article.html\":2:"),
+            "names the line: {err}"
+        );
+    }
+
+    #[test]
+    fn a_digest_template_naming_an_unknown_field_fails_at_load() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("digest_article.html.hbs"),
+            "<p>{{title}}</p>\n<p>{{subtitle}}</p>\n",
+        )
+        .unwrap();
+        let err = format!("{:#}", Templates::load(Some(dir.path())).unwrap_err());
+        assert!(err.contains("digest_article.html"), "{err}");
+        assert!(err.contains("subtitle"), "{err}");
+    }
+
+    #[test]
+    fn subjects_render_on_one_line_without_escaping() {
+        let t = Templates::load(None).unwrap();
+        let mut data = digest_fixture();
+        data["site"]["title"] = "Fish &\r\n  <Chips>".into();
+        let subject = t
+            .render_subject("{{site.title}}:\n{{count}} new articles", &data)
+            .unwrap();
+        assert_eq!(subject, "Fish & <Chips>: 2 new articles");
+        t.check_subject("{{site.title}}: {{count}} new {{digest.name}}")
+            .unwrap();
+        let err = format!("{:#}", t.check_subject("{{site.title").unwrap_err());
+        assert!(err.contains("subject template"), "{err}");
+        let err = format!("{:#}", t.check_subject("{{site.name}} digest").unwrap_err());
+        assert!(err.contains("site.name"), "{err}");
+        let err = format!(
+            "{:#}",
+            t.check_subject("{{#if false}}x{{/if}} ").unwrap_err()
+        );
+        assert!(err.contains("empty"), "{err}");
+    }
+
+    #[test]
+    fn wrap_keeps_paragraphs_long_words_and_hanging_indents() {
+        let text = "one two three four five six\nseven\n\n  eight https://example.org/a-very-long-url nine";
+        assert_eq!(
+            wrap_text(text, 16, "1. ", "   "),
+            "1. one two three\n   four five six\n   seven\n\n   eight\n   https://example.org/a-very-long-url\n   nine"
+        );
+        assert_eq!(wrap_text("", 72, "x", ""), "");
     }
 }

@@ -26,7 +26,7 @@ pub use cache::{CacheStats, ContentCache};
 pub use error::ContentError;
 pub use first_seen::FirstSeen;
 pub use scan::{scan, Kind, Scan, SourceFile};
-pub use text::escape_html;
+pub use text::{escape_html, html_to_text};
 
 use crate::config::Config;
 
