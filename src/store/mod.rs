@@ -1,4 +1,4 @@
-//! Where subscribers (and later the digest ledger) live. Callers use the
+//! Where subscribers and the digest ledger live. Callers use the
 //! [`Store`] trait only, so that a PostgreSQL implementation can follow the
 //! SQLite one without touching them.
 //!
@@ -7,11 +7,16 @@
 //! unconfirmed sign-ups keeps their attempt in the consent log.
 
 mod email;
+mod ledger;
 mod sqlite;
 
 use chrono::{DateTime, Utc};
 
 pub use email::{EmailError, SubscriberEmail};
+pub use ledger::{
+    Candidate, Claimed, DeliveryState, NewDelivery, Outcome, Problem, Run, RunStatus, Settled,
+    Trigger,
+};
 pub use sqlite::{ConsentEntry, SqliteStore};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

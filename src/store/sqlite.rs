@@ -30,7 +30,7 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Cheap to clone: clones share one pool of connections.
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
-    pool: SqlitePool,
+    pub(super) pool: SqlitePool,
 }
 
 /// One entry of the append-only consent log.
@@ -218,17 +218,17 @@ async fn migrate(pool: &SqlitePool) -> anyhow::Result<()> {
 
 /// Times are stored as fixed-width RFC 3339 text, so that text order is
 /// time order.
-fn format_time(t: DateTime<Utc>) -> String {
+pub(super) fn format_time(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Nanos, true)
 }
 
-fn parse_time(s: String) -> anyhow::Result<DateTime<Utc>> {
+pub(super) fn parse_time(s: String) -> anyhow::Result<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(&s)
         .map(|t| t.with_timezone(&Utc))
         .with_context(|| format!("bad time `{s}` in the database"))
 }
 
-fn parse_opt_time(s: Option<String>) -> anyhow::Result<Option<DateTime<Utc>>> {
+pub(super) fn parse_opt_time(s: Option<String>) -> anyhow::Result<Option<DateTime<Utc>>> {
     s.map(parse_time).transpose()
 }
 
@@ -594,7 +594,7 @@ impl Store for SqliteStore {
             Status::Pending => {}
         }
         let at = format_time(at);
-        sqlx::query("UPDATE subscribers SET status = 'active', confirmed_at = ? WHERE id = ?")
+        sqlx::query("UPDATE subscribers SET status = 'active', confirmed_at = ?, hard_bounces = 0 WHERE id = ?")
             .bind(&at)
             .bind(id)
             .execute(&mut *tx)
