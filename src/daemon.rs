@@ -7,6 +7,7 @@
 //! server stops accepting, requests in flight and a running rebuild finish
 //! within the grace period, and `run` returns.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -16,6 +17,9 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 use crate::config::Config;
+use crate::content::Article;
+use crate::digest::schedule::{DigestWork, Entry};
+use crate::digest::{self, Composer, Digests, SendLock};
 use crate::engine::Engine;
 use crate::http::{self, AppState};
 use crate::mail::Mailer;
@@ -24,6 +28,7 @@ use crate::publish::FeedStore;
 use crate::schedule::{self, Clock, LoopSettings, Reason, Rebuilder};
 use crate::shutdown::{Shutdown, ShutdownSignal};
 use crate::store::SqliteStore;
+use crate::store::Trigger;
 use crate::subscriptions::Subscriptions;
 use crate::templates::Templates;
 use crate::tokens::Signer;
@@ -43,7 +48,13 @@ pub async fn run(config: Config, listener: TcpListener, runtime: Runtime) -> any
     let ready = Arc::new(AtomicBool::new(false));
     let shutdown = runtime.shutdown;
     let grace = config.server.shutdown_grace.0;
-    let subscriptions = Arc::new(open_subscriptions(Arc::clone(&config)).await?);
+    let (subscriptions, digests) = open_subscriptions(
+        Arc::clone(&config),
+        Arc::clone(&metrics),
+        Arc::clone(&runtime.clock),
+    )
+    .await?;
+    let subscriptions = Arc::new(subscriptions);
     let purge = tokio::spawn(purge_loop(Arc::clone(&subscriptions), shutdown.signal()));
 
     let engine = Engine::new(
@@ -79,6 +90,17 @@ pub async fn run(config: Config, listener: TcpListener, runtime: Runtime) -> any
         None
     };
 
+    let digest_task = (!config.digest.is_empty()).then(|| {
+        tokio::spawn(digest_loop(
+            Arc::clone(&config),
+            Arc::clone(&digests),
+            engine.published(),
+            Arc::clone(&ready),
+            Arc::clone(&runtime.clock),
+            shutdown.signal(),
+        ))
+    });
+
     let rebuilder = EngineRebuilder {
         engine: Arc::new(Mutex::new(engine)),
         ready: Arc::clone(&ready),
@@ -101,7 +123,7 @@ pub async fn run(config: Config, listener: TcpListener, runtime: Runtime) -> any
         store,
         metrics,
         ready,
-        subscriptions: Some(subscriptions),
+        subscriptions: Some(Arc::clone(&subscriptions)),
     };
     tracing::info!(
         "serving feeds on http://{} (feeds at {})",
@@ -117,29 +139,169 @@ pub async fn run(config: Config, listener: TcpListener, runtime: Runtime) -> any
         Ok(Err(e)) => tracing::error!("rebuild loop failed: {e}"),
         Err(_) => tracing::warn!("a rebuild was still running after the {grace:?} grace period"),
     }
+    // A batch of digests being sent is finished and recorded; what is left
+    // stays pending in the ledger for the next start.
+    if let Some(task) = digest_task {
+        if tokio::time::timeout(grace, task).await.is_err() {
+            tracing::warn!("digests were still being sent after the {grace:?} grace period; those in flight will show as uncertain");
+        }
+    }
+    subscriptions.mailer().shutdown().await;
     served
 }
 
-/// The subscriber store, mail transport, signing secret and templates. A
-/// broken template or an unreadable secret stops herald here, at start.
-async fn open_subscriptions(config: Arc<Config>) -> anyhow::Result<Subscriptions> {
+/// The subscriber store, mail transport, signing secret and templates,
+/// and the digests made with them. A broken template, subject or DKIM key,
+/// or an unreadable secret, stops herald here, at start.
+async fn open_subscriptions(
+    config: Arc<Config>,
+    metrics: Arc<Metrics>,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<(Subscriptions, Arc<Digests>)> {
     let db = config.database_path();
     let store = SqliteStore::open(&db).await?;
-    let mailer = Mailer::from_config(&config).await?;
+    let mailer = Arc::new(Mailer::from_config(&config).await?);
     tracing::info!(
         "subscribers in {}; mail via {}",
         db.display(),
         mailer.describe()
     );
     let signer = Signer::from_config(&config)?;
-    let templates = Templates::load(Some(&config.templates_dir))?;
-    Ok(Subscriptions::new(
-        config,
-        Arc::new(store),
-        Arc::new(mailer),
-        signer,
-        Arc::new(templates),
-    ))
+    let templates = Arc::new(Templates::load(Some(&config.templates_dir))?);
+    let composer = Arc::new(Composer::new(
+        Arc::clone(&config),
+        Arc::clone(&templates),
+        signer.clone(),
+    )?);
+    let digests = Arc::new(Digests::new(
+        Arc::clone(&config),
+        store.clone(),
+        Arc::clone(&mailer),
+        composer,
+        metrics,
+        clock,
+    ));
+    let subscriptions = Subscriptions::new(config, Arc::new(store), mailer, signer, templates);
+    Ok((subscriptions, digests))
+}
+
+/// The digest loop's view of the daemon: plans runs from the articles of
+/// the last build, and sends only while holding the send lock (a
+/// `herald digest send` on the command line may hold it for a while).
+struct DaemonDigests {
+    config: Arc<Config>,
+    digests: Arc<Digests>,
+    articles: Arc<arc_swap::ArcSwap<Vec<Arc<Article>>>>,
+    lock: Option<SendLock>,
+    shutdown: ShutdownSignal,
+}
+
+impl DigestWork for DaemonDigests {
+    async fn start(&mut self, schedule: &str, tick: DateTime<Utc>, trigger: Trigger) {
+        let articles = self.articles.load_full();
+        if let Err(e) = self
+            .digests
+            .start_run(schedule, tick, trigger, &articles)
+            .await
+        {
+            tracing::error!(schedule, %tick, "cannot plan the digest run: {e:#}");
+        }
+    }
+
+    async fn drain(&mut self) -> Option<DateTime<Utc>> {
+        if self.lock.is_none() {
+            match SendLock::try_acquire(&self.config) {
+                Ok(Some(lock)) => {
+                    self.lock = Some(lock);
+                    match self.digests.store().resolve_interrupted(Utc::now()).await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::warn!(
+                            "{n} digest deliveries were in flight when herald last stopped; they are marked uncertain (see `herald digest status`, resend with `herald digest retry --uncertain RUN`)"
+                        ),
+                        Err(e) => {
+                            tracing::error!("cannot check the digest ledger: {e:#}");
+                            self.lock = None;
+                            return None;
+                        }
+                    }
+                }
+                Ok(None) => {
+                    tracing::debug!("another herald process is sending digests; waiting");
+                    return None;
+                }
+                Err(e) => {
+                    tracing::error!("{e:#}");
+                    return None;
+                }
+            }
+        }
+        let articles = self.articles.load_full();
+        match self.digests.drain_all(&articles, &self.shutdown).await {
+            Ok(next) => next,
+            Err(e) => {
+                tracing::error!("sending digests: {e:#}");
+                // Try again at the next poll.
+                None
+            }
+        }
+    }
+}
+
+/// Starts the digest loop once the first build has published (digests are
+/// made from its articles). Catch-up reaches back to the later of each
+/// schedule's last run and the time it was first armed.
+async fn digest_loop(
+    config: Arc<Config>,
+    digests: Arc<Digests>,
+    articles: Arc<arc_swap::ArcSwap<Vec<Arc<Article>>>>,
+    ready: Arc<AtomicBool>,
+    clock: Arc<dyn Clock>,
+    mut shutdown: ShutdownSignal,
+) {
+    while !ready.load(Ordering::Acquire) {
+        tokio::select! {
+            _ = shutdown.wait() => return,
+            _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+        }
+    }
+    let now = clock.now();
+    let mut entries = Vec::new();
+    let mut since = HashMap::new();
+    for d in &config.digest {
+        let store = digests.store();
+        let from = async {
+            let armed = store.arm_schedule(&d.name, now).await?;
+            let last = store.last_scheduled_tick(&d.name).await?;
+            anyhow::Ok(last.map_or(armed, |l| l.max(armed)))
+        };
+        match from.await {
+            Ok(t) => {
+                since.insert(d.name.clone(), t);
+            }
+            Err(e) => tracing::error!(schedule = %d.name, "cannot read the digest ledger: {e:#}"),
+        }
+        entries.push(Entry {
+            name: d.name.clone(),
+            schedule: d.schedule.schedule.clone(),
+            tz: d.tz(&config.site),
+        });
+    }
+    let work = DaemonDigests {
+        config: Arc::clone(&config),
+        digests,
+        articles,
+        lock: None,
+        shutdown: shutdown.clone(),
+    };
+    digest::schedule::run_loop(
+        work,
+        clock,
+        entries,
+        since,
+        config.mail.queue_poll.0,
+        shutdown,
+    )
+    .await;
 }
 
 /// Hourly: remove pending sign-ups that were never confirmed.

@@ -33,6 +33,9 @@ pub struct Engine {
     rendered: HashMap<String, Vec<Arc<Article>>>,
     next_scheduled: Option<DateTime<Utc>>,
     built: bool,
+    /// The published articles (newest first) of the last build, for the
+    /// digests.
+    published: Arc<arc_swap::ArcSwap<Vec<Arc<Article>>>>,
 }
 
 /// What one rebuild did.
@@ -68,7 +71,14 @@ impl Engine {
             rendered: HashMap::new(),
             next_scheduled: None,
             built: false,
+            published: Arc::default(),
         })
+    }
+
+    /// The articles of the last successful build, newest first; updated in
+    /// place by every rebuild.
+    pub fn published(&self) -> Arc<arc_swap::ArcSwap<Vec<Arc<Article>>>> {
+        Arc::clone(&self.published)
     }
 
     /// When the next article dated in the future is due.
@@ -135,6 +145,7 @@ impl Engine {
         let (catalog, report) = content::assemble(scan, parsed, now, &mut self.first_seen);
         self.first_seen.save()?;
         self.next_scheduled = report.next_scheduled;
+        self.published.store(Arc::new(catalog.articles().to_vec()));
         let specs = feeds::plan(&config, &catalog);
         let formats = config.formats();
 

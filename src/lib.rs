@@ -8,8 +8,12 @@
 //!   their bytes change.
 //! - [`build`]: one load-and-write pass, as `herald build` runs it.
 //! - [`engine`]: the daemon's incremental rebuild and publish.
+//! - [`digest`]: digest emails: runs planned into the ledger, sent in
+//!   batches with retries, on cron schedules with catch-up.
+//! - [`digest_cli`]: `herald digest preview|send|status|retry`.
 //! - [`daemon`]: `herald run`, wiring server, rebuild loop, watcher, WebSub.
 //! - [`fsutil`]: atomic writes.
+//! - [`healthcheck`]: `herald healthcheck`, the container's probe of `/healthz`.
 //! - [`http`]: the feeds over HTTP (conditional GET, precompressed bodies),
 //!   an index page, `/healthz`, `/readyz`, `/metrics`.
 //! - [`mail`]: messages (plain text and HTML) and their transport: SMTP
@@ -30,9 +34,12 @@ pub mod build;
 pub mod config;
 pub mod content;
 pub mod daemon;
+pub mod digest;
+pub mod digest_cli;
 pub mod engine;
 pub mod feeds;
 pub mod fsutil;
+pub mod healthcheck;
 pub mod http;
 pub mod mail;
 pub mod metrics;

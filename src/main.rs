@@ -72,6 +72,21 @@ enum Command {
         #[command(subcommand)]
         cmd: herald::subscribers_cli::SubscribersCommand,
     },
+    /// Digest emails: preview one, send a schedule now, see what a run
+    /// delivered, send failed or uncertain deliveries again.
+    Digest {
+        #[command(subcommand)]
+        cmd: herald::digest_cli::DigestCommand,
+    },
+    /// Ask the running daemon whether it answers: GET /healthz at
+    /// `server.listen` (0.0.0.0 and :: are reached through loopback), with a
+    /// 5 s timeout. Exits 0 on 200 OK, 1 with one line saying why otherwise,
+    /// as a container HEALTHCHECK expects.
+    Healthcheck {
+        /// Check this URL instead of the one `server.listen` gives.
+        #[arg(long, value_name = "URL")]
+        url: Option<url::Url>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -87,6 +102,11 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if let Command::Healthcheck { url } = &cli.command {
+        // Reads the config itself: a config that does not load is an
+        // unhealthy 1 here, not the fatal 2 of the other commands.
+        return Ok(herald::healthcheck::run(&cli.config, url.as_ref()));
+    }
     let config = Config::load(&cli.config)?;
     let command = match cli.command {
         Command::Run => return run_daemon(config),
@@ -96,6 +116,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .build()
                 .context("cannot start the async runtime")?;
             return runtime.block_on(herald::subscribers_cli::run(&config, cmd));
+        }
+        Command::Digest { cmd } => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
+            return runtime.block_on(herald::digest_cli::run(config, cmd));
         }
         other => other,
     };

@@ -27,6 +27,16 @@ pub struct Metrics {
     rebuild_sum_micros: AtomicU64,
     pub websub_pings_ok: AtomicU64,
     pub websub_pings_failed: AtomicU64,
+    /// Digest emails by outcome of each attempt.
+    pub emails_sent: AtomicU64,
+    pub emails_failed: AtomicU64,
+    pub emails_bounced: AtomicU64,
+    /// Attempts that failed temporarily and will be tried again.
+    pub emails_retried: AtomicU64,
+    pub emails_skipped: AtomicU64,
+    digest_runs: AtomicU64,
+    digest_run_sum_millis: AtomicU64,
+    digest_run_last_millis: AtomicU64,
     /// Requests by route and status, for the route labels and statuses
     /// herald answers with: plain atomics, no lock or allocation per
     /// request on the hot path.
@@ -71,6 +81,27 @@ impl Metrics {
         self.rebuild_count.fetch_add(1, Relaxed);
         self.rebuild_sum_micros
             .fetch_add(took.as_micros() as u64, Relaxed);
+    }
+
+    /// Counts one digest delivery attempt by how it ended.
+    pub fn count_delivery(&self, outcome: &crate::store::Outcome) {
+        use crate::store::Outcome;
+        let counter = match outcome {
+            Outcome::Sent { .. } => &self.emails_sent,
+            Outcome::Retry { .. } => &self.emails_retried,
+            Outcome::Failed { .. } => &self.emails_failed,
+            Outcome::Bounced { .. } => &self.emails_bounced,
+            Outcome::Skipped { .. } => &self.emails_skipped,
+        };
+        counter.fetch_add(1, Relaxed);
+    }
+
+    /// A digest run finished, `took` after it was planned.
+    pub fn observe_digest_run(&self, took: Duration) {
+        let ms = took.as_millis() as u64;
+        self.digest_runs.fetch_add(1, Relaxed);
+        self.digest_run_sum_millis.fetch_add(ms, Relaxed);
+        self.digest_run_last_millis.store(ms, Relaxed);
     }
 
     /// Counts one HTTP response. `route` is the route pattern (`/healthz`,
@@ -152,6 +183,35 @@ impl Metrics {
             out,
             "herald_websub_pings_total{{result=\"failed\"}} {}",
             self.websub_pings_failed.load(Relaxed)
+        );
+
+        let _ = writeln!(
+            out,
+            "# HELP herald_emails_total Digest email attempts by outcome (retried: failed temporarily, tried again later).\n# TYPE herald_emails_total counter"
+        );
+        for (result, counter) in [
+            ("sent", &self.emails_sent),
+            ("failed", &self.emails_failed),
+            ("bounced", &self.emails_bounced),
+            ("retried", &self.emails_retried),
+            ("skipped", &self.emails_skipped),
+        ] {
+            let _ = writeln!(
+                out,
+                "herald_emails_total{{result=\"{result}\"}} {}",
+                counter.load(Relaxed)
+            );
+        }
+        let runs = self.digest_runs.load(Relaxed);
+        let _ = writeln!(
+            out,
+            "# HELP herald_digest_run_duration_seconds Time from planning a digest run to its last delivery.\n# TYPE herald_digest_run_duration_seconds summary\nherald_digest_run_duration_seconds_sum {}\nherald_digest_run_duration_seconds_count {runs}",
+            self.digest_run_sum_millis.load(Relaxed) as f64 / 1e3
+        );
+        let _ = writeln!(
+            out,
+            "# HELP herald_digest_last_run_duration_seconds Duration of the last finished digest run.\n# TYPE herald_digest_last_run_duration_seconds gauge\nherald_digest_last_run_duration_seconds {}",
+            self.digest_run_last_millis.load(Relaxed) as f64 / 1e3
         );
 
         let _ = writeln!(

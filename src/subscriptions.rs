@@ -82,6 +82,10 @@ impl Subscriptions {
         &self.templates
     }
 
+    pub fn mailer(&self) -> &Arc<Mailer> {
+        &self.mailer
+    }
+
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
     }

@@ -320,6 +320,40 @@ pub struct MailConfig {
     pub from: String,
     #[serde(default)]
     pub smtp: SmtpConfig,
+    /// The sender's postal address, printed in every digest's footer (the
+    /// law in many countries requires it). One line per `\n`.
+    #[serde(default)]
+    pub postal_address: String,
+    /// An address that unsubscribes by mail: `List-Unsubscribe` then also
+    /// carries `mailto:<address>?subject=unsubscribe%20<token>`.
+    #[serde(default)]
+    pub unsubscribe_mailto: Option<String>,
+    /// Messages per second at most (0: as fast as the pool goes).
+    #[serde(default = "default_rate_limit")]
+    pub rate_limit: f64,
+    /// Tries per message before a temporary failure counts as failed.
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    /// Wait before the first retry; doubled per attempt, with jitter.
+    #[serde(default = "default_retry_base")]
+    pub retry_base: Duration,
+    /// Longest wait between retries.
+    #[serde(default = "default_retry_max")]
+    pub retry_max: Duration,
+    /// Hard bounces (5xx for the recipient) after which a subscriber is
+    /// marked `bounced` and gets no more mail.
+    #[serde(default = "default_bounce_limit")]
+    pub bounce_limit: u32,
+    /// Deliveries taken from the ledger (and marked `sending`) at a time:
+    /// at most this many are uncertain after a crash.
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+    /// How often the daemon looks in the ledger for digests queued by
+    /// `herald digest send|retry` from the command line.
+    #[serde(default = "default_poll")]
+    pub queue_poll: Duration,
+    #[serde(default)]
+    pub dkim: Option<DkimConfig>,
 }
 
 impl Default for MailConfig {
@@ -329,6 +363,16 @@ impl Default for MailConfig {
             outbox_dir: default_outbox(),
             from: default_from(),
             smtp: SmtpConfig::default(),
+            postal_address: String::new(),
+            unsubscribe_mailto: None,
+            rate_limit: default_rate_limit(),
+            max_attempts: default_max_attempts(),
+            retry_base: default_retry_base(),
+            retry_max: default_retry_max(),
+            bounce_limit: default_bounce_limit(),
+            batch_size: default_batch_size(),
+            queue_poll: default_poll(),
+            dkim: None,
         }
     }
 }
@@ -368,8 +412,8 @@ impl Default for SmtpConfig {
     }
 }
 
-/// A digest schedule subscribers can choose. (The digest issue adds the
-/// fields that say what goes in it.)
+/// A digest schedule subscribers can choose: when it is sent and what goes
+/// in it.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DigestConfig {
@@ -378,7 +422,98 @@ pub struct DigestConfig {
     /// What the subscribe form shows, e.g. "Every Monday morning".
     #[serde(default)]
     pub description: String,
+    /// Cron expression with seconds (`0 0 8 * * Mon`), read in `timezone`.
     pub schedule: CronSchedule,
+    /// Time zone of the schedule and of the dates in the email; defaults to
+    /// `site.timezone`.
+    #[serde(default)]
+    pub timezone: Option<TimeZone>,
+    /// Subject line, a Handlebars template (`{{site.title}}`, `{{count}}`,
+    /// `{{first_title}}`, `{{more}}`, `{{date}}`).
+    #[serde(default = "default_digest_subject")]
+    pub subject: String,
+    /// Most articles in one email (the newest).
+    #[serde(default = "default_digest_max")]
+    pub max_articles: usize,
+    /// `summary` or `full` article text.
+    #[serde(default = "default_digest_content")]
+    pub content: FeedContent,
+    /// Tag slugs this digest covers; empty means every article.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// A new subscriber's first digest also carries up to this many of the
+    /// latest articles from before they confirmed (0: only newer ones).
+    #[serde(default)]
+    pub first_digest_articles: usize,
+}
+
+impl DigestConfig {
+    /// The schedule's time zone.
+    pub fn tz(&self, site: &SiteConfig) -> chrono_tz::Tz {
+        self.timezone.as_ref().unwrap_or(&site.timezone).0
+    }
+}
+
+/// DKIM signing of outgoing mail (RFC 6376).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DkimConfig {
+    /// The `d=` domain, normally the domain of `mail.from`.
+    pub domain: String,
+    /// The `s=` selector: the key is published at
+    /// `<selector>._domainkey.<domain>`.
+    pub selector: String,
+    /// `rsa` (PKCS#1 or PKCS#8 PEM) or `ed25519` (base64 of the 32-byte
+    /// secret key).
+    #[serde(default = "default_dkim_algorithm")]
+    pub algorithm: DkimAlgorithm,
+    /// File holding the private key, outside the repository. Or give the
+    /// key itself in `HERALD_MAIL__DKIM__PRIVATE_KEY`.
+    #[serde(default)]
+    pub private_key_file: Option<PathBuf>,
+    #[serde(default)]
+    pub private_key: Option<Secret>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DkimAlgorithm {
+    Rsa,
+    Ed25519,
+}
+
+fn default_dkim_algorithm() -> DkimAlgorithm {
+    DkimAlgorithm::Rsa
+}
+fn default_digest_subject() -> String {
+    "{{site.title}}: {{first_title}}{{#if more}} and {{more}} more{{/if}}".into()
+}
+fn default_digest_max() -> usize {
+    10
+}
+fn default_digest_content() -> FeedContent {
+    FeedContent::Summary
+}
+fn default_rate_limit() -> f64 {
+    0.0
+}
+fn default_max_attempts() -> u32 {
+    8
+}
+fn default_retry_base() -> Duration {
+    Duration(std::time::Duration::from_secs(30))
+}
+fn default_retry_max() -> Duration {
+    Duration(std::time::Duration::from_secs(3600))
+}
+fn default_bounce_limit() -> u32 {
+    2
+}
+fn default_batch_size() -> usize {
+    64
+}
+fn default_poll() -> Duration {
+    Duration(std::time::Duration::from_secs(5))
 }
 
 fn default_templates_dir() -> PathBuf {
@@ -560,6 +695,42 @@ impl Config {
             if !names.insert(d.name.as_str()) {
                 bail!("config key `digest[{i}].name`: `{}` is used twice", d.name);
             }
+            if d.max_articles == 0 {
+                bail!("config key `digest[{i}].max_articles`: must be at least 1");
+            }
+            if d.subject.chars().any(char::is_control) {
+                bail!("config key `digest[{i}].subject`: must be one line");
+            }
+            if let Some(tag) = d.tags.iter().find(|t| crate::content::slugify(t) != **t) {
+                bail!("config key `digest[{i}].tags`: `{tag}` is not a tag slug (lower-case, `-` between words)");
+            }
+        }
+        let m = &self.mail;
+        if !(m.rate_limit >= 0.0 && m.rate_limit.is_finite()) {
+            bail!("config key `mail.rate_limit`: must be 0 (no limit) or a positive number of messages per second");
+        }
+        if m.max_attempts == 0 {
+            bail!("config key `mail.max_attempts`: must be at least 1");
+        }
+        if m.bounce_limit == 0 {
+            bail!("config key `mail.bounce_limit`: must be at least 1");
+        }
+        if !(1..=10_000).contains(&m.batch_size) {
+            bail!("config key `mail.batch_size`: must be between 1 and 10000");
+        }
+        if m.queue_poll.0.is_zero() {
+            bail!("config key `mail.queue_poll`: must be longer than 0");
+        }
+        if let Some(addr) = &m.unsubscribe_mailto {
+            if crate::store::SubscriberEmail::parse(addr).is_err() {
+                bail!("config key `mail.unsubscribe_mailto`: `{addr}` is not an email address");
+            }
+        }
+        if m.postal_address
+            .chars()
+            .any(|c| c.is_control() && c != '\n')
+        {
+            bail!("config key `mail.postal_address`: only line breaks may separate its lines");
         }
         if self.mail.from.parse::<lettre::message::Mailbox>().is_err() {
             bail!(

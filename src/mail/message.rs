@@ -131,6 +131,27 @@ impl Outgoing {
         self
     }
 
+    /// Replaces the random `Message-ID` with `<{local}@domain-of-from>`, for
+    /// messages that must keep one identity across attempts (a digest
+    /// sent again after a crash). `local` must be a dot-atom (letters,
+    /// digits, `.`, `-`).
+    pub fn with_message_id(mut self, local: &str) -> Result<Outgoing, MessageError> {
+        let ok = !local.is_empty()
+            && local.len() <= 64
+            && !local.starts_with('.')
+            && !local.ends_with('.')
+            && local
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
+        if !ok {
+            return Err(MessageError::Build(format!(
+                "`{local}` cannot be the left part of a Message-ID"
+            )));
+        }
+        self.message_id = format!("<{local}@{}>", self.from.email.domain());
+        Ok(self)
+    }
+
     /// `<random@domain-of-from>`, with the angle brackets; what a ledger
     /// records to recognise the message later.
     pub fn message_id(&self) -> &str {

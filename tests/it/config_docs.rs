@@ -26,18 +26,33 @@ fn readme_keys() -> BTreeSet<String> {
         .collect()
 }
 
-/// `section.key` for every key in the sample config, set or commented out
-/// (`# key = …`), with the line that sets it.
-fn sample_keys() -> Vec<(String, String)> {
+/// A key in the sample config, set or commented out (`# key = …`).
+struct SampleKey {
+    /// `section.key`.
+    key: String,
+    line: String,
+    /// The `# [section]` line when the whole section is commented out.
+    commented_section: Option<String>,
+}
+
+/// Every key in the sample config, with the line that sets it.
+fn sample_keys() -> Vec<SampleKey> {
     let mut section = String::new();
+    let mut commented_section = None;
     let mut keys = Vec::new();
     for line in sample_config().lines() {
         let t = line.trim();
         if t.starts_with('[') {
             section = t.trim_matches(['[', ']']).to_string();
+            commented_section = None;
             continue;
         }
         let body = t.strip_prefix('#').map(str::trim).unwrap_or(t);
+        if body.starts_with('[') && body.ends_with(']') && !body.contains(' ') {
+            section = body.trim_matches(['[', ']']).to_string();
+            commented_section = Some(line.to_string());
+            continue;
+        }
         let Some((key, _)) = body.split_once(" = ") else {
             continue;
         };
@@ -49,9 +64,21 @@ fn sample_keys() -> Vec<(String, String)> {
         } else {
             format!("{section}.{key}")
         };
-        keys.push((full, line.to_string()));
+        keys.push(SampleKey {
+            key: full,
+            line: line.to_string(),
+            commented_section: commented_section.clone(),
+        });
     }
     keys
+}
+
+fn uncomment(text: &str, line: &str) -> String {
+    text.replacen(
+        line,
+        line.trim_start().trim_start_matches('#').trim_start(),
+        1,
+    )
 }
 
 #[test]
@@ -63,24 +90,29 @@ fn the_sample_config_parses_as_it_is() {
 #[test]
 fn readme_documents_every_config_key() {
     let documented = readme_keys();
-    let sample: BTreeSet<String> = sample_keys().into_iter().map(|(k, _)| k).collect();
+    let sample: BTreeSet<String> = sample_keys().into_iter().map(|k| k.key).collect();
     assert_eq!(documented, sample, "README table vs config/herald.toml");
 }
 
 #[test]
 fn every_commented_out_key_in_the_sample_config_is_a_real_key() {
     let text = sample_config();
-    for (key, line) in sample_keys() {
-        if !line.trim_start().starts_with('#') {
+    let keys = sample_keys();
+    for k in &keys {
+        if !k.line.trim_start().starts_with('#') {
             continue;
         }
-        let uncommented = text.replacen(
-            &line,
-            line.trim_start().trim_start_matches('#').trim_start(),
-            1,
-        );
+        // A key of a commented-out section comes back with its section
+        // header and the rest of the section's keys.
+        let uncommented = match &k.commented_section {
+            None => uncomment(&text, &k.line),
+            Some(header) => keys
+                .iter()
+                .filter(|o| o.commented_section.as_ref() == Some(header))
+                .fold(uncomment(&text, header), |t, o| uncomment(&t, &o.line)),
+        };
         Config::parse(&uncommented)
-            .unwrap_or_else(|e| panic!("`{key}` from `{line}` is rejected: {e:#}"));
+            .unwrap_or_else(|e| panic!("`{}` from `{}` is rejected: {e:#}", k.key, k.line));
     }
 }
 

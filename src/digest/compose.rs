@@ -1,0 +1,465 @@
+//! One subscriber's digest email: the template data, the HTML and text
+//! parts, the subject, and the list headers (RFC 2369 `List-Id` and
+//! `List-Unsubscribe`, RFC 8058 one-click `List-Unsubscribe-Post`),
+//! optionally DKIM-signed with both List-Unsubscribe headers in the signed
+//! set (RFC 8058 §4 asks for that).
+
+use std::sync::{Arc, OnceLock};
+
+use anyhow::{bail, Context};
+use chrono::{DateTime, Utc};
+use handlebars::Handlebars;
+use lettre::message::dkim::{
+    DkimCanonicalization, DkimCanonicalizationType, DkimConfig as LettreDkim, DkimSigningAlgorithm,
+    DkimSigningKey,
+};
+use lettre::message::header::HeaderName;
+use lettre::message::Mailbox;
+use lettre::Message;
+use serde::Serialize;
+
+use super::select::{self, Reader};
+use crate::config::{Config, DigestConfig, DkimAlgorithm, FeedContent};
+use crate::content::{html_to_text, Article};
+use crate::mail::Outgoing;
+use crate::store::{Run, SubscriberEmail};
+use crate::templates::{Templates, TEXT_WIDTH};
+use crate::tokens::{Purpose, Signer, MANAGE_LIFETIME_DAYS};
+
+/// What is the same for every digest herald sends: built once at start, so
+/// that a bad DKIM key or subject template stops herald there.
+pub struct Composer {
+    config: Arc<Config>,
+    templates: Arc<Templates>,
+    signer: Signer,
+    from: Mailbox,
+    dkim: Option<LettreDkim>,
+    subjects: Handlebars<'static>,
+}
+
+/// A run's view of the articles, shared by all its recipients: each
+/// article's template data is made once, when first needed.
+pub struct RunContext {
+    pub run: Run,
+    pub digest: DigestConfig,
+    articles: Arc<Vec<Arc<Article>>>,
+    views: Vec<OnceLock<ArticleView>>,
+    date: String,
+}
+
+/// A recipient of a digest.
+#[derive(Debug, Clone, Copy)]
+pub struct Recipient<'a> {
+    pub id: i64,
+    pub email: &'a SubscriberEmail,
+    pub since: DateTime<Utc>,
+    pub first: bool,
+    pub tags: &'a [String],
+}
+
+/// A composed digest.
+pub struct Composed {
+    pub message: Message,
+    pub article_count: usize,
+    pub html: String,
+    pub text: String,
+}
+
+#[derive(Debug, Serialize)]
+struct ArticleView {
+    title: String,
+    url: String,
+    date: String,
+    date_iso: String,
+    authors: String,
+    summary: String,
+    content_html: String,
+    content_text: String,
+    image: Option<ImageView>,
+    tags: Vec<TagView>,
+}
+
+#[derive(Debug, Serialize)]
+struct ImageView {
+    url: String,
+    alt: String,
+}
+
+#[derive(Debug, Serialize)]
+struct TagView {
+    name: String,
+    url: String,
+}
+
+#[derive(Serialize)]
+struct Data<'a> {
+    language: &'a str,
+    site: SiteView<'a>,
+    digest: DigestView<'a>,
+    subscriber: SubscriberView<'a>,
+    date: &'a str,
+    count: usize,
+    first_title: &'a str,
+    more: usize,
+    full_content: bool,
+    articles: Vec<&'a ArticleView>,
+    links: Links,
+    reason: String,
+    postal_address: Vec<&'a str>,
+}
+
+#[derive(Serialize)]
+struct SiteView<'a> {
+    title: &'a str,
+    url: &'a str,
+    description: &'a str,
+}
+
+#[derive(Serialize)]
+struct DigestView<'a> {
+    name: &'a str,
+    description: &'a str,
+}
+
+#[derive(Serialize)]
+struct SubscriberView<'a> {
+    email: &'a str,
+}
+
+#[derive(Serialize)]
+struct Links {
+    unsubscribe: String,
+    preferences: String,
+    site: String,
+    feed: String,
+}
+
+impl Composer {
+    pub fn new(
+        config: Arc<Config>,
+        templates: Arc<Templates>,
+        signer: Signer,
+    ) -> anyhow::Result<Composer> {
+        let from: Mailbox = config.mail.from.parse().context("config key `mail.from`")?;
+        let mut subjects = Handlebars::new();
+        subjects.set_strict_mode(true);
+        subjects.register_escape_fn(handlebars::no_escape);
+        for (i, d) in config.digest.iter().enumerate() {
+            // Names only fields the digest data has, and renders non-empty.
+            templates
+                .check_subject(&d.subject)
+                .map_err(|e| anyhow::anyhow!("config key `digest[{i}].subject`: {e:#}"))?;
+            subjects
+                .register_template_string(&d.name, &d.subject)
+                .map_err(|e| anyhow::anyhow!("config key `digest[{i}].subject`: {e}"))?;
+        }
+        let dkim = config.mail.dkim.as_ref().map(load_dkim).transpose()?;
+        Ok(Composer {
+            config,
+            templates,
+            signer,
+            from,
+            dkim,
+            subjects,
+        })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The context for sending `run` from `articles` (newest first).
+    pub fn context(
+        &self,
+        run: Run,
+        articles: Arc<Vec<Arc<Article>>>,
+    ) -> anyhow::Result<RunContext> {
+        let digest = self
+            .config
+            .digest
+            .iter()
+            .find(|d| d.name == run.schedule)
+            .with_context(|| {
+                format!(
+                    "run {} is for the schedule `{}`, which the config no longer has",
+                    run.id, run.schedule
+                )
+            })?
+            .clone();
+        let tz = digest.tz(&self.config.site);
+        let date = run
+            .tick
+            .with_timezone(&tz)
+            .format("%A, %-d %B %Y")
+            .to_string();
+        let views = (0..articles.len()).map(|_| OnceLock::new()).collect();
+        Ok(RunContext {
+            run,
+            digest,
+            articles,
+            views,
+            date,
+        })
+    }
+
+    /// The digest for `to`, or `None` when nothing in it is new to them.
+    pub fn compose(
+        &self,
+        ctx: &RunContext,
+        to: Recipient<'_>,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<Option<Composed>> {
+        let reader = Reader {
+            since: to.since,
+            first: to.first,
+            tags: to.tags,
+        };
+        let picked = select::select(&ctx.articles, &ctx.digest, ctx.run.tick, reader);
+        if picked.is_empty() {
+            return Ok(None);
+        }
+        let articles: Vec<&ArticleView> = picked
+            .iter()
+            .map(|&i| ctx.views[i].get_or_init(|| self.view(&ctx.digest, &ctx.articles[i])))
+            .collect();
+        let site = &self.config.site;
+        let token = self.signer.sign(
+            Purpose::Manage,
+            to.id,
+            now + chrono::Duration::days(MANAGE_LIFETIME_DAYS),
+        );
+        let unsubscribe = self.page_url("unsubscribe", &token);
+        let links = Links {
+            preferences: self.page_url("preferences", &token),
+            unsubscribe: unsubscribe.clone(),
+            site: site.base_url.url().to_string(),
+            feed: self.site_feed_url(),
+        };
+        let what = if ctx.digest.description.is_empty() {
+            format!("the {} digest", ctx.digest.name)
+        } else {
+            format!(
+                "the {} digest ({})",
+                ctx.digest.name,
+                ctx.digest.description.trim_end_matches('.')
+            )
+        };
+        let data = Data {
+            language: site.language.as_str(),
+            site: SiteView {
+                title: &site.title,
+                url: site.base_url.url().as_str(),
+                description: &site.description,
+            },
+            digest: DigestView {
+                name: &ctx.digest.name,
+                description: &ctx.digest.description,
+            },
+            subscriber: SubscriberView {
+                email: to.email.as_str(),
+            },
+            date: &ctx.date,
+            count: articles.len(),
+            first_title: &articles[0].title,
+            more: articles.len() - 1,
+            full_content: ctx.digest.content == FeedContent::Full,
+            articles,
+            links,
+            reason: format!(
+                "You receive this email because you subscribed to {what} of {} and confirmed your address.",
+                site.title
+            ),
+            postal_address: self
+                .config
+                .mail
+                .postal_address
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect(),
+        };
+        let subject = self
+            .subjects
+            .render(&ctx.digest.name, &data)
+            .with_context(|| format!("rendering the subject of digest `{}`", ctx.digest.name))?;
+        let subject = subject.split_whitespace().collect::<Vec<_>>().join(" ");
+        let html = self.templates.render("digest.html", &data)?;
+        let text = self.templates.render("digest.txt", &data)?;
+        let count = data.count;
+        let message = self.message(ctx, to, &subject, &html, &text, &unsubscribe, &token, now)?;
+        Ok(Some(Composed {
+            message,
+            article_count: count,
+            html,
+            text,
+        }))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn message(
+        &self,
+        ctx: &RunContext,
+        to: Recipient<'_>,
+        subject: &str,
+        html: &str,
+        text: &str,
+        unsubscribe: &str,
+        token: &str,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<Message> {
+        let site = &self.config.site;
+        let host = site.base_url.url().host_str().unwrap_or("localhost");
+        // RFC 2369/2919: a phrase and a unique dot-atom id per list.
+        let phrase: String = format!("{} {} digest", site.title, ctx.digest.name)
+            .chars()
+            .filter(|c| !matches!(c, '"' | '\\'))
+            .collect();
+        let list_id = format!("\"{phrase}\" <{}.digest.{host}>", ctx.digest.name);
+        let mut unsub = format!("<{unsubscribe}>");
+        if let Some(mailbox) = &self.config.mail.unsubscribe_mailto {
+            unsub.push_str(&format!(
+                ", <mailto:{mailbox}?subject=unsubscribe%20{}>",
+                token
+            ));
+        }
+        let run = &ctx.run;
+        let mut message = Outgoing::new(&self.from, to.email, subject, text, html)?
+            // The same Message-ID on every attempt at this delivery.
+            .with_message_id(&format!("digest.{}.{}.{}", run.nonce, run.id, to.id))?
+            .date(now.into())
+            .header("List-Id", &list_id)?
+            .header("List-Unsubscribe", &unsub)?
+            .header("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")?
+            .header("List-Archive", &format!("<{}>", self.site_feed_url()))?
+            .header("Auto-Submitted", "auto-generated")?
+            .build()?;
+        if let Some(dkim) = &self.dkim {
+            message.sign(dkim);
+        }
+        Ok(message)
+    }
+
+    fn view(&self, digest: &DigestConfig, a: &Article) -> ArticleView {
+        let tz = digest.tz(&self.config.site);
+        let published = a.published.with_timezone(&tz);
+        let full = digest.content == FeedContent::Full;
+        let base = self.config.site.base_url.url();
+        ArticleView {
+            title: a.title.clone(),
+            url: a.url.to_string(),
+            date: published.format("%-d %B %Y").to_string(),
+            date_iso: a.published.to_rfc3339(),
+            authors: a
+                .authors
+                .iter()
+                .map(|p| p.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            summary: a.summary.clone(),
+            content_html: if full {
+                a.content_html.clone()
+            } else {
+                String::new()
+            },
+            content_text: if full {
+                html_to_text(&a.content_html, TEXT_WIDTH)
+            } else {
+                String::new()
+            },
+            image: a.image.as_ref().map(|i| ImageView {
+                url: i.url.to_string(),
+                alt: a.title.clone(),
+            }),
+            tags: a
+                .tags
+                .iter()
+                .map(|t| TagView {
+                    name: t.name.clone(),
+                    url: base
+                        .join(&format!("tags/{}/", t.slug))
+                        .map(|u| u.to_string())
+                        .unwrap_or_default(),
+                })
+                .collect(),
+        }
+    }
+
+    fn page_url(&self, page: &str, token: &str) -> String {
+        let mut url = self
+            .config
+            .feeds_base_url()
+            .join(&format!("/{page}"))
+            .expect("a page name is a valid path");
+        url.query_pairs_mut().append_pair("token", token);
+        url.to_string()
+    }
+
+    fn site_feed_url(&self) -> String {
+        let format = self
+            .config
+            .formats()
+            .first()
+            .copied()
+            .unwrap_or(crate::config::FeedFormat::Atom);
+        let name = match format {
+            crate::config::FeedFormat::Rss => "rss.xml",
+            crate::config::FeedFormat::Atom => "atom.xml",
+            crate::config::FeedFormat::Json => "feed.json",
+        };
+        self.config
+            .feeds_base_url()
+            .join(name)
+            .map(|u| u.to_string())
+            .unwrap_or_default()
+    }
+}
+
+/// Reads the DKIM key (from `private_key`, i.e. the environment, or the
+/// file) and signs From, To, Subject, Date, Message-ID, MIME-Version,
+/// Content-Type and both List-Unsubscribe headers.
+fn load_dkim(c: &crate::config::DkimConfig) -> anyhow::Result<LettreDkim> {
+    let key = match (&c.private_key, &c.private_key_file) {
+        (Some(k), _) => k.expose().to_string(),
+        (None, Some(path)) => std::fs::read_to_string(path).with_context(|| {
+            format!(
+                "config key `mail.dkim.private_key_file`: cannot read {}",
+                path.display()
+            )
+        })?,
+        (None, None) => bail!(
+            "config key `mail.dkim`: give `private_key_file` or the key in HERALD_MAIL__DKIM__PRIVATE_KEY"
+        ),
+    };
+    let algorithm = match c.algorithm {
+        DkimAlgorithm::Rsa => DkimSigningAlgorithm::Rsa,
+        DkimAlgorithm::Ed25519 => DkimSigningAlgorithm::Ed25519,
+    };
+    let signing_key = DkimSigningKey::new(key.trim(), algorithm).map_err(|e| {
+        anyhow::anyhow!(
+            "config key `mail.dkim`: the private key cannot be used ({e}); RSA keys must be PKCS#1 PEM (`BEGIN RSA PRIVATE KEY`), Ed25519 keys base64"
+        )
+    })?;
+    let headers = [
+        "From",
+        "To",
+        "Subject",
+        "Date",
+        "Message-ID",
+        "List-Id",
+        "List-Unsubscribe",
+        "List-Unsubscribe-Post",
+    ]
+    .into_iter()
+    .map(HeaderName::new_from_ascii_str)
+    .collect();
+    Ok(LettreDkim::new(
+        c.selector.clone(),
+        c.domain.clone(),
+        signing_key,
+        headers,
+        DkimCanonicalization {
+            header: DkimCanonicalizationType::Relaxed,
+            body: DkimCanonicalizationType::Relaxed,
+        },
+    ))
+}

@@ -1,0 +1,196 @@
+//! Which articles go in one subscriber's digest: published by the run's
+//! tick, new to them, within the digest's and their tag filters, newest
+//! first, at most `max_articles`.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+use crate::config::DigestConfig;
+use crate::content::Article;
+
+/// What is known of the recipient.
+#[derive(Debug, Clone, Copy)]
+pub struct Reader<'a> {
+    /// Articles published after this are new to them.
+    pub since: DateTime<Utc>,
+    /// Their first digest of this schedule.
+    pub first: bool,
+    /// Tag slugs they chose; empty means all.
+    pub tags: &'a [String],
+}
+
+fn matches(article: &Article, wanted: &[String]) -> bool {
+    wanted.is_empty() || article.tags.iter().any(|t| wanted.contains(&t.slug))
+}
+
+/// Indices into `articles` (which is newest first, as a catalog is) of
+/// the articles for `reader`. Drafts and articles published after `tick`
+/// never appear. A first digest may also carry up to
+/// `first_digest_articles` of the latest older articles.
+pub fn select(
+    articles: &[Arc<Article>],
+    digest: &DigestConfig,
+    tick: DateTime<Utc>,
+    reader: Reader<'_>,
+) -> Vec<usize> {
+    let backfill = if reader.first {
+        digest.first_digest_articles
+    } else {
+        0
+    };
+    let mut picked = Vec::new();
+    let mut eligible = 0usize;
+    for (i, a) in articles.iter().enumerate() {
+        if picked.len() == digest.max_articles {
+            break;
+        }
+        let published = a.published_utc();
+        if a.draft || published > tick {
+            continue;
+        }
+        if !matches(a, &digest.tags) || !matches(a, reader.tags) {
+            continue;
+        }
+        if published <= reader.since && eligible >= backfill {
+            // Newest first: everything after this is old too.
+            break;
+        }
+        picked.push(i);
+        eligible += 1;
+    }
+    picked
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::content::Tag;
+
+    fn article(id: &str, day: u32, tags: &[&str]) -> Arc<Article> {
+        let published =
+            chrono::DateTime::parse_from_rfc3339(&format!("2026-11-{day:02}T09:00:00+00:00"))
+                .unwrap();
+        Arc::new(Article {
+            source: format!("{id}.md"),
+            slug: id.into(),
+            title: id.into(),
+            url: format!("https://example.org/{id}/").parse().unwrap(),
+            id: id.into(),
+            published,
+            updated: None,
+            summary: String::new(),
+            content_html: String::new(),
+            authors: Vec::new(),
+            tags: tags.iter().filter_map(|t| Tag::new(t)).collect(),
+            language: None,
+            image: None,
+            draft: false,
+            date_assigned: false,
+        })
+    }
+
+    fn digest(extra: &str) -> DigestConfig {
+        let text = format!(
+            "[site]\ntitle = \"T\"\nbase_url = \"https://example.org/\"\nauthor = {{ name = \"A\" }}\n[[digest]]\nname = \"weekly\"\nschedule = \"0 0 8 * * Mon\"\n{extra}"
+        );
+        Config::parse(&text).unwrap().digest.remove(0)
+    }
+
+    fn at(day: u32) -> DateTime<Utc> {
+        format!("2026-11-{day:02}T12:00:00Z").parse().unwrap()
+    }
+
+    /// Newest first, like a catalog.
+    fn catalog() -> Vec<Arc<Article>> {
+        vec![
+            article("future", 28, &["rust"]),
+            article("e", 25, &["rust"]),
+            article("d", 24, &["python"]),
+            article("c", 23, &["rust", "python"]),
+            article("b", 20, &[]),
+            article("a", 10, &["rust"]),
+        ]
+    }
+
+    fn titles(articles: &[Arc<Article>], picked: &[usize]) -> Vec<String> {
+        picked.iter().map(|&i| articles[i].id.clone()).collect()
+    }
+
+    #[test]
+    fn only_new_published_articles_newest_first() {
+        let arts = catalog();
+        let d = digest("");
+        let reader = Reader {
+            since: at(21),
+            first: false,
+            tags: &[],
+        };
+        assert_eq!(
+            titles(&arts, &select(&arts, &d, at(26), reader)),
+            ["e", "d", "c"]
+        );
+        // Nothing new: nothing at all.
+        let reader = Reader {
+            since: at(26),
+            first: false,
+            tags: &[],
+        };
+        assert!(select(&arts, &d, at(26), reader).is_empty());
+    }
+
+    #[test]
+    fn tag_filters_of_digest_and_reader_both_apply() {
+        let arts = catalog();
+        let rust = vec!["rust".to_string()];
+        let reader = Reader {
+            since: at(1),
+            first: false,
+            tags: &rust,
+        };
+        assert_eq!(
+            titles(&arts, &select(&arts, &digest(""), at(26), reader)),
+            ["e", "c", "a"]
+        );
+        let d = digest("tags = [\"python\"]");
+        assert_eq!(titles(&arts, &select(&arts, &d, at(26), reader)), ["c"]);
+    }
+
+    #[test]
+    fn limit_and_first_digest_backfill() {
+        let arts = catalog();
+        let d = digest("max_articles = 2\nfirst_digest_articles = 3");
+        let reader = Reader {
+            since: at(26),
+            first: true,
+            tags: &[],
+        };
+        // Nothing is new, but a first digest carries the latest ones (up
+        // to the maximum).
+        assert_eq!(
+            titles(&arts, &select(&arts, &d, at(26), reader)),
+            ["e", "d"]
+        );
+        let reader = Reader {
+            first: false,
+            ..reader
+        };
+        assert!(select(&arts, &d, at(26), reader).is_empty());
+    }
+
+    #[test]
+    fn drafts_never_appear() {
+        let mut arts = catalog();
+        Arc::make_mut(&mut arts[1]).draft = true;
+        let reader = Reader {
+            since: at(21),
+            first: false,
+            tags: &[],
+        };
+        assert_eq!(
+            titles(&arts, &select(&arts, &digest(""), at(26), reader)),
+            ["d", "c"]
+        );
+    }
+}
