@@ -314,7 +314,7 @@ async fn expired_tampered_and_random_tokens_are_refused_and_change_nothing() {
                 .collect();
             let (client, base) = (app.client.clone(), app.base.clone());
             set.spawn(async move {
-                let path = if token.len() % 2 == 0 {
+                let path = if token.len().is_multiple_of(2) {
                     "confirm"
                 } else {
                     "unsubscribe"
