@@ -122,3 +122,81 @@ fn a_key_the_code_does_not_know_is_rejected_by_name() {
     let err = format!("{:#}", Config::parse(&text).unwrap_err());
     assert!(err.contains("tag_feds"), "{err}");
 }
+
+/// (key, default cell) of every README row.
+fn readme_defaults() -> Vec<(String, String)> {
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let start = readme.find("<!-- config-reference").unwrap();
+    readme[start..]
+        .lines()
+        .skip_while(|l| !l.starts_with("| key"))
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .map(|l| {
+            let cells: Vec<&str> = l.split(" | ").collect();
+            let key = cells[0].split('`').nth(1).unwrap().to_string();
+            (key, cells[1].trim().to_string())
+        })
+        .collect()
+}
+
+/// A minimal config with `key = value` set (a `[[digest]]` entry is
+/// there for `digest.*` keys).
+fn with_key(key: &str, value: Option<&str>) -> String {
+    let mut text = String::new();
+    let mut digest = "[[digest]]\nname = \"d\"\nschedule = \"0 0 8 * * *\"\n".to_string();
+    let mut tables: std::collections::BTreeMap<String, String> = Default::default();
+    tables.insert(
+        "site".into(),
+        "title = \"T\"\nbase_url = \"https://example.org/\"\nauthor = { name = \"A\" }\n".into(),
+    );
+    // Optional sections whose other keys are required.
+    if key.starts_with("mail.dkim.") {
+        tables.insert(
+            "mail.dkim".into(),
+            "domain = \"example.org\"\nselector = \"s\"\n".into(),
+        );
+    }
+    if let Some(v) = value {
+        match key.rsplit_once('.') {
+            None => text.push_str(&format!("{key} = {v}\n")),
+            Some(("digest", k)) => digest.push_str(&format!("{k} = {v}\n")),
+            Some((table, k)) => tables
+                .entry(table.to_string())
+                .or_default()
+                .push_str(&format!("{k} = {v}\n")),
+        }
+    }
+    for (table, body) in tables {
+        text.push_str(&format!("[{table}]\n{body}"));
+    }
+    text + &digest
+}
+
+/// The README's defaults are the code's: setting a key to its documented
+/// default gives the same configuration as leaving it out.
+#[test]
+fn readme_defaults_are_the_codes_defaults() {
+    let mut checked = 0;
+    for (key, default) in readme_defaults() {
+        // `none`, `required` and defaults given as another key are not
+        // literals; everything in backticks that TOML reads is.
+        let Some(literal) = default.strip_prefix('`').and_then(|d| d.strip_suffix('`')) else {
+            continue;
+        };
+        if format!("v = {literal}").parse::<toml::Table>().is_err() {
+            continue;
+        }
+        let unset = format!("{:?}", Config::parse(&with_key(&key, None)).unwrap());
+        let text = with_key(&key, Some(literal));
+        let set = Config::parse(&text)
+            .unwrap_or_else(|e| panic!("`{key} = {literal}` is rejected: {e:#}\n{text}"));
+        assert_eq!(
+            format!("{set:?}"),
+            unset,
+            "README says `{key}` defaults to {literal}, the code differs"
+        );
+        checked += 1;
+    }
+    assert!(checked > 40, "only {checked} defaults checked");
+}

@@ -207,6 +207,9 @@ schedule = "0 0 8 * * Mon 2099"
         let status = String::from_utf8_lossy(&out.stdout).to_string();
         assert!(status.contains("sent: 1"), "{status}\n{}", daemon_log());
         eventually("the digest arrives", || async { mail_for(&smtp, READER).len() == 2 }).await;
+        let metrics = client.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
+        assert!(metrics.contains("herald_emails_total{result=\"sent\"} 1"), "{metrics}");
+        assert!(metrics.contains("herald_digest_run_duration_seconds_count 1"), "{metrics}");
         let (subject, text, raw) = mail_for(&smtp, READER).remove(1);
         assert!(subject.contains("Fresh news from the end-to-end test"), "{subject}");
         assert!(text.contains("Fresh news from the end-to-end test"), "{text}");
