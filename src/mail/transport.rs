@@ -6,11 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use arc_swap::ArcSwap;
 use lettre::message::Mailbox;
-use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::PoolConfig;
-use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use lettre::transport::smtp::authentication::{Credentials, DEFAULT_MECHANISMS};
+use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
+use lettre::transport::smtp::extension::ClientId;
+use lettre::{AsyncFileTransport, AsyncTransport, Message, Tokio1Executor};
 use tokio::sync::Semaphore;
 
 use super::message::{MessageError, Outgoing};
@@ -94,21 +94,31 @@ enum Transport {
     Outbox(AsyncFileTransport<Tokio1Executor>),
 }
 
-/// lettre bounds only the connect with its timeout; a server that stops
-/// answering later would hold a send forever. Each send is therefore
-/// bounded as a whole, and after a timeout the pool is replaced: the
-/// stalled connection must not be reused, as its late replies would be
-/// read as answers to the next commands.
+/// herald's own SMTP connection pool, on lettre's connection type. lettre's
+/// pool sends a NOOP before every reuse (a round trip per message) and its
+/// sockets keep Nagle's algorithm on, so the small `CRLF.CRLF` that ends
+/// each message waits for the server's delayed ACK, tens of milliseconds
+/// per message. Here sockets are `TCP_NODELAY`, only connections idle for
+/// a while are checked with NOOP, and:
 ///
-/// lettre's pool caps only the connections it keeps idle; `slots` caps
-/// those in use, so a digest to thousands of subscribers holds at most
-/// `pool_size` connections to the server.
+/// - at most `pool_size` connections exist (in use or idle);
+/// - each send is bounded as a whole by the timeout, and a connection that
+///   failed or timed out is dropped, never reused (its late replies would
+///   be read as answers to the next commands);
+/// - STARTTLS and AUTH happen once per connection.
 struct SmtpPool {
-    builder: lettre::transport::smtp::AsyncSmtpTransportBuilder,
+    host: String,
+    port: u16,
+    tls: SmtpTls,
+    credentials: Option<Credentials>,
+    hello: ClientId,
     timeout: Duration,
-    current: ArcSwap<AsyncSmtpTransport<Tokio1Executor>>,
+    idle: std::sync::Mutex<Vec<(AsyncSmtpConnection, std::time::Instant)>>,
     slots: Semaphore,
 }
+
+/// A connection idle longer than this is checked with NOOP before use.
+const CHECK_IDLE_AFTER: Duration = Duration::from_secs(10);
 
 impl fmt::Debug for Mailer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -152,38 +162,23 @@ impl Mailer {
                 if smtp.host.trim().is_empty() {
                     bail!("config key `mail.smtp.host`: must not be empty");
                 }
-                let mut builder = match smtp.tls {
-                    SmtpTls::None => {
-                        AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&smtp.host)
-                    }
-                    SmtpTls::Starttls => {
-                        AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&smtp.host)
-                            .with_context(|| {
-                                format!(
-                                    "config key `mail.smtp.host`: cannot use `{}` for STARTTLS",
-                                    smtp.host
-                                )
-                            })?
-                    }
-                    SmtpTls::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(&smtp.host)
-                        .with_context(|| {
-                            format!(
-                                "config key `mail.smtp.host`: cannot use `{}` for TLS",
-                                smtp.host
-                            )
-                        })?,
-                };
+                if smtp.tls != SmtpTls::None {
+                    // Fails early for a host name TLS cannot verify.
+                    TlsParameters::new(smtp.host.clone()).with_context(|| {
+                        format!(
+                            "config key `mail.smtp.host`: cannot use `{}` for TLS",
+                            smtp.host
+                        )
+                    })?;
+                }
                 let timeout = smtp.timeout.0;
                 if timeout.is_zero() {
                     bail!("config key `mail.smtp.timeout`: must be longer than 0");
                 }
-                builder = builder
-                    .port(smtp.port)
-                    .timeout(Some(timeout))
-                    .pool_config(PoolConfig::new().max_size(smtp.pool_size));
+                let mut credentials = None;
                 let user = match (&smtp.username, &smtp.password) {
                     (Some(user), Some(password)) => {
-                        builder = builder.credentials(Credentials::new(
+                        credentials = Some(Credentials::new(
                             user.clone(),
                             password.expose().to_string(),
                         ));
@@ -220,9 +215,13 @@ impl Mailer {
                     timeout
                 );
                 let pool = SmtpPool {
-                    current: ArcSwap::from_pointee(builder.clone().build()),
-                    builder,
+                    host: smtp.host.clone(),
+                    port: smtp.port,
+                    tls: smtp.tls,
+                    credentials,
+                    hello: ClientId::default(),
                     timeout,
+                    idle: std::sync::Mutex::new(Vec::new()),
                     slots: Semaphore::new(smtp.pool_size.max(1) as usize),
                 };
                 Ok(Mailer {
@@ -272,8 +271,10 @@ impl Mailer {
     /// Closes pooled SMTP connections (QUIT); call once at shutdown.
     pub async fn shutdown(&self) {
         if let Transport::Smtp(pool) = &self.transport {
-            let current = pool.current.load_full();
-            let _ = tokio::time::timeout(pool.timeout, current.shutdown()).await;
+            let idle: Vec<_> = std::mem::take(&mut *pool.idle.lock().expect("pool lock"));
+            for (mut conn, _) in idle {
+                let _ = tokio::time::timeout(pool.timeout, conn.quit()).await;
+            }
         }
     }
 }
@@ -291,33 +292,103 @@ impl SmtpPool {
             .acquire()
             .await
             .map_err(|_| SendError::Other("the SMTP transport is shut down".into()))?;
-        let transport = self.current.load_full();
-        match tokio::time::timeout(self.timeout, transport.send_raw(envelope, bytes)).await {
-            Ok(Ok(_response)) => Ok(()),
-            Ok(Err(e)) => Err(SendError::from_smtp(&e)),
-            Err(_elapsed) => {
-                self.replace(&transport);
-                Err(SendError::Transient {
-                    reply: format!("no reply from the SMTP server within {:?}", self.timeout),
-                })
+        let attempt = async {
+            let mut conn = self.checkout().await?;
+            match conn.send(envelope, bytes).await {
+                Ok(_) => {
+                    self.checkin(conn);
+                    Ok(())
+                }
+                // lettre has already closed the connection.
+                Err(e) => Err(SendError::from_smtp(&e)),
             }
+        };
+        match tokio::time::timeout(self.timeout, attempt).await {
+            Ok(result) => result,
+            // The connection in use is dropped with the future.
+            Err(_elapsed) => Err(SendError::Transient {
+                reply: format!("no reply from the SMTP server within {:?}", self.timeout),
+            }),
         }
     }
 
-    /// Swaps in a fresh pool unless another send already did, and closes
-    /// the old one in the background (its QUIT may wait on the stalled
-    /// server, so that wait is bounded too).
-    fn replace(&self, stalled: &Arc<AsyncSmtpTransport<Tokio1Executor>>) {
-        let fresh = Arc::new(self.builder.clone().build());
-        let previous = self.current.compare_and_swap(stalled, fresh);
-        if Arc::ptr_eq(&previous, stalled) {
-            tracing::debug!("SMTP send timed out; connection pool replaced");
-            let old = Arc::clone(stalled);
-            let timeout = self.timeout;
-            tokio::spawn(async move {
-                let _ = tokio::time::timeout(timeout, old.shutdown()).await;
-            });
+    /// An idle connection (checked with NOOP when idle for a while), or a
+    /// new one.
+    async fn checkout(&self) -> Result<AsyncSmtpConnection, SendError> {
+        loop {
+            let idle = self.idle.lock().expect("pool lock").pop();
+            let Some((mut conn, since)) = idle else {
+                return self.connect().await;
+            };
+            if conn.has_broken() {
+                continue;
+            }
+            if since.elapsed() < CHECK_IDLE_AFTER || conn.test_connected().await {
+                return Ok(conn);
+            }
+            tracing::debug!("dropping an SMTP connection that went stale");
         }
+    }
+
+    fn checkin(&self, conn: AsyncSmtpConnection) {
+        if !conn.has_broken() {
+            self.idle
+                .lock()
+                .expect("pool lock")
+                .push((conn, std::time::Instant::now()));
+        }
+    }
+
+    async fn connect(&self) -> Result<AsyncSmtpConnection, SendError> {
+        let transient = |what: &str, e: &dyn std::fmt::Display| SendError::Transient {
+            reply: format!("cannot {what} {}:{}: {e}", self.host, self.port),
+        };
+        let tls = || {
+            TlsParameters::new(self.host.clone())
+                .map_err(|e| SendError::Other(format!("TLS set-up for {}: {e}", self.host)))
+        };
+        let mut conn = if self.tls == SmtpTls::Tls {
+            // Implicit TLS: lettre wraps the socket itself (without
+            // TCP_NODELAY; TLS records batch the writes anyway).
+            AsyncSmtpConnection::connect_tokio1(
+                (self.host.as_str(), self.port),
+                Some(self.timeout),
+                &self.hello,
+                Some(tls()?),
+                None,
+            )
+            .await
+            .map_err(|e| SendError::from_smtp(&e))?
+        } else {
+            let stream = tokio::net::TcpStream::connect((self.host.as_str(), self.port))
+                .await
+                .map_err(|e| transient("connect to", &e))?;
+            stream
+                .set_nodelay(true)
+                .map_err(|e| transient("set TCP_NODELAY on the connection to", &e))?;
+            let mut conn =
+                AsyncSmtpConnection::connect_with_transport(Box::new(stream), &self.hello)
+                    .await
+                    .map_err(|e| SendError::from_smtp(&e))?;
+            if self.tls == SmtpTls::Starttls {
+                if !conn.can_starttls() {
+                    return Err(SendError::Other(format!(
+                        "{}:{} does not offer STARTTLS (mail.smtp.tls = \"starttls\")",
+                        self.host, self.port
+                    )));
+                }
+                conn.starttls(tls()?, &self.hello)
+                    .await
+                    .map_err(|e| SendError::from_smtp(&e))?;
+            }
+            conn
+        };
+        if let Some(credentials) = &self.credentials {
+            conn.auth(DEFAULT_MECHANISMS, credentials)
+                .await
+                .map_err(|e| SendError::from_smtp(&e))?;
+        }
+        Ok(conn)
     }
 }
 

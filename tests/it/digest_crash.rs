@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chrono::{SecondsFormat, Utc};
@@ -17,7 +17,7 @@ use herald::store::{DeliveryState, NewSubscription, SqliteStore, Store, Subscrib
 use mail_parser::MessageParser;
 use serde_json::json;
 
-use super::helpers::TestSite;
+use super::helpers::{KillOnDrop, TestSite};
 use super::smtp::SmtpServer;
 
 const SUBSCRIBERS: usize = 5_000;
@@ -41,21 +41,23 @@ fn herald(config: &Path, args: &[&str]) -> Command {
     cmd
 }
 
-fn start_daemon(config: &Path, log: &Path) -> Child {
+fn start_daemon(config: &Path, log: &Path) -> KillOnDrop {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(log)
         .unwrap();
-    herald(config, &["run"])
-        .env(
-            "HERALD_LOG",
-            std::env::var("CRASH_LOG").unwrap_or_else(|_| "info".into()),
-        )
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(log))
-        .spawn()
-        .expect("herald run starts")
+    KillOnDrop(
+        herald(config, &["run"])
+            .env(
+                "HERALD_LOG",
+                std::env::var("CRASH_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("herald run starts"),
+    )
 }
 
 fn accepted(smtp: &SmtpServer) -> u64 {
@@ -201,8 +203,8 @@ first_digest_articles = 3
             started.elapsed(),
             accepted(&smtp)
         );
-        daemon.kill().unwrap(); // SIGKILL
-        daemon.wait().unwrap();
+        daemon.0.kill().unwrap(); // SIGKILL
+        daemon.0.wait().unwrap();
         daemon = start_daemon(&config, &log);
     }
     let done = || {
@@ -221,11 +223,11 @@ first_digest_articles = 3
     );
     // SIGTERM: a clean stop.
     let term = Command::new("kill")
-        .args(["-TERM", &daemon.id().to_string()])
+        .args(["-TERM", &daemon.0.id().to_string()])
         .status()
         .unwrap();
     assert!(term.success());
-    let exit = daemon.wait().unwrap();
+    let exit = daemon.0.wait().unwrap();
     let daemon_log = std::fs::read_to_string(&log).unwrap_or_default();
     if std::env::var_os("CRASH_LOG").is_some() {
         eprintln!("{daemon_log}");

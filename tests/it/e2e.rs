@@ -6,14 +6,14 @@
 //! after that; SIGTERM stops the daemon with exit code 0.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chrono::{SecondsFormat, Utc};
 use mail_parser::MessageParser;
 use reqwest::StatusCode;
 
-use super::helpers::{eventually, repo_root, TestSite};
+use super::helpers::{eventually, repo_root, KillOnDrop, TestSite};
 use super::smtp::SmtpServer;
 
 const READER: &str = "reader@example.net";
@@ -145,11 +145,13 @@ schedule = "0 0 8 * * Mon 2099"
     let config = site.config_path();
     let log_path = site.dir.path().join("daemon.log");
     let log = std::fs::File::create(&log_path).unwrap();
-    let mut daemon: Child = herald(&config, &["run"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(log))
-        .spawn()
-        .unwrap();
+    let mut daemon = KillOnDrop(
+        herald(&config, &["run"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap(),
+    );
     let daemon_log = || std::fs::read_to_string(&log_path).unwrap_or_default();
 
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -246,11 +248,11 @@ schedule = "0 0 8 * * Mon 2099"
     });
 
     let term = Command::new("kill")
-        .args(["-TERM", &daemon.id().to_string()])
+        .args(["-TERM", &daemon.0.id().to_string()])
         .status()
         .unwrap();
     assert!(term.success());
-    let status = daemon.wait().unwrap();
+    let status = daemon.0.wait().unwrap();
     assert_eq!(status.code(), Some(0), "{}", daemon_log());
     eprintln!("end-to-end test took {:?}", started.elapsed());
 }

@@ -216,3 +216,16 @@ pub async fn spawn_daemon(
     let task = tokio::spawn(herald::daemon::run(config, listener, runtime));
     (base, shutdown, task)
 }
+
+/// A child process that is killed when the guard is dropped, so that a
+/// failing test does not leave a daemon running.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
