@@ -344,8 +344,8 @@ pub struct MailConfig {
     /// marked `bounced` and gets no more mail.
     #[serde(default = "default_bounce_limit")]
     pub bounce_limit: u32,
-    /// Deliveries taken from the ledger (and marked `sending`) at a time:
-    /// at most this many are uncertain after a crash.
+    /// Deliveries taken from the ledger (and marked `sending`) at a time;
+    /// a crash leaves at most two batches uncertain.
     #[serde(default = "default_batch_size")]
     pub batch_size: usize,
     /// How often the daemon looks in the ledger for digests queued by

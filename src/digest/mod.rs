@@ -10,7 +10,8 @@
 //! transaction) before anything is sent; sending then takes deliveries in
 //! batches of `mail.batch_size`, marks them `sending`, sends them over the
 //! SMTP pool at up to `mail.rate_limit` per second, and settles the batch in
-//! one transaction. Temporary failures go back to `pending` with an
+//! one transaction while the next batch is being sent (so at most two
+//! batches are `sending`). Temporary failures go back to `pending` with an
 //! exponential, jittered delay until `mail.max_attempts`; a 5xx for the
 //! recipient is a hard bounce and is not retried.
 //!
@@ -219,46 +220,33 @@ impl Digests {
     ) -> anyhow::Result<Drained> {
         let ctx = Arc::new(self.composer.context(run.clone(), Arc::clone(articles))?);
         let batch_size = self.config.mail.batch_size;
+        // Two stages overlap: while one batch is being sent, the outcomes
+        // of the previous one are written to the ledger. At most two
+        // batches are therefore `sending` at any moment.
+        let mut unsettled: Option<Vec<(i64, Outcome)>> = None;
         loop {
             if shutdown.is_triggered() {
                 break;
             }
-            let now = self.clock.now();
             let t = std::time::Instant::now();
-            let batch = self.store.claim(run.id, now, batch_size).await?;
+            let batch = self.store.claim(run.id, self.clock.now(), batch_size).await?;
             if batch.is_empty() {
                 break;
             }
-            let claimed = t.elapsed();
             let size = batch.len();
-            let outcomes = self.send_batch(&ctx, batch).await;
-            let sent = t.elapsed();
-            let settled = self
-                .store
-                .settle(
-                    run,
-                    &outcomes,
-                    self.clock.now(),
-                    self.config.mail.bounce_limit,
-                )
-                .await
-                .context("recording sent digests in the ledger")?;
+            let previous = unsettled.take();
+            let (outcomes, settled) =
+                tokio::join!(self.send_batch(&ctx, batch), self.settle(run, previous));
+            settled?;
             tracing::debug!(
                 run = run.id,
                 size,
-                claim_ms = claimed.as_secs_f64() * 1e3,
-                send_ms = (sent - claimed).as_secs_f64() * 1e3,
-                settle_ms = (t.elapsed() - sent).as_secs_f64() * 1e3,
-                "digest batch"
+                ms = t.elapsed().as_secs_f64() * 1e3,
+                "digest batch sent"
             );
-            for id in settled.newly_bounced {
-                tracing::warn!(
-                    subscriber = id,
-                    "subscriber marked bounced after {} hard bounces; no more mail goes to them",
-                    self.config.mail.bounce_limit
-                );
-            }
+            unsettled = Some(outcomes);
         }
+        self.settle(run, unsettled).await?;
         let now = self.clock.now();
         if self.store.finish_if_done(run.id, now).await? {
             let status = self.store.run_status(run.id).await?;
@@ -284,6 +272,26 @@ impl Digests {
             done: false,
             next_retry: self.store.next_retry(run.id).await?,
         })
+    }
+
+    /// Records a batch's outcomes in the ledger (in one transaction).
+    async fn settle(&self, run: &Run, outcomes: Option<Vec<(i64, Outcome)>>) -> anyhow::Result<()> {
+        let Some(outcomes) = outcomes else {
+            return Ok(());
+        };
+        let settled = self
+            .store
+            .settle(run, &outcomes, self.clock.now(), self.config.mail.bounce_limit)
+            .await
+            .context("recording sent digests in the ledger")?;
+        for id in settled.newly_bounced {
+            tracing::warn!(
+                subscriber = id,
+                "subscriber marked bounced after {} hard bounces; no more mail goes to them",
+                self.config.mail.bounce_limit
+            );
+        }
+        Ok(())
     }
 
     /// Sends a batch concurrently (the pool bounds the connections) and
