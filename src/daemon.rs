@@ -147,6 +147,9 @@ pub async fn run(config: Config, listener: TcpListener, runtime: Runtime) -> any
         }
     }
     subscriptions.mailer().shutdown().await;
+    // Closing the last connection checkpoints the WAL into the database
+    // file, so a copy of herald.sqlite3 alone is complete after a stop.
+    digests.store().close().await;
     served
 }
 
