@@ -17,29 +17,13 @@ use herald::store::{DeliveryState, NewSubscription, SqliteStore, Store, Subscrib
 use mail_parser::MessageParser;
 use serde_json::json;
 
-use super::helpers::{KillOnDrop, TestSite};
+use super::helpers::{free_port, herald_command, KillOnDrop, TestSite};
 use super::smtp::SmtpServer;
 
 const SUBSCRIBERS: usize = 5_000;
 const BATCH: u64 = 50;
 /// Kill when the server has accepted this many messages.
 const KILL_AT: [u64; 3] = [600, 1_800, 3_200];
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
-
-fn herald(config: &Path, args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_herald"));
-    cmd.args(args).arg("--config").arg(config);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("HERALD_") {
-            cmd.env_remove(k);
-        }
-    }
-    cmd
-}
 
 fn start_daemon(config: &Path, log: &Path) -> KillOnDrop {
     let log = std::fs::OpenOptions::new()
@@ -48,7 +32,7 @@ fn start_daemon(config: &Path, log: &Path) -> KillOnDrop {
         .open(log)
         .unwrap();
     KillOnDrop(
-        herald(config, &["run"])
+        herald_command(config, &["run"])
             .env(
                 "HERALD_LOG",
                 std::env::var("CRASH_LOG").unwrap_or_else(|_| "info".into()),
@@ -175,7 +159,7 @@ first_digest_articles = 3
     eprintln!("{:?}: daemon ready", t0.elapsed());
     // The daemon takes the send lock right after its first build.
     std::thread::sleep(Duration::from_millis(500));
-    let out = herald(&config, &["digest", "send", "--schedule", "news"])
+    let out = herald_command(&config, &["digest", "send", "--schedule", "news"])
         .output()
         .unwrap();
     let said = String::from_utf8_lossy(&out.stdout).to_string();
@@ -283,7 +267,7 @@ first_digest_articles = 3
     assert!(missing <= uncertain.len());
 
     // `herald digest status` accounts for everybody.
-    let out = herald(&config, &["digest", "status", &run_id.to_string()])
+    let out = herald_command(&config, &["digest", "status", &run_id.to_string()])
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout).to_string();
@@ -301,7 +285,7 @@ first_digest_articles = 3
 
     // The operator re-sends the uncertain ones: now everybody has it, and
     // the only duplicates are among them, under the same Message-ID.
-    let out = herald(
+    let out = herald_command(
         &config,
         &["digest", "retry", "--uncertain", &run_id.to_string()],
     )

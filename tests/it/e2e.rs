@@ -13,21 +13,10 @@ use chrono::{SecondsFormat, Utc};
 use mail_parser::MessageParser;
 use reqwest::StatusCode;
 
-use super::helpers::{eventually, repo_root, KillOnDrop, TestSite};
+use super::helpers::{eventually, free_port, herald_command, repo_root, KillOnDrop, TestSite};
 use super::smtp::SmtpServer;
 
 const READER: &str = "reader@example.net";
-
-fn herald(config: &Path, args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_herald"));
-    cmd.args(args).arg("--config").arg(config);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("HERALD_") {
-            cmd.env_remove(k);
-        }
-    }
-    cmd
-}
 
 fn copy_dir(from: &Path, to: &Path) {
     for entry in walkdir::WalkDir::new(from) {
@@ -70,7 +59,7 @@ fn link(text: &str, needle: &str) -> String {
 /// Sends the schedule from the command line (the daemon sends it) and
 /// returns the run id.
 fn trigger(config: &Path) -> String {
-    let out = herald(config, &["digest", "send", "--schedule", "weekly"])
+    let out = herald_command(config, &["digest", "send", "--schedule", "weekly"])
         .output()
         .unwrap();
     let said = String::from_utf8_lossy(&out.stdout).to_string();
@@ -86,7 +75,9 @@ fn trigger(config: &Path) -> String {
 }
 
 fn run_done(config: &Path, run: &str) -> bool {
-    let out = herald(config, &["digest", "status", run]).output().unwrap();
+    let out = herald_command(config, &["digest", "status", run])
+        .output()
+        .unwrap();
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .next()
@@ -108,10 +99,7 @@ fn subscribe_confirm_publish_digest_unsubscribe_and_stop() {
     let started = Instant::now();
     let mut site = TestSite::new();
     copy_dir(&repo_root().join("content"), &site.content);
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     site.feeds_section = format!("base_url = \"{base}/\"");
     site.extra = format!(
@@ -146,7 +134,7 @@ schedule = "0 0 8 * * Mon 2099"
     let log_path = site.dir.path().join("daemon.log");
     let log = std::fs::File::create(&log_path).unwrap();
     let mut daemon = KillOnDrop(
-        herald(&config, &["run"])
+        herald_command(&config, &["run"])
             .stdout(Stdio::null())
             .stderr(Stdio::from(log))
             .spawn()
@@ -205,7 +193,7 @@ schedule = "0 0 8 * * Mon 2099"
         // The digest brings it, with a working one-click unsubscribe.
         let run = trigger(&config);
         eventually("the first run is done", || async { run_done(&config, &run) }).await;
-        let out = herald(&config, &["digest", "status", &run]).output().unwrap();
+        let out = herald_command(&config, &["digest", "status", &run]).output().unwrap();
         let status = String::from_utf8_lossy(&out.stdout).to_string();
         assert!(status.contains("sent: 1"), "{status}\n{}", daemon_log());
         eventually("the digest arrives", || async { mail_for(&smtp, READER).len() == 2 }).await;

@@ -133,15 +133,9 @@ dir = {feeds:?}
 
     /// Runs the real `herald` binary with `args` and this site's config.
     pub fn cli(&self, args: &[&str]) -> Output {
-        let config = self.config_path();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_herald"));
-        cmd.args(args).arg("--config").arg(&config);
-        for (k, _) in std::env::vars() {
-            if k.starts_with("HERALD_") {
-                cmd.env_remove(k);
-            }
-        }
-        cmd.output().expect("herald runs")
+        herald_command(&self.config_path(), args)
+            .output()
+            .expect("herald runs")
     }
 
     pub fn feed(&self, rel: &str) -> Vec<u8> {
@@ -228,4 +222,23 @@ impl Drop for KillOnDrop {
             let _ = self.0.wait();
         }
     }
+}
+
+/// The real `herald` binary with `args` and `--config config`, without the
+/// `HERALD_…` variables of the environment the tests run in.
+pub fn herald_command(config: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_herald"));
+    cmd.args(args).arg("--config").arg(config);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("HERALD_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
 }
