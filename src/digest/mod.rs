@@ -229,7 +229,10 @@ impl Digests {
                 break;
             }
             let t = std::time::Instant::now();
-            let batch = self.store.claim(run.id, self.clock.now(), batch_size).await?;
+            let batch = self
+                .store
+                .claim(run.id, self.clock.now(), batch_size)
+                .await?;
             if batch.is_empty() {
                 break;
             }
@@ -281,7 +284,12 @@ impl Digests {
         };
         let settled = self
             .store
-            .settle(run, &outcomes, self.clock.now(), self.config.mail.bounce_limit)
+            .settle(
+                run,
+                &outcomes,
+                self.clock.now(),
+                self.config.mail.bounce_limit,
+            )
             .await
             .context("recording sent digests in the ledger")?;
         for id in settled.newly_bounced {
