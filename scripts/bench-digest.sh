@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# bench-digest.sh: installs Postfix's test tools if missing and runs the
+# digest benchmark (benches/digest.rs): one digest run to 10,000 and
+# 100,000 subscribers through herald's ledger and SMTP pool to
+# `smtp-sink` on loopback, beside `smtp-source` sending the same number
+# of messages of the same bytes over as many reused connections.
+#
+#   bash scripts/bench-digest.sh                       (defaults)
+#   bash scripts/bench-digest.sh 10000 --pools=4,8,16  (arguments go to the bench)
+#
+# smtp-sink and smtp-source come with Debian's `postfix` package. It is
+# installed (as root) with service start-up refused by a temporary
+# policy-rc.d, so no Postfix daemon is left running; the bench starts its
+# own smtp-sink on a free 127.0.0.1 port and stops it at the end.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+die() {
+    echo "bench-digest: $*" >&2
+    exit 1
+}
+
+have_tools() {
+    [[ -x /usr/sbin/smtp-sink && -x /usr/sbin/smtp-source ]] ||
+        { command -v smtp-sink && command -v smtp-source; } >/dev/null 2>&1
+}
+
+if ! have_tools; then
+    [[ $(id -u) -eq 0 ]] || die "smtp-sink/smtp-source missing; run as root to install postfix"
+    command -v apt-get >/dev/null 2>&1 || die "smtp-sink/smtp-source missing and no apt-get"
+    made_policy=0
+    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+        chmod 0755 /usr/sbin/policy-rc.d
+        made_policy=1
+    fi
+    ok=1
+    apt-get update -qq || ok=0
+    if ((ok)); then
+        # postfix's postinst may grumble without a mail name; the tools
+        # are installed all the same.
+        echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections || true
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postfix >/dev/null || ok=0
+    fi
+    ((made_policy)) && rm -f /usr/sbin/policy-rc.d
+    if command -v systemctl >/dev/null 2>&1 && [[ -d /run/systemd/system ]]; then
+        systemctl disable --now postfix.service >/dev/null 2>&1 || true
+    fi
+    have_tools || die "installing postfix did not bring smtp-sink and smtp-source (ok=$ok)"
+fi
+
+exec cargo bench --locked --bench digest -- "$@"
