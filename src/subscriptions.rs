@@ -21,7 +21,7 @@ use crate::store::{
     EmailError, NewSubscription, Store, SubscribeOutcome, Subscriber, SubscriberEmail,
 };
 use crate::templates::Templates;
-use crate::tokens::{Purpose, Signer, TokenError, MANAGE_LIFETIME_DAYS};
+use crate::tokens::{Purpose, Signer, TokenError};
 
 /// What the subscribe form sends.
 #[derive(Debug, Clone, Default)]
@@ -93,24 +93,12 @@ impl Subscriptions {
     /// A public page of herald's: `/subscribe`, `/confirm`, … at the root of
     /// the feeds' origin, with an optional token.
     pub fn page_url(&self, page: &str, token: Option<&str>) -> Url {
-        let mut url = self
-            .config
-            .feeds_base_url()
-            .join(&format!("/{page}"))
-            .expect("a page name is a valid path");
-        if let Some(t) = token {
-            url.query_pairs_mut().append_pair("token", t);
-        }
-        url
+        self.config.page_url(page, token)
     }
 
     /// A management token (unsubscribe and preferences) for `id`.
     pub fn manage_token(&self, id: i64, now: DateTime<Utc>) -> String {
-        self.signer.sign(
-            Purpose::Manage,
-            id,
-            now + chrono::Duration::days(MANAGE_LIFETIME_DAYS),
-        )
+        self.signer.manage_token(id, now)
     }
 
     /// Handles the subscribe form. `Ok` looks the same whatever the

@@ -91,6 +91,16 @@ impl Signer {
         Signer::new(&generated_secret(&config.data_dir)?)
     }
 
+    /// A management token (unsubscribe and preferences links) for `id`,
+    /// valid for [`MANAGE_LIFETIME_DAYS`] from `now`.
+    pub fn manage_token(&self, id: i64, now: DateTime<Utc>) -> String {
+        self.sign(
+            Purpose::Manage,
+            id,
+            now + chrono::Duration::days(MANAGE_LIFETIME_DAYS),
+        )
+    }
+
     /// A token for `purpose` and subscriber `id`, valid until `expires`.
     pub fn sign(&self, purpose: Purpose, id: i64, expires: DateTime<Utc>) -> String {
         let payload = format!("1.{}.{id}.{}", purpose.tag(), expires.timestamp());

@@ -761,6 +761,19 @@ impl Config {
             .unwrap_or(&self.site.base_url.0)
     }
 
+    /// One of herald's public pages (`/subscribe`, `/confirm`, …) at the
+    /// root of the feeds' origin, with an optional token.
+    pub fn page_url(&self, page: &str, token: Option<&str>) -> Url {
+        let mut url = self
+            .feeds_base_url()
+            .join(&format!("/{page}"))
+            .expect("a page name is a valid path");
+        if let Some(t) = token {
+            url.query_pairs_mut().append_pair("token", t);
+        }
+        url
+    }
+
     /// The formats to write, in a fixed order.
     pub fn formats(&self) -> Vec<FeedFormat> {
         let mut f = self.feeds.formats.clone();

@@ -24,7 +24,7 @@ use crate::content::{html_to_text, Article};
 use crate::mail::Outgoing;
 use crate::store::{Run, SubscriberEmail};
 use crate::templates::{Templates, TEXT_WIDTH};
-use crate::tokens::{Purpose, Signer, MANAGE_LIFETIME_DAYS};
+use crate::tokens::Signer;
 
 /// What is the same for every digest herald sends: built once at start, so
 /// that a bad DKIM key or subject template stops herald there.
@@ -223,14 +223,16 @@ impl Composer {
             .map(|&i| ctx.views[i].get_or_init(|| self.view(&ctx.digest, &ctx.articles[i])))
             .collect();
         let site = &self.config.site;
-        let token = self.signer.sign(
-            Purpose::Manage,
-            to.id,
-            now + chrono::Duration::days(MANAGE_LIFETIME_DAYS),
-        );
-        let unsubscribe = self.page_url("unsubscribe", &token);
+        let token = self.signer.manage_token(to.id, now);
+        let unsubscribe = self
+            .config
+            .page_url("unsubscribe", Some(&token))
+            .to_string();
         let links = Links {
-            preferences: self.page_url("preferences", &token),
+            preferences: self
+                .config
+                .page_url("preferences", Some(&token))
+                .to_string(),
             unsubscribe: unsubscribe.clone(),
             site: site.base_url.url().to_string(),
             feed: self.site_feed_url(),
@@ -384,16 +386,7 @@ impl Composer {
         }
     }
 
-    fn page_url(&self, page: &str, token: &str) -> String {
-        let mut url = self
-            .config
-            .feeds_base_url()
-            .join(&format!("/{page}"))
-            .expect("a page name is a valid path");
-        url.query_pairs_mut().append_pair("token", token);
-        url.to_string()
-    }
-
+    /// The site-wide feed in the first configured format.
     fn site_feed_url(&self) -> String {
         let format = self
             .config
@@ -401,14 +394,9 @@ impl Composer {
             .first()
             .copied()
             .unwrap_or(crate::config::FeedFormat::Atom);
-        let name = match format {
-            crate::config::FeedFormat::Rss => "rss.xml",
-            crate::config::FeedFormat::Atom => "atom.xml",
-            crate::config::FeedFormat::Json => "feed.json",
-        };
         self.config
             .feeds_base_url()
-            .join(name)
+            .join(format.file_name())
             .map(|u| u.to_string())
             .unwrap_or_default()
     }

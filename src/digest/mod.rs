@@ -306,6 +306,7 @@ impl Digests {
     /// returns each delivery's outcome.
     async fn send_batch(&self, ctx: &Arc<RunContext>, batch: Vec<Claimed>) -> Vec<(i64, Outcome)> {
         let mut tasks = JoinSet::new();
+        let policy = RetryPolicy::from_config(&self.config);
         for claimed in batch {
             let ctx = Arc::clone(ctx);
             let composer = Arc::clone(&self.composer);
@@ -313,7 +314,6 @@ impl Digests {
             let limiter = Arc::clone(&self.limiter);
             let metrics = Arc::clone(&self.metrics);
             let clock = Arc::clone(&self.clock);
-            let policy = RetryPolicy::from_config(&self.config);
             tasks.spawn(async move {
                 let id = claimed.subscriber_id;
                 let outcome =
