@@ -88,6 +88,7 @@ pub async fn run_loop<R: Rebuilder>(
     mut shutdown: ShutdownSignal,
 ) {
     let mut due = rebuilder.rebuild(clock.now(), Reason::Start).await;
+    let mut watching = true;
     loop {
         let now = clock.now();
         let next_tick = settings.schedule.after(&now).next();
@@ -105,10 +106,12 @@ pub async fn run_loop<R: Rebuilder>(
             biased;
             _ = shutdown.wait() => break,
             _ = tokio::time::sleep(sleep_for) => reason,
-            change = changes.recv() => {
+            change = changes.recv(), if watching => {
                 if change.is_none() {
-                    // The watcher is gone; carry on with the schedule alone.
-                    changes = mpsc::channel(1).1;
+                    // The watcher is gone (or never started); carry on with
+                    // the schedule alone. A closed channel answers at once,
+                    // so it must not be polled again: that would spin.
+                    watching = false;
                     continue;
                 }
                 // Wait until the changes stop for `debounce`.
