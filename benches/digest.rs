@@ -35,18 +35,18 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context};
 use chrono::{DateTime, TimeZone, Utc};
+use herald::base::clock::SystemClock;
+use herald::base::metrics::Metrics;
+use herald::base::shutdown::Shutdown;
 use herald::config::Config;
 use herald::content::FirstSeen;
 use herald::digest::{Articles, Composer, Digests, Recipient};
 use herald::mail::{Mailer, SendError};
-use herald::metrics::Metrics;
-use herald::schedule::SystemClock;
-use herald::shutdown::Shutdown;
 use herald::store::{
     DeliveryState, NewSubscription, Outcome, Run, SqliteStore, Store, SubscriberEmail, Trigger,
 };
+use herald::subscribers::tokens::Signer;
 use herald::templates::Templates;
-use herald::tokens::Signer;
 
 mod corpus;
 

@@ -7,10 +7,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use herald::base::metrics::Metrics;
+use herald::base::served::ServedFeeds;
 use herald::config::Config;
-use herald::engine::Engine;
-use herald::metrics::Metrics;
-use herald::publish::FeedStore;
+use herald::daemon::engine::Engine;
 
 mod corpus;
 
@@ -56,7 +56,11 @@ dir = {feeds:?}
         feeds = dir.path().join("feeds").display().to_string(),
     );
     let config = Arc::new(Config::parse(&text)?);
-    let mut engine = Engine::new(config, Arc::new(FeedStore::new()), Arc::new(Metrics::new()))?;
+    let mut engine = Engine::new(
+        config,
+        Arc::new(ServedFeeds::new()),
+        Arc::new(Metrics::new()),
+    )?;
     let now = chrono::Utc::now();
 
     let t = Instant::now();

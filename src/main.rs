@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
-use herald::build::{build, BuildOptions};
+use herald::cli::site::{build, BuildOptions};
 use herald::config::Config;
 
 // Builds allocate many short-lived strings on several threads; mimalloc
@@ -70,13 +70,13 @@ enum Command {
     /// add, list, remove, import and export (CSV, with consent data).
     Subscribers {
         #[command(subcommand)]
-        cmd: herald::subscribers_cli::SubscribersCommand,
+        cmd: herald::cli::subscribers::SubscribersCommand,
     },
     /// Digest emails: preview one, send a schedule now, see what a run
     /// delivered, send failed or uncertain deliveries again.
     Digest {
         #[command(subcommand)]
-        cmd: herald::digest_cli::DigestCommand,
+        cmd: herald::cli::digest::DigestCommand,
     },
     /// Ask the running daemon whether it answers: GET /healthz at
     /// `server.listen` (0.0.0.0 and :: are reached through loopback), with a
@@ -105,7 +105,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Command::Healthcheck { url } = &cli.command {
         // Reads the config itself: a config that does not load is an
         // unhealthy 1 here, not the fatal 2 of the other commands.
-        return Ok(herald::healthcheck::run(&cli.config, url.as_ref()));
+        return Ok(herald::cli::healthcheck::run(&cli.config, url.as_ref()));
     }
     let config = Config::load(&cli.config)?;
     let command = match cli.command {
@@ -115,14 +115,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .enable_all()
                 .build()
                 .context("cannot start the async runtime")?;
-            return runtime.block_on(herald::subscribers_cli::run(&config, cmd));
+            return runtime.block_on(herald::cli::subscribers::run(&config, cmd));
         }
         Command::Digest { cmd } => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
                 .context("cannot start the async runtime")?;
-            return runtime.block_on(herald::digest_cli::run(config, cmd));
+            return runtime.block_on(herald::cli::digest::run(config, cmd));
         }
         other => other,
     };
@@ -161,17 +161,17 @@ fn run_daemon(config: Config) -> anyhow::Result<ExitCode> {
             .with_context(|| {
                 format!("cannot listen on {} (server.listen)", config.server.listen)
             })?;
-        let shutdown = herald::shutdown::Shutdown::new();
+        let shutdown = herald::base::shutdown::Shutdown::new();
         let trigger = shutdown.clone();
         tokio::spawn(async move {
-            herald::shutdown::os_signal().await;
+            herald::base::shutdown::os_signal().await;
             trigger.trigger();
         });
         herald::daemon::run(
             config,
             listener,
             herald::daemon::Runtime {
-                clock: std::sync::Arc::new(herald::schedule::SystemClock),
+                clock: std::sync::Arc::new(herald::base::clock::SystemClock),
                 shutdown,
             },
         )

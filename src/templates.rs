@@ -23,7 +23,7 @@ use handlebars::Handlebars;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::content::escape_html;
+use crate::base::text::escape_html;
 
 /// Name (without `.hbs`) and built-in text of every template.
 const BUILT_IN: &[(&str, &str)] = &[

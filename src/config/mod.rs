@@ -13,6 +13,8 @@ use anyhow::{bail, Context};
 use serde::Deserialize;
 use url::Url;
 
+pub use crate::base::FeedFormat;
+
 mod values;
 
 pub use values::{
@@ -114,35 +116,6 @@ pub enum FeedContent {
     Full,
     /// Summaries only; entries link to the article.
     Summary,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum FeedFormat {
-    Rss,
-    Atom,
-    Json,
-}
-
-impl FeedFormat {
-    pub const ALL: [FeedFormat; 3] = [FeedFormat::Rss, FeedFormat::Atom, FeedFormat::Json];
-
-    /// File name of this format inside a feed directory.
-    pub fn file_name(self) -> &'static str {
-        match self {
-            FeedFormat::Rss => "rss.xml",
-            FeedFormat::Atom => "atom.xml",
-            FeedFormat::Json => "feed.json",
-        }
-    }
-
-    pub fn content_type(self) -> &'static str {
-        match self {
-            FeedFormat::Rss => "application/rss+xml; charset=utf-8",
-            FeedFormat::Atom => "application/atom+xml; charset=utf-8",
-            FeedFormat::Json => "application/feed+json; charset=utf-8",
-        }
-    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -663,7 +636,7 @@ impl Config {
             bail!("config key `site.author.name`: must not be empty");
         }
         if let Some(email) = &self.site.author.email {
-            if crate::store::SubscriberEmail::parse(email).is_err() {
+            if crate::base::SubscriberEmail::parse(email).is_err() {
                 bail!("config key `site.author.email`: `{email}` is not an email address");
             }
         }
@@ -701,7 +674,7 @@ impl Config {
             if d.subject.chars().any(char::is_control) {
                 bail!("config key `digest[{i}].subject`: must be one line");
             }
-            if let Some(tag) = d.tags.iter().find(|t| crate::content::slugify(t) != **t) {
+            if let Some(tag) = d.tags.iter().find(|t| crate::base::text::slugify(t) != **t) {
                 bail!("config key `digest[{i}].tags`: `{tag}` is not a tag slug (lower-case, `-` between words)");
             }
         }
@@ -722,7 +695,7 @@ impl Config {
             bail!("config key `mail.queue_poll`: must be longer than 0");
         }
         if let Some(addr) = &m.unsubscribe_mailto {
-            if crate::store::SubscriberEmail::parse(addr).is_err() {
+            if crate::base::SubscriberEmail::parse(addr).is_err() {
                 bail!("config key `mail.unsubscribe_mailto`: `{addr}` is not an email address");
             }
         }

@@ -12,8 +12,8 @@ use super::dates::{at_midnight, date_from_name, date_from_path, parse_date, stri
 use super::error::ContentError;
 use super::front_matter::{self, FrontMatter, OneOrMany, RawAuthor, RawImage};
 use super::scan::{Kind, SourceFile};
-use super::text::{collapse_whitespace, xml_clean};
 use super::{html, markdown, plain};
+use crate::base::text::{collapse_whitespace, slugify, xml_clean};
 use crate::config::{Config, LanguageTag, Person};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,25 +30,6 @@ impl Tag {
         let slug = slugify(&name);
         (!slug.is_empty()).then_some(Tag { name, slug })
     }
-}
-
-/// Lower-cases and turns every run of characters other than letters and
-/// digits into one `-`.
-pub fn slugify(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut dash = false;
-    for c in s.chars() {
-        if c.is_alphanumeric() {
-            if dash && !out.is_empty() {
-                out.push('-');
-            }
-            dash = false;
-            out.extend(c.to_lowercase());
-        } else {
-            dash = true;
-        }
-    }
-    out
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

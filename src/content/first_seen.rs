@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use chrono::{DateTime, FixedOffset};
 
-use crate::fsutil::{write_if_changed, Durability};
+use crate::base::fs::{write_if_changed, Durability};
 
 #[derive(Debug, Default, Clone)]
 pub struct FirstSeen {

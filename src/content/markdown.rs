@@ -5,7 +5,7 @@ use pulldown_cmark::{html, CowStr, Event, HeadingLevel, Options, Parser, Tag, Ta
 use url::Url;
 
 use super::html::resolve_url;
-use super::text::{collapse_whitespace, truncate_text};
+use crate::base::text::{collapse_whitespace, truncate_text};
 
 /// The marker that ends the summary part of an article.
 const MORE_MARKERS: &[&str] = &["<!-- more -->", "<!--more-->"];

@@ -12,7 +12,6 @@ mod html;
 mod markdown;
 mod plain;
 mod scan;
-mod text;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -21,12 +20,11 @@ use std::sync::Arc;
 use chrono::{DateTime, FixedOffset, Utc};
 use rayon::prelude::*;
 
-pub use article::{slugify, Article, Image, Tag};
+pub use article::{Article, Image, Tag};
 pub use cache::{CacheStats, ContentCache};
 pub use error::ContentError;
 pub use first_seen::FirstSeen;
 pub use scan::{scan, Kind, Scan, SourceFile};
-pub use text::{escape_html, html_to_text};
 
 use crate::config::Config;
 

@@ -2,7 +2,7 @@
 //! non-empty line is the title, paragraphs are separated by blank lines.
 
 use super::markdown::SUMMARY_CHARS;
-use super::text::{collapse_whitespace, escape_html, truncate_text};
+use crate::base::text::{collapse_whitespace, escape_html, truncate_text};
 
 pub struct PlainArticle {
     pub title: String,

@@ -19,12 +19,13 @@ use lettre::Message;
 use serde::Serialize;
 
 use super::select::{self, Reader};
+use crate::base::text::html_to_text;
 use crate::config::{Config, DigestConfig, DkimAlgorithm, FeedContent};
-use crate::content::{html_to_text, Article};
+use crate::content::Article;
 use crate::mail::Outgoing;
 use crate::store::{Run, SubscriberEmail};
+use crate::subscribers::tokens::Signer;
 use crate::templates::{Templates, TEXT_WIDTH};
-use crate::tokens::Signer;
 
 /// What is the same for every digest herald sends: built once at start, so
 /// that a bad DKIM key or subject template stops herald there.
@@ -393,7 +394,7 @@ impl Composer {
             .formats()
             .first()
             .copied()
-            .unwrap_or(crate::config::FeedFormat::Atom);
+            .unwrap_or(crate::base::FeedFormat::Atom);
         self.config
             .feeds_base_url()
             .join(format.file_name())

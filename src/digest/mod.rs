@@ -35,12 +35,12 @@ use tokio::task::JoinSet;
 
 pub use compose::{Composed, Composer, Recipient, RunContext};
 
+use crate::base::clock::Clock;
+use crate::base::metrics::{EmailResult, Metrics};
+use crate::base::shutdown::ShutdownSignal;
 use crate::config::Config;
 use crate::content::Article;
 use crate::mail::Mailer;
-use crate::metrics::Metrics;
-use crate::schedule::Clock;
-use crate::shutdown::ShutdownSignal;
 use crate::store::{
     Claimed, DeliveryState, NewDelivery, Outcome, Run, RunStatus, SqliteStore, Status, Trigger,
 };
@@ -318,7 +318,7 @@ impl Digests {
                 let id = claimed.subscriber_id;
                 let outcome =
                     deliver(&ctx, &composer, &mailer, &limiter, &clock, &policy, claimed).await;
-                metrics.count_delivery(&outcome);
+                metrics.count_email(email_result(&outcome));
                 (id, outcome)
             });
         }
@@ -452,6 +452,17 @@ impl RateLimiter {
             slot
         };
         tokio::time::sleep_until(slot).await;
+    }
+}
+
+/// The `/metrics` label of a delivery attempt's outcome.
+fn email_result(outcome: &Outcome) -> EmailResult {
+    match outcome {
+        Outcome::Sent { .. } => EmailResult::Sent,
+        Outcome::Retry { .. } => EmailResult::Retried,
+        Outcome::Failed { .. } => EmailResult::Failed,
+        Outcome::Bounced { .. } => EmailResult::Bounced,
+        Outcome::Skipped { .. } => EmailResult::Skipped,
     }
 }
 

@@ -17,8 +17,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
-use crate::schedule::Clock;
-use crate::shutdown::ShutdownSignal;
+use crate::base::clock::Clock;
+use crate::base::shutdown::ShutdownSignal;
 use crate::store::Trigger;
 
 /// Most ticks looked at when searching for the latest missed one (a
@@ -128,8 +128,8 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
-    use crate::schedule::TokioClock;
-    use crate::shutdown::Shutdown;
+    use crate::base::clock::TokioClock;
+    use crate::base::shutdown::Shutdown;
 
     type Started = Vec<(String, DateTime<Utc>, Trigger)>;
 

@@ -11,7 +11,8 @@ use atom_syndication::{
 
 use super::chunked::{self, Frame};
 use super::{FeedSpec, GENERATOR, VERSION};
-use crate::config::{Config, FeedContent, FeedFormat, Person};
+use crate::base::FeedFormat;
+use crate::config::{Config, FeedContent, Person};
 use crate::content::Article;
 
 pub fn render(spec: &FeedSpec, config: &Config, out: &mut dyn Write) -> anyhow::Result<()> {

@@ -9,7 +9,8 @@ use serde::Serialize;
 
 use super::chunked::{self, Frame};
 use super::{rfc3339, FeedSpec};
-use crate::config::{Config, FeedContent, FeedFormat, Person};
+use crate::base::FeedFormat;
+use crate::config::{Config, FeedContent, Person};
 use crate::content::Article;
 
 #[derive(Serialize)]

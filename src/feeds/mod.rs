@@ -17,9 +17,10 @@ use chrono::{DateTime, FixedOffset, SecondsFormat};
 use rayon::prelude::*;
 use url::Url;
 
-use crate::config::{Config, FeedFormat};
+use crate::base::fs::{write_if_changed_with, Durability};
+use crate::base::FeedFormat;
+use crate::config::Config;
 use crate::content::{Article, Catalog, Tag};
-use crate::fsutil::{write_if_changed_with, Durability};
 
 pub const GENERATOR: &str = "herald";
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -14,7 +14,8 @@ use rss::{Category, Channel, Enclosure, Guid, Item};
 
 use super::chunked::{self, Frame};
 use super::{FeedSpec, GENERATOR, VERSION};
-use crate::config::{Config, FeedContent, FeedFormat};
+use crate::base::FeedFormat;
+use crate::config::{Config, FeedContent};
 use crate::content::Article;
 
 pub fn render(spec: &FeedSpec, config: &Config, out: &mut dyn Write) -> anyhow::Result<()> {

@@ -1,4 +1,4 @@
-//! The page at the feeds base path: every feed in the store as a link, and
+//! The page at the feeds base path: every feed being served as a link, and
 //! as a `<link rel="alternate">` so that browsers and readers discover
 //! them. Plain HTML with inline CSS, no script.
 
@@ -10,8 +10,8 @@ use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
 
 use super::Ctx;
-use crate::config::FeedFormat;
-use crate::publish::FeedFile;
+use crate::base::served::FeedFile;
+use crate::base::FeedFormat;
 
 const STYLE: &str =
     "body{font:1rem/1.5 system-ui,sans-serif;margin:0;color:#1a1a1a;background:#fff}\
@@ -64,7 +64,7 @@ impl Group<'_> {
 
 fn render(ctx: &Ctx) -> String {
     let config = &ctx.state.config;
-    let snapshot = ctx.state.store.snapshot();
+    let snapshot = ctx.state.served.snapshot();
     let mut groups: BTreeMap<&str, Group<'_>> = BTreeMap::new();
     for file in snapshot.files.values() {
         let dir = match file.path.rfind('/') {
@@ -198,7 +198,7 @@ fn format_name(format: FeedFormat) -> &'static str {
 
 /// Escapes text for HTML content and quoted attribute values.
 fn escape(s: &str) -> String {
-    crate::content::escape_html(s)
+    crate::base::text::escape_html(s)
 }
 
 #[cfg(test)]

@@ -1,15 +1,15 @@
-//! The HTTP face of `herald run`: the feeds from the [`FeedStore`] with
+//! The HTTP face of `herald run`: the feeds from the [`ServedFeeds`] with
 //! conditional GET and precompressed bodies, an index page, health and
 //! readiness probes, and `/metrics`.
 //!
 //! [`router`] builds the whole application apart from any socket, so tests
 //! drive it with `oneshot`; [`serve`] runs it on a bound listener until
-//! shutdown. Nothing here reads the disk: only exact keys of the store are
+//! shutdown. Nothing here reads the disk: only exact keys of the served snapshot are
 //! reachable.
 
 mod conditional;
 mod error;
-mod feeds;
+mod feed_files;
 mod health;
 mod index;
 mod negotiate;
@@ -31,10 +31,10 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
 use tracing::Level;
 
+use crate::base::metrics::Metrics;
+use crate::base::served::{FeedFile, ServedFeeds};
+use crate::base::shutdown::ShutdownSignal;
 use crate::config::Config;
-use crate::metrics::Metrics;
-use crate::publish::{FeedFile, FeedStore};
-use crate::shutdown::ShutdownSignal;
 
 pub use error::ApiError;
 
@@ -42,12 +42,12 @@ pub use error::ApiError;
 #[derive(Clone)]
 pub struct AppState {
     pub config: Arc<Config>,
-    pub store: Arc<FeedStore>,
+    pub served: Arc<ServedFeeds>,
     pub metrics: Arc<Metrics>,
     /// true once the first build finished
     pub ready: Arc<AtomicBool>,
     /// The subscription pages, when subscribers are enabled.
-    pub subscriptions: Option<Arc<crate::subscriptions::Subscriptions>>,
+    pub subscriptions: Option<Arc<crate::subscribers::optin::Subscriptions>>,
 }
 
 const HEALTHZ: &str = "/healthz";
@@ -145,8 +145,8 @@ impl Ctx {
         if rest.is_empty() {
             return Target::Index;
         }
-        feeds::store_key(rest)
-            .and_then(|key| self.state.store.get(&key))
+        feed_files::store_key(rest)
+            .and_then(|key| self.state.served.get(&key))
             .map_or(Target::NotFound, Target::Feed)
     }
 }
@@ -167,7 +167,7 @@ pub fn router(state: AppState) -> Router {
         .route(READYZ, get(health::readyz))
         .route(METRICS, get(health::metrics))
         .method_not_allowed_fallback(error::method_not_allowed)
-        .fallback(feeds::dispatch)
+        .fallback(feed_files::dispatch)
         // A handler that overruns is the server's fault, hence 503 and
         // not 408 (which blames the client).
         .layer(TimeoutLayer::with_status_code(

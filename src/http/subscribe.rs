@@ -15,8 +15,8 @@ use axum::Router;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::subscriptions::{RequestError, SubscribeRequest, Subscriptions};
-use crate::tokens::TokenError;
+use crate::subscribers::optin::{RequestError, SubscribeRequest, Subscriptions};
+use crate::subscribers::tokens::TokenError;
 
 /// Largest form body accepted.
 const MAX_FORM: usize = 16 * 1024;

@@ -9,7 +9,7 @@ use lettre::message::header::{self, HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart, SinglePart};
 use lettre::{Address, Message};
 
-use crate::store::SubscriberEmail;
+use crate::base::SubscriberEmail;
 
 /// Longest extra header value accepted. A header line may not exceed 998
 /// characters (RFC 5322 §2.1.1) and lettre folds only at spaces, so a

@@ -14,8 +14,8 @@ use lettre::{AsyncFileTransport, AsyncTransport, Message, Tokio1Executor};
 use tokio::sync::Semaphore;
 
 use super::message::{MessageError, Outgoing};
+use crate::base::SubscriberEmail;
 use crate::config::{Config, MailTransportKind, SmtpTls};
-use crate::store::SubscriberEmail;
 
 /// Why a message was not sent, in the terms a retry policy needs.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

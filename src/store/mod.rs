@@ -6,13 +6,12 @@
 //! removal keep the record and say when and how the person left; purging
 //! unconfirmed sign-ups keeps their attempt in the consent log.
 
-mod email;
 mod ledger;
 mod sqlite;
 
 use chrono::{DateTime, Utc};
 
-pub use email::{EmailError, SubscriberEmail};
+pub use crate::base::{EmailError, SubscriberEmail};
 pub use ledger::{
     Candidate, Claimed, DeliveryState, NewDelivery, Outcome, Problem, Run, RunStatus, Settled,
     Trigger,

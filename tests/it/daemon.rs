@@ -6,12 +6,12 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use herald::base::metrics::Metrics;
+use herald::base::served::ServedFeeds;
+use herald::base::shutdown::Shutdown;
 use herald::config::Config;
-use herald::engine::Engine;
+use herald::daemon::engine::Engine;
 use herald::http::{self, AppState};
-use herald::metrics::Metrics;
-use herald::publish::FeedStore;
-use herald::shutdown::Shutdown;
 use reqwest::header::{CONTENT_TYPE, ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED};
 use reqwest::StatusCode;
 
@@ -341,18 +341,18 @@ async fn readers_never_see_a_partial_feed_while_hundreds_of_rebuilds_replace_it(
         );
     }
     let config = Arc::new(site.config());
-    let store = Arc::new(FeedStore::new());
+    let served = Arc::new(ServedFeeds::new());
     let metrics = Arc::new(Metrics::new());
     let mut engine = Engine::new(
         Arc::clone(&config),
-        Arc::clone(&store),
+        Arc::clone(&served),
         Arc::clone(&metrics),
     )
     .unwrap();
     engine.rebuild(chrono::Utc::now()).unwrap();
     let state = AppState {
         config: Arc::clone(&config),
-        store,
+        served,
         metrics,
         ready: Arc::new(AtomicBool::new(true)),
         subscriptions: None,

@@ -8,18 +8,18 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
+use herald::base::clock::SystemClock;
+use herald::base::metrics::Metrics;
+use herald::base::shutdown::Shutdown;
 use herald::config::Config;
 use herald::content::FirstSeen;
 use herald::digest::{Articles, Composer, Digests};
 use herald::mail::Mailer;
-use herald::metrics::Metrics;
-use herald::schedule::SystemClock;
-use herald::shutdown::Shutdown;
 use herald::store::{
     DeliveryState, NewSubscription, SqliteStore, Status, Store, SubscriberEmail, Trigger,
 };
+use herald::subscribers::tokens::Signer;
 use herald::templates::Templates;
-use herald::tokens::Signer;
 use mail_parser::{MessageParser, MimeHeaders};
 use serde_json::json;
 

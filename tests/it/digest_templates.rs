@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use herald::content::html_to_text;
+use herald::base::text::html_to_text;
 use herald::templates::{Templates, TEXT_WIDTH};
 use serde_json::{json, Value};
 

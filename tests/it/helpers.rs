@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use herald::build::{build, BuildOptions, BuildOutcome};
+use herald::cli::site::{build, BuildOptions, BuildOutcome};
 use herald::config::Config;
 
 /// The repository root.
@@ -197,14 +197,14 @@ pub async fn spawn_daemon(
     config: Config,
 ) -> (
     String,
-    herald::shutdown::Shutdown,
+    herald::base::shutdown::Shutdown,
     tokio::task::JoinHandle<anyhow::Result<()>>,
 ) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let shutdown = herald::shutdown::Shutdown::new();
+    let shutdown = herald::base::shutdown::Shutdown::new();
     let runtime = herald::daemon::Runtime {
-        clock: std::sync::Arc::new(herald::schedule::SystemClock),
+        clock: std::sync::Arc::new(herald::base::clock::SystemClock),
         shutdown: shutdown.clone(),
     };
     let task = tokio::spawn(herald::daemon::run(config, listener, runtime));

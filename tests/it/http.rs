@@ -15,12 +15,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, Method, Request, StatusCode};
 use axum::Router;
-use herald::build::{build, BuildOptions};
-use herald::config::{Config, FeedFormat};
+use herald::base::metrics::Metrics;
+use herald::base::served::{FeedFile, ServedFeeds, Snapshot};
+use herald::base::shutdown::Shutdown;
+use herald::base::FeedFormat;
+use herald::cli::site::{build, BuildOptions};
+use herald::config::Config;
 use herald::http::{router, serve, AppState};
-use herald::metrics::Metrics;
-use herald::publish::{FeedFile, FeedStore, Snapshot};
-use herald::shutdown::Shutdown;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tower::ServiceExt;
 
@@ -61,7 +62,7 @@ impl Fixture {
         build(&config, options).expect("the site builds");
         let state = AppState {
             config: Arc::new(config),
-            store: Arc::new(load_store(&site.feeds)),
+            served: Arc::new(load_served(&site.feeds)),
             metrics: Arc::new(Metrics::new()),
             ready: Arc::new(AtomicBool::new(true)),
             subscriptions: None,
@@ -72,9 +73,9 @@ impl Fixture {
 
     fn file(&self, key: &str) -> Arc<FeedFile> {
         self.state
-            .store
+            .served
             .get(key)
-            .unwrap_or_else(|| panic!("{key} in the store"))
+            .unwrap_or_else(|| panic!("{key} in the served snapshot"))
     }
 
     async fn get(&self, uri: &str) -> Resp {
@@ -136,7 +137,7 @@ fn write_articles(site: &TestSite) {
 }
 
 /// Every file under the feeds directory, as the daemon would publish it.
-fn load_store(dir: &Path) -> FeedStore {
+fn load_served(dir: &Path) -> ServedFeeds {
     let mut files = BTreeMap::new();
     for entry in walkdir::WalkDir::new(dir) {
         let entry = entry.expect("walk feeds");
@@ -164,9 +165,9 @@ fn load_store(dir: &Path) -> FeedStore {
         "site-wide and tag feeds: {:?}",
         files.keys()
     );
-    let store = FeedStore::new();
-    store.publish(Snapshot { files });
-    store
+    let served = ServedFeeds::new();
+    served.publish(Snapshot { files });
+    served
 }
 
 fn gunzip(b: &[u8]) -> Vec<u8> {
@@ -209,7 +210,7 @@ fn self_link(file: &FeedFile) -> String {
 #[tokio::test]
 async fn every_feed_is_served_at_the_path_of_its_self_link() {
     let fx = Fixture::new();
-    let snapshot = fx.state.store.snapshot();
+    let snapshot = fx.state.served.snapshot();
     assert!(snapshot.files.contains_key("tags/café/atom.xml"));
     for (key, file) in &snapshot.files {
         let href = self_link(file);
@@ -292,7 +293,7 @@ async fn a_publish_is_seen_by_the_next_request() {
     let old = fx.get("/atom.xml").await;
     let old_etag = old.header("etag").unwrap().to_string();
 
-    let mut files = fx.state.store.snapshot().files.clone();
+    let mut files = fx.state.served.snapshot().files.clone();
     let changed = FeedFile::new(
         "atom.xml".into(),
         FeedFormat::Atom,
@@ -300,7 +301,7 @@ async fn a_publish_is_seen_by_the_next_request() {
         last_modified() + Duration::from_secs(60),
     );
     files.insert("atom.xml".into(), Arc::new(changed));
-    fx.state.store.publish(Snapshot { files });
+    fx.state.served.publish(Snapshot { files });
 
     let res = fx
         .send(Method::GET, "/atom.xml", &[("if-none-match", &old_etag)])
@@ -833,7 +834,7 @@ async fn the_index_lists_every_feed_with_autodiscovery_links() {
 
     let head = &html[..html.find("</head>").expect("a head")];
     let body = &html[html.find("<body>").expect("a body")..];
-    for (key, file) in fx.state.store.snapshot().files.iter() {
+    for (key, file) in fx.state.served.snapshot().files.iter() {
         let href = format!("href=\"{}\"", self_link(file));
         assert!(head.contains(&href), "no <link> for {key}");
         assert!(body.contains(&href), "no <a> for {key}");
@@ -879,7 +880,7 @@ async fn the_index_escapes_every_text_it_shows() {
 #[tokio::test]
 async fn the_index_of_an_empty_store_says_nothing_is_published_yet() {
     let fx = Fixture::new();
-    fx.state.store.publish(Snapshot::default());
+    fx.state.served.publish(Snapshot::default());
     let res = fx.get("/").await;
     assert_eq!(res.status, StatusCode::OK);
     assert!(res.text().contains("No feeds have been published yet."));
@@ -1077,7 +1078,7 @@ fn big_feed_app() -> (Router, Arc<FeedFile>) {
     });
     let mut files = BTreeMap::new();
     files.insert("big.xml".to_string(), Arc::clone(&file));
-    fx.state.store.publish(Snapshot { files });
+    fx.state.served.publish(Snapshot { files });
     (fx.app.clone(), file)
 }
 

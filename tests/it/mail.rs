@@ -3,9 +3,9 @@
 
 use std::collections::HashSet;
 
+use herald::base::SubscriberEmail;
 use herald::config::Config;
 use herald::mail::{Mailer, MessageError, SendError};
-use herald::store::SubscriberEmail;
 use mail_parser::{MessageParser, MimeHeaders};
 use serde_json::json;
 

@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
-use herald::shutdown::Shutdown;
+use herald::base::shutdown::Shutdown;
 use herald::store::{SqliteStore, Status, Store, SubscriberEmail};
-use herald::tokens::{Purpose, Signer};
+use herald::subscribers::tokens::{Purpose, Signer};
 use reqwest::StatusCode;
 
 use crate::helpers::TestSite;

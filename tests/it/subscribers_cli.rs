@@ -8,9 +8,9 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use herald::cli::subscribers::{run_with, SubscribersCommand};
 use herald::config::Config;
 use herald::store::{ListFilter, SqliteStore, Status, Store, SubscriberEmail};
-use herald::subscribers_cli::{run_with, SubscribersCommand};
 use sqlx::Connection;
 
 use crate::helpers::TestSite;
@@ -616,7 +616,7 @@ fn run_is_a_send_future_so_the_binary_may_spawn_it() {
     fn assert_send<T: Send>(_: T) {}
     let config = site().config();
     let args = Args::try_parse_from(["subscribers", "list"]).unwrap();
-    assert_send(herald::subscribers_cli::run(&config, args.cmd));
+    assert_send(herald::cli::subscribers::run(&config, args.cmd));
 }
 
 #[tokio::test]

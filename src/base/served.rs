@@ -10,8 +10,37 @@ use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
+use serde::Deserialize;
 
-use crate::config::FeedFormat;
+/// The three feed formats herald writes and serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FeedFormat {
+    Rss,
+    Atom,
+    Json,
+}
+
+impl FeedFormat {
+    pub const ALL: [FeedFormat; 3] = [FeedFormat::Rss, FeedFormat::Atom, FeedFormat::Json];
+
+    /// File name of this format inside a feed directory.
+    pub fn file_name(self) -> &'static str {
+        match self {
+            FeedFormat::Rss => "rss.xml",
+            FeedFormat::Atom => "atom.xml",
+            FeedFormat::Json => "feed.json",
+        }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            FeedFormat::Rss => "application/rss+xml; charset=utf-8",
+            FeedFormat::Atom => "application/atom+xml; charset=utf-8",
+            FeedFormat::Json => "application/feed+json; charset=utf-8",
+        }
+    }
+}
 
 /// One feed file as it is served.
 #[derive(Debug)]
@@ -112,13 +141,13 @@ pub struct Snapshot {
 
 /// The current snapshot; swapping it is atomic and never blocks readers.
 #[derive(Debug, Default)]
-pub struct FeedStore {
+pub struct ServedFeeds {
     current: ArcSwap<Snapshot>,
 }
 
-impl FeedStore {
-    pub fn new() -> FeedStore {
-        FeedStore::default()
+impl ServedFeeds {
+    pub fn new() -> ServedFeeds {
+        ServedFeeds::default()
     }
 
     pub fn get(&self, path: &str) -> Option<Arc<FeedFile>> {

@@ -7,6 +7,10 @@
 //! server stops accepting, requests in flight and a running rebuild finish
 //! within the grace period, and `run` returns.
 
+pub mod engine;
+pub mod rebuild;
+pub mod websub;
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -16,23 +20,24 @@ use chrono::{DateTime, Utc};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
+use crate::base::clock::Clock;
+use crate::base::metrics::Metrics;
+use crate::base::served::ServedFeeds;
+use crate::base::shutdown::{Shutdown, ShutdownSignal};
 use crate::config::Config;
 use crate::content::Article;
+use crate::daemon::engine::Engine;
+use crate::daemon::rebuild::{LoopSettings, Reason, Rebuilder};
+use crate::daemon::websub::{RetryPolicy, WebSub};
 use crate::digest::schedule::{DigestWork, Entry};
 use crate::digest::{self, Composer, Digests, SendLock};
-use crate::engine::Engine;
 use crate::http::{self, AppState};
 use crate::mail::Mailer;
-use crate::metrics::Metrics;
-use crate::publish::FeedStore;
-use crate::schedule::{self, Clock, LoopSettings, Reason, Rebuilder};
-use crate::shutdown::{Shutdown, ShutdownSignal};
 use crate::store::SqliteStore;
 use crate::store::Trigger;
-use crate::subscriptions::Subscriptions;
+use crate::subscribers::optin::Subscriptions;
+use crate::subscribers::tokens::Signer;
 use crate::templates::Templates;
-use crate::tokens::Signer;
-use crate::websub::{RetryPolicy, WebSub};
 
 /// What `run` is given; tests pass their own clock and shutdown.
 pub struct Runtime {
@@ -43,7 +48,7 @@ pub struct Runtime {
 /// Runs the daemon on `listener` until `runtime.shutdown` is triggered.
 pub async fn run(config: Config, listener: TcpListener, runtime: Runtime) -> anyhow::Result<()> {
     let config = Arc::new(config);
-    let store = Arc::new(FeedStore::new());
+    let served = Arc::new(ServedFeeds::new());
     let metrics = Arc::new(Metrics::new());
     let ready = Arc::new(AtomicBool::new(false));
     let shutdown = runtime.shutdown;
@@ -59,7 +64,7 @@ pub async fn run(config: Config, listener: TcpListener, runtime: Runtime) -> any
 
     let engine = Engine::new(
         Arc::clone(&config),
-        Arc::clone(&store),
+        Arc::clone(&served),
         Arc::clone(&metrics),
     )?;
     let hubs = config.websub.hubs.iter().map(|h| h.0.clone()).collect();
@@ -72,7 +77,7 @@ pub async fn run(config: Config, listener: TcpListener, runtime: Runtime) -> any
 
     let (changes_tx, changes_rx) = mpsc::channel(1);
     let _watcher = if config.rescan.watch {
-        match schedule::watch(&config.content.dir, changes_tx) {
+        match rebuild::watch(&config.content.dir, changes_tx) {
             Ok(w) => {
                 tracing::info!("watching {} for changes", config.content.dir.display());
                 Some(w)
@@ -110,7 +115,7 @@ pub async fn run(config: Config, listener: TcpListener, runtime: Runtime) -> any
         schedule: config.rescan.schedule.schedule.clone(),
         debounce: config.rescan.debounce.0,
     };
-    let rebuild_loop = tokio::spawn(schedule::run_loop(
+    let rebuild_loop = tokio::spawn(rebuild::run_loop(
         rebuilder,
         runtime.clock,
         settings,
@@ -120,7 +125,7 @@ pub async fn run(config: Config, listener: TcpListener, runtime: Runtime) -> any
 
     let state = AppState {
         config: Arc::clone(&config),
-        store,
+        served,
         metrics,
         ready,
         subscriptions: Some(Arc::clone(&subscriptions)),

@@ -12,16 +12,16 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use chrono::{DateTime, Utc};
 
+use crate::base::clock::SystemClock;
+use crate::base::metrics::Metrics;
+use crate::base::shutdown::Shutdown;
 use crate::config::Config;
 use crate::content::{self, FirstSeen};
 use crate::digest::{Articles, Composer, Digests, Recipient, SendLock};
 use crate::mail::Mailer;
-use crate::metrics::Metrics;
-use crate::schedule::SystemClock;
-use crate::shutdown::Shutdown;
 use crate::store::{DeliveryState, Run, RunStatus, SqliteStore, Store, SubscriberEmail, Trigger};
+use crate::subscribers::tokens::Signer;
 use crate::templates::Templates;
-use crate::tokens::Signer;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum DigestCommand {
@@ -304,7 +304,7 @@ async fn send_now_or_queue(
     let shutdown = Shutdown::new();
     let trigger = shutdown.clone();
     tokio::spawn(async move {
-        crate::shutdown::os_signal().await;
+        crate::base::shutdown::os_signal().await;
         trigger.trigger();
     });
     let mut signal = shutdown.signal();

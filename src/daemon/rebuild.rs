@@ -14,44 +14,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 
-use crate::shutdown::ShutdownSignal;
-
-/// The wall-clock time the loop schedules by.
-pub trait Clock: Send + Sync + 'static {
-    fn now(&self) -> DateTime<Utc>;
-}
-
-/// The system's clock.
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> DateTime<Utc> {
-        Utc::now()
-    }
-}
-
-/// Wall-clock time that advances with tokio's clock: starts at `start` and
-/// moves with `tokio::time::advance` when the runtime's time is paused.
-pub struct TokioClock {
-    start: DateTime<Utc>,
-    origin: tokio::time::Instant,
-}
-
-impl TokioClock {
-    pub fn starting_at(start: DateTime<Utc>) -> TokioClock {
-        TokioClock {
-            start,
-            origin: tokio::time::Instant::now(),
-        }
-    }
-}
-
-impl Clock for TokioClock {
-    fn now(&self) -> DateTime<Utc> {
-        let elapsed = tokio::time::Instant::now() - self.origin;
-        self.start + chrono::Duration::from_std(elapsed).unwrap_or(chrono::Duration::zero())
-    }
-}
+use crate::base::clock::Clock;
+use crate::base::shutdown::ShutdownSignal;
 
 /// Why a rebuild runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -155,10 +119,11 @@ pub fn watch(dir: &Path, tx: mpsc::Sender<()>) -> anyhow::Result<notify::Recomme
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::base::clock::TokioClock;
     use std::str::FromStr;
     use std::sync::Mutex;
 
-    use crate::shutdown::Shutdown;
+    use crate::base::shutdown::Shutdown;
 
     type Calls = Arc<Mutex<Vec<(DateTime<Utc>, Reason)>>>;
 

@@ -13,8 +13,8 @@ use std::time::Duration;
 use tokio::task::{JoinHandle, JoinSet};
 use url::Url;
 
-use crate::metrics::Metrics;
-use crate::shutdown::ShutdownSignal;
+use crate::base::metrics::Metrics;
+use crate::base::shutdown::ShutdownSignal;
 
 const USER_AGENT: &str = concat!("herald/", env!("CARGO_PKG_VERSION"));
 

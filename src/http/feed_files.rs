@@ -17,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use super::conditional::{self, Outcome, Validators};
 use super::negotiate::{self, Coding};
 use super::{index, ApiError, Ctx, Target};
-use crate::publish::FeedFile;
+use crate::base::served::FeedFile;
 
 /// The fallback route: whatever is not a probe is a feed, the index or
 /// nothing.
@@ -113,7 +113,7 @@ fn header(value: String) -> Result<HeaderValue, ApiError> {
     HeaderValue::try_from(value).map_err(|e| ApiError::Internal(e.into()))
 }
 
-/// The store key a path below the feeds base names, or `None` when the
+/// The snapshot key a path below the feeds base names, or `None` when the
 /// path cannot name one.
 ///
 /// `rest` is still percent-encoded, as the self links are: keys are
@@ -121,7 +121,7 @@ fn header(value: String) -> Result<HeaderValue, ApiError> {
 /// letters, which the links carry as `%C3%A9`. So only bytes above ASCII
 /// may arrive encoded; an encoded ASCII byte (`%2e`, `%2f`, `%5c`, `%00`)
 /// is never part of a self link and the path is refused outright. Empty,
-/// `.` and `..` segments are refused too. The store is an exact map and
+/// `.` and `..` segments are refused too. The snapshot is an exact map and
 /// holds no such keys, so these checks are a second wall, not the first.
 pub(super) fn store_key(rest: &str) -> Option<String> {
     let bytes = rest.as_bytes();

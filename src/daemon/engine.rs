@@ -14,18 +14,19 @@ use chrono::{DateTime, Utc};
 use rayon::prelude::*;
 use url::Url;
 
-use crate::config::{Config, FeedFormat};
+use crate::base::fs::{write_if_changed, Durability};
+use crate::base::metrics::Metrics;
+use crate::base::served::{FeedFile, ServedFeeds, Snapshot};
+use crate::base::FeedFormat;
+use crate::config::Config;
 use crate::content::{self, Article, CacheStats, ContentCache, FirstSeen, LoadReport};
 use crate::feeds::{self, FeedSpec};
-use crate::fsutil::{write_if_changed, Durability};
-use crate::metrics::Metrics;
-use crate::publish::{FeedFile, FeedStore, Snapshot};
 
 pub struct Engine {
     config: Arc<Config>,
     cache: ContentCache,
     first_seen: FirstSeen,
-    store: Arc<FeedStore>,
+    served: Arc<ServedFeeds>,
     metrics: Arc<Metrics>,
     /// The articles each feed (by folder) was last rendered from. Holding
     /// the `Arc`s keeps their addresses unique, so an unchanged list of
@@ -58,7 +59,7 @@ pub struct Rebuild {
 impl Engine {
     pub fn new(
         config: Arc<Config>,
-        store: Arc<FeedStore>,
+        served: Arc<ServedFeeds>,
         metrics: Arc<Metrics>,
     ) -> anyhow::Result<Engine> {
         let first_seen = FirstSeen::open(&config.data_dir)?;
@@ -66,7 +67,7 @@ impl Engine {
             config,
             cache: ContentCache::new(),
             first_seen,
-            store,
+            served,
             metrics,
             rendered: HashMap::new(),
             next_scheduled: None,
@@ -151,7 +152,7 @@ impl Engine {
 
         // Render only feeds whose articles changed since they were last
         // rendered; carry the others over as they are.
-        let old = self.store.snapshot();
+        let old = self.served.snapshot();
         let todo: Vec<(&FeedSpec, FeedFormat)> = specs
             .iter()
             .filter(|s| {
@@ -225,7 +226,7 @@ impl Engine {
             .iter()
             .filter_map(|rel| files.get(rel).cloned())
             .collect();
-        self.store.publish(Snapshot { files });
+        self.served.publish(Snapshot { files });
         // Compress the new files in the background; a request that comes
         // first compresses on its own.
         if !fresh_files.is_empty() {
@@ -254,7 +255,7 @@ fn same_articles(a: &[Arc<Article>], b: &[Arc<Article>]) -> bool {
 mod tests {
     use super::*;
 
-    fn setup() -> (tempfile::TempDir, Engine, Arc<FeedStore>) {
+    fn setup() -> (tempfile::TempDir, Engine, Arc<ServedFeeds>) {
         let dir = tempfile::tempdir().unwrap();
         let content = dir.path().join("content");
         std::fs::create_dir_all(&content).unwrap();
@@ -265,9 +266,9 @@ mod tests {
             dir.path().join("feeds").display().to_string(),
         );
         let config = Arc::new(Config::parse(&text).unwrap());
-        let store = Arc::new(FeedStore::new());
-        let engine = Engine::new(config, Arc::clone(&store), Arc::new(Metrics::new())).unwrap();
-        (dir, engine, store)
+        let served = Arc::new(ServedFeeds::new());
+        let engine = Engine::new(config, Arc::clone(&served), Arc::new(Metrics::new())).unwrap();
+        (dir, engine, served)
     }
 
     fn write(dir: &tempfile::TempDir, name: &str, title: &str, date: &str, tags: &str) {
@@ -282,13 +283,13 @@ mod tests {
 
     #[test]
     fn a_future_article_is_published_when_its_time_comes_without_a_file_change() {
-        let (dir, mut engine, store) = setup();
+        let (dir, mut engine, served) = setup();
         write(&dir, "now.md", "Now", "2030-01-01T00:00:00Z", "");
         write(&dir, "later.md", "Later", "2030-01-01T12:00:00Z", "");
         let r = engine.rebuild(at("2030-01-01T06:00:00Z")).unwrap();
         assert_eq!((r.published, r.report.scheduled), (1, 1));
         assert_eq!(engine.next_scheduled(), Some(at("2030-01-01T12:00:00Z")));
-        let before = store.get("atom.xml").unwrap();
+        let before = served.get("atom.xml").unwrap();
         assert!(!String::from_utf8_lossy(&before.body).contains("Later"));
 
         // Nothing on disk changed, and nothing is due yet: no work.
@@ -298,16 +299,16 @@ mod tests {
         assert!(!r.skipped, "the due article forces a rebuild");
         assert_eq!(r.published, 2);
         assert_eq!(engine.next_scheduled(), None);
-        assert!(String::from_utf8_lossy(&store.get("atom.xml").unwrap().body).contains("Later"));
+        assert!(String::from_utf8_lossy(&served.get("atom.xml").unwrap().body).contains("Later"));
     }
 
     #[test]
     fn one_changed_article_rerenders_only_the_feeds_it_is_in() {
-        let (dir, mut engine, store) = setup();
+        let (dir, mut engine, served) = setup();
         write(&dir, "a.md", "A", "2024-01-01T00:00:00Z", "\"x\"");
         write(&dir, "b.md", "B", "2024-01-02T00:00:00Z", "\"y\"");
         engine.rebuild(at("2025-01-01T00:00:00Z")).unwrap();
-        let y_before = store.get("tags/y/atom.xml").unwrap();
+        let y_before = served.get("tags/y/atom.xml").unwrap();
 
         write(&dir, "a.md", "A, edited", "2024-01-01T00:00:00Z", "\"x\"");
         let r = engine.rebuild(at("2025-01-01T00:00:00Z")).unwrap();
@@ -324,10 +325,10 @@ mod tests {
             ]
         );
         assert!(
-            Arc::ptr_eq(&y_before, &store.get("tags/y/atom.xml").unwrap()),
+            Arc::ptr_eq(&y_before, &served.get("tags/y/atom.xml").unwrap()),
             "tag y untouched"
         );
         assert_eq!(r.changed_urls.len(), 6);
-        assert_eq!(store.get("tags/x/rss.xml").unwrap().title, "T – x");
+        assert_eq!(served.get("tags/x/rss.xml").unwrap().title, "T – x");
     }
 }

@@ -20,8 +20,8 @@ use crate::mail::Mailer;
 use crate::store::{
     EmailError, NewSubscription, Store, SubscribeOutcome, Subscriber, SubscriberEmail,
 };
+use crate::subscribers::tokens::{Purpose, Signer, TokenError};
 use crate::templates::Templates;
-use crate::tokens::{Purpose, Signer, TokenError};
 
 /// What the subscribe form sends.
 #[derive(Debug, Clone, Default)]

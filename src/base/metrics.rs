@@ -13,6 +13,16 @@ const REBUILD_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
+/// How one delivery attempt ended, as `herald_emails_total{result}` counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmailResult {
+    Sent,
+    Retried,
+    Failed,
+    Bounced,
+    Skipped,
+}
+
 #[derive(Debug, Default)]
 pub struct Metrics {
     pub articles_published: AtomicU64,
@@ -84,14 +94,13 @@ impl Metrics {
     }
 
     /// Counts one digest delivery attempt by how it ended.
-    pub fn count_delivery(&self, outcome: &crate::store::Outcome) {
-        use crate::store::Outcome;
-        let counter = match outcome {
-            Outcome::Sent { .. } => &self.emails_sent,
-            Outcome::Retry { .. } => &self.emails_retried,
-            Outcome::Failed { .. } => &self.emails_failed,
-            Outcome::Bounced { .. } => &self.emails_bounced,
-            Outcome::Skipped { .. } => &self.emails_skipped,
+    pub fn count_email(&self, result: EmailResult) {
+        let counter = match result {
+            EmailResult::Sent => &self.emails_sent,
+            EmailResult::Retried => &self.emails_retried,
+            EmailResult::Failed => &self.emails_failed,
+            EmailResult::Bounced => &self.emails_bounced,
+            EmailResult::Skipped => &self.emails_skipped,
         };
         counter.fetch_add(1, Relaxed);
     }

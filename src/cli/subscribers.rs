@@ -16,8 +16,8 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use chrono::{DateTime, SecondsFormat, Utc};
 
+use crate::base::text::slugify;
 use crate::config::Config;
-use crate::content::slugify;
 use crate::store::{
     Consent, ListFilter, NewSubscription, SqliteStore, Status, Store, SubscribeOutcome, Subscriber,
     SubscriberEmail,

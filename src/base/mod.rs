@@ -1,0 +1,24 @@
+//! The ground floor: small pieces that several groups share and that
+//! import nothing of herald's above them (check: `scripts/check-layers.py`).
+//!
+//! - [`text`]: escaping, slugs, HTML to plain text; depends on nothing.
+//! - [`clock`]: wall-clock time behind a trait, paused in tests.
+//! - [`shutdown`]: one stop signal for every task.
+//! - [`served`]: the feed files being served, swapped whole on a publish.
+//! - [`email`]: [`SubscriberEmail`], an address parsed at the edge.
+//! - [`metrics`]: the counters behind `/metrics`.
+//! - [`fs`]: atomic writes.
+
+pub mod clock;
+pub mod email;
+pub mod fs;
+pub mod metrics;
+pub mod served;
+pub mod shutdown;
+pub mod text;
+
+pub use clock::{Clock, SystemClock, TokioClock};
+pub use email::{EmailError, SubscriberEmail};
+pub use metrics::Metrics;
+pub use served::{FeedFile, FeedFormat, ServedFeeds, Snapshot};
+pub use shutdown::{Shutdown, ShutdownSignal};

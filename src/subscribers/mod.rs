@@ -1,0 +1,7 @@
+//! The subscriber side as a domain: double opt-in, confirmation,
+//! unsubscribe and preferences ([`optin`]), and the signed links they mail
+//! out ([`tokens`]). Storage is [`crate::store`]; the HTTP pages are in
+//! [`crate::http`].
+
+pub mod optin;
+pub mod tokens;
