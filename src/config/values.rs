@@ -144,10 +144,39 @@ impl TryFrom<String> for CronSchedule {
     }
 }
 
+/// The sender of every message, `Name <address>`, parsed once here.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct Sender(pub lettre::message::Mailbox);
+
+impl TryFrom<String> for Sender {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        if s.chars().any(char::is_control) {
+            return Err("must not contain line breaks or control characters".into());
+        }
+        s.parse()
+            .map(Sender)
+            .map_err(|_| format!("`{s}` is not an address like `Name <name@example.org>`"))
+    }
+}
+
+impl Sender {
+    pub fn mailbox(&self) -> &lettre::message::Mailbox {
+        &self.0
+    }
+}
+
 /// A BCP 47 language tag such as `en` or `pt-BR` (shape only).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "String")]
 pub struct LanguageTag(pub String);
+
+impl Default for LanguageTag {
+    fn default() -> Self {
+        LanguageTag("en".into())
+    }
+}
 
 impl LanguageTag {
     pub fn parse(s: &str) -> Result<LanguageTag, String> {

@@ -141,7 +141,7 @@ impl Composer {
         templates: Arc<Templates>,
         signer: Signer,
     ) -> anyhow::Result<Composer> {
-        let from: Mailbox = config.mail.from.parse().context("config key `mail.from`")?;
+        let from: Mailbox = config.mail.from.mailbox().clone();
         let mut subjects = Handlebars::new();
         subjects.set_strict_mode(true);
         subjects.register_escape_fn(handlebars::no_escape);

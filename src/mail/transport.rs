@@ -135,15 +135,7 @@ impl Mailer {
     /// if missing.
     pub async fn from_config(config: &Config) -> anyhow::Result<Mailer> {
         let mail = &config.mail;
-        if mail.from.chars().any(char::is_control) {
-            bail!("config key `mail.from`: must not contain line breaks or control characters");
-        }
-        let from: Mailbox = mail.from.parse().with_context(|| {
-            format!(
-                "config key `mail.from`: `{}` is not an address like `Name <name@example.org>`",
-                mail.from
-            )
-        })?;
+        let from: Mailbox = mail.from.mailbox().clone();
         match mail.transport {
             MailTransportKind::Outbox => {
                 let dir = &mail.outbox_dir;

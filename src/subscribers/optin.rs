@@ -295,7 +295,7 @@ impl Subscriptions {
         });
         let text = self.templates.render("confirm.txt", &data)?;
         let html = self.templates.render("confirm.html", &data)?;
-        let from: Mailbox = self.config.mail.from.parse().context("mail.from")?;
+        let from: Mailbox = self.config.mail.from.mailbox().clone();
         let to: Mailbox = sub.email.as_str().parse().context("subscriber address")?;
         lettre::Message::builder()
             .from(from)
