@@ -28,6 +28,7 @@ use crate::base::text::escape_html;
 /// Name (without `.hbs`) and built-in text of every template.
 const BUILT_IN: &[(&str, &str)] = &[
     ("layout.html", include_str!("../templates/layout.html.hbs")),
+    ("feeds.html", include_str!("../templates/feeds.html.hbs")),
     (
         "subscribe.html",
         include_str!("../templates/subscribe.html.hbs"),

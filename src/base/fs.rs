@@ -31,9 +31,32 @@ pub fn write_if_changed(path: &Path, bytes: &[u8], durability: Durability) -> an
 /// Streams what `render` writes into a temporary file beside `path`, then
 /// moves it into place unless `path` already holds the same bytes. Nothing
 /// large is kept in memory, and a reader or a crash never sees half a file.
+/// The file is readable by everyone (a web server, a backup job).
 pub fn write_if_changed_with(
     path: &Path,
     durability: Durability,
+    render: impl FnOnce(&mut dyn Write) -> anyhow::Result<()>,
+) -> anyhow::Result<bool> {
+    write_atomic(path, 0o644, durability, true, render)
+}
+
+/// Writes a file only its owner can read (it holds personal data or
+/// tokens), atomically and synced to disk.
+pub fn write_private(
+    path: &Path,
+    render: impl FnOnce(&mut dyn Write) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    write_atomic(path, 0o600, Durability::Synced, false, render).map(|_| ())
+}
+
+/// Prefix of every temporary file herald writes beside its target.
+pub const TMP_PREFIX: &str = ".herald-tmp-";
+
+fn write_atomic(
+    path: &Path,
+    #[cfg_attr(not(unix), allow(unused_variables))] mode: u32,
+    durability: Durability,
+    skip_if_same: bool,
     render: impl FnOnce(&mut dyn Write) -> anyhow::Result<()>,
 ) -> anyhow::Result<bool> {
     let dir = path
@@ -42,17 +65,16 @@ pub fn write_if_changed_with(
         .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)
         .with_context(|| format!("cannot create directory {}", dir.display()))?;
+    // Temporary files are created private (0600).
     let mut tmp = tempfile::Builder::new()
-        .prefix(".herald-tmp-")
+        .prefix(TMP_PREFIX)
         .tempfile_in(dir)
         .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
-    // Temporary files are created private (0600); what herald publishes is
-    // read by other users (a web server, a backup job).
     #[cfg(unix)]
-    {
+    if mode != 0o600 {
         use std::os::unix::fs::PermissionsExt;
         tmp.as_file()
-            .set_permissions(std::fs::Permissions::from_mode(0o644))
+            .set_permissions(std::fs::Permissions::from_mode(mode))
             .with_context(|| format!("cannot set permissions on {}", tmp.path().display()))?;
     }
     {
@@ -61,7 +83,7 @@ pub fn write_if_changed_with(
         w.flush()
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
-    if same_contents(tmp.path(), path) {
+    if skip_if_same && same_contents(tmp.path(), path) {
         return Ok(false);
     }
     if durability == Durability::Synced {
@@ -133,5 +155,19 @@ mod tests {
         }
         let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("sub")).unwrap().collect();
         assert_eq!(leftovers.len(), 1, "no temporary files left behind");
+    }
+
+    #[test]
+    fn private_files_are_for_their_owner_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("export.csv");
+        write_private(&p, |w| Ok(w.write_all(b"email\n")?)).unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"email\n");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&p).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
     }
 }

@@ -154,6 +154,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn escape_covers_text_and_attribute_specials() {
+        assert_eq!(
+            escape_html(r#"<a href="x">Tom & 'Jerry'</a>"#),
+            "&lt;a href=&quot;x&quot;&gt;Tom &amp; &#39;Jerry&#39;&lt;/a&gt;"
+        );
+        assert_eq!(escape_html("café"), "café");
+    }
+
+    #[test]
     fn strips_only_forbidden_characters() {
         let s = "a\u{0}b\u{c}c\td\u{FFFE}é😀".to_string();
         assert_eq!(xml_clean(s), "abc\tdé😀");

@@ -128,6 +128,7 @@ pub async fn run(config: Config, listener: TcpListener, runtime: Runtime) -> any
         served,
         metrics,
         ready,
+        templates: Arc::clone(subscriptions.templates()),
         subscriptions: Some(Arc::clone(&subscriptions)),
     };
     tracing::info!(

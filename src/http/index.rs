@@ -1,31 +1,32 @@
 //! The page at the feeds base path: every feed being served as a link, and
 //! as a `<link rel="alternate">` so that browsers and readers discover
-//! them. Plain HTML with inline CSS, no script.
+//! them. Rendered from the `feeds.html` template (overridable like the
+//! others): plain HTML with inline CSS, no script.
 
 use std::collections::BTreeMap;
-use std::fmt::Write;
 
 use axum::http::header::{CONTENT_SECURITY_POLICY, CONTENT_TYPE};
 use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
 
-use super::Ctx;
+use serde_json::{json, Value};
+
+use super::{ApiError, Ctx};
 use crate::base::served::FeedFile;
 use crate::base::FeedFormat;
-
-const STYLE: &str =
-    "body{font:1rem/1.5 system-ui,sans-serif;margin:0;color:#1a1a1a;background:#fff}\
-main{max-width:40rem;margin:0 auto;padding:1rem}\
-a{color:#0645ad}a:focus{outline:2px solid currentColor;outline-offset:2px}\
-ul{padding-left:1.25rem}li{margin:.25rem 0}\
-@media (prefers-color-scheme:dark){body{color:#eee;background:#111}a{color:#8ab4f8}}";
 
 /// Inline CSS only: nothing else may load, run or frame the page.
 const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; \
 form-action 'none'; frame-ancestors 'none'";
 
 pub(super) fn page(ctx: &Ctx) -> Response {
-    let html = render(ctx);
+    let html = match ctx.state.templates.render("feeds.html", &data(ctx)) {
+        Ok(html) => html,
+        Err(e) => {
+            tracing::error!("cannot render the feeds index page: {e:#}");
+            return ApiError::Internal(e).into_response();
+        }
+    };
     (
         [
             (
@@ -62,7 +63,9 @@ impl Group<'_> {
     }
 }
 
-fn render(ctx: &Ctx) -> String {
+/// What `feeds.html` shows: every feed directory (site-wide first, then
+/// each tag) with its files in format order.
+fn data(ctx: &Ctx) -> Value {
     let config = &ctx.state.config;
     let snapshot = ctx.state.served.snapshot();
     let mut groups: BTreeMap<&str, Group<'_>> = BTreeMap::new();
@@ -86,90 +89,49 @@ fn render(ctx: &Ctx) -> String {
     // The empty directory sorts first: site-wide feeds lead.
     let (site, others): (Vec<_>, Vec<_>) = groups.into_values().partition(|g| g.dir.is_empty());
 
-    let title = escape(&config.site.title);
+    let site_title = config.site.title.as_str();
     let url = |f: &FeedFile| match config.feeds_base_url().join(&f.path) {
-        Ok(u) => escape(u.as_str()),
-        Err(_) => escape(&f.path),
+        Ok(u) => u.to_string(),
+        Err(_) => f.path.clone(),
     };
     let feed_title = |g: &Group<'_>, f: &FeedFile| {
         if !f.title.is_empty() {
             format!("{} ({})", f.title, format_name(f.format))
         } else if g.dir.is_empty() {
-            format!("{} ({})", config.site.title, format_name(f.format))
+            format!("{site_title} ({})", format_name(f.format))
         } else {
             format!(
-                "{} – {} ({})",
-                config.site.title,
-                g.name(&config.site.title),
+                "{site_title} – {} ({})",
+                g.name(site_title),
                 format_name(f.format)
             )
         }
     };
-
-    let mut out = String::with_capacity(4096);
-    out.push_str("<!DOCTYPE html>\n");
-    let _ = writeln!(
-        out,
-        "<html lang=\"{}\">",
-        escape(config.site.language.as_str())
-    );
-    out.push_str("<head>\n<meta charset=\"utf-8\">\n");
-    out.push_str("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n");
-    let _ = writeln!(out, "<title>Feeds – {title}</title>");
-    for g in site.iter().chain(&others) {
-        for f in &g.files {
-            let _ = writeln!(
-                out,
-                "<link rel=\"alternate\" type=\"{}\" title=\"{}\" href=\"{}\">",
-                media_type(f.format),
-                escape(&feed_title(g, f)),
-                url(f),
-            );
-        }
-    }
-    let _ = writeln!(out, "<style>{STYLE}</style>\n</head>\n<body>\n<main>");
-    let _ = writeln!(out, "<h1>{title}</h1>");
-    if !config.site.description.is_empty() {
-        let _ = writeln!(out, "<p>{}</p>", escape(&config.site.description));
-    }
-
-    if site.is_empty() && others.is_empty() {
-        out.push_str("<p>No feeds have been published yet.</p>\n");
-    }
-    if let Some(g) = site.first() {
-        out.push_str("<h2 id=\"site\">Everything</h2>\n<ul aria-labelledby=\"site\">\n");
-        for f in &g.files {
-            let _ = writeln!(
-                out,
-                "<li><a href=\"{}\">{}</a></li>",
-                url(f),
-                format_name(f.format)
-            );
-        }
-        out.push_str("</ul>\n");
-    }
-    if !others.is_empty() {
-        out.push_str("<h2 id=\"tags\">By tag</h2>\n<ul aria-labelledby=\"tags\">\n");
-        for g in &others {
-            let name = escape(g.name(&config.site.title));
-            let _ = write!(out, "<li>{name}:");
-            for (i, f) in g.files.iter().enumerate() {
-                let sep = if i == 0 { " " } else { ", " };
-                // The visible text is short; the label says whose feed it is.
-                let _ = write!(
-                    out,
-                    "{sep}<a href=\"{}\" aria-label=\"{} for {name}\">{}</a>",
-                    url(f),
-                    feed_noun(f.format),
-                    format_name(f.format),
-                );
-            }
-            out.push_str("</li>\n");
-        }
-        out.push_str("</ul>\n");
-    }
-    out.push_str("</main>\n</body>\n</html>\n");
-    out
+    let group = |g: &Group<'_>| {
+        let files: Vec<Value> = g
+            .files
+            .iter()
+            .map(|f| {
+                json!({
+                    "href": url(f),
+                    "media_type": media_type(f.format),
+                    "title": feed_title(g, f),
+                    "format": format_name(f.format),
+                    "noun": feed_noun(f.format),
+                })
+            })
+            .collect();
+        json!({ "name": g.name(site_title), "files": files })
+    };
+    let all: Vec<Value> = site.iter().chain(&others).map(group).collect();
+    json!({
+        "language": config.site.language.as_str(),
+        "site_title": site_title,
+        "description": config.site.description,
+        "groups": all,
+        "site": site.first().map(group),
+        "tags": others.iter().map(group).collect::<Vec<_>>(),
+    })
 }
 
 /// The media type for `<link type>`: without parameters, as readers match
@@ -193,24 +155,5 @@ fn format_name(format: FeedFormat) -> &'static str {
         FeedFormat::Rss => "RSS",
         FeedFormat::Atom => "Atom",
         FeedFormat::Json => "JSON Feed",
-    }
-}
-
-/// Escapes text for HTML content and quoted attribute values.
-fn escape(s: &str) -> String {
-    crate::base::text::escape_html(s)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn escape_covers_text_and_attribute_specials() {
-        assert_eq!(
-            escape(r#"<a href="x">Tom & 'Jerry'</a>"#),
-            "&lt;a href=&quot;x&quot;&gt;Tom &amp; &#39;Jerry&#39;&lt;/a&gt;"
-        );
-        assert_eq!(escape("café"), "café");
     }
 }

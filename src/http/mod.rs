@@ -46,6 +46,9 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// true once the first build finished
     pub ready: Arc<AtomicBool>,
+    /// Page templates (the feeds index; the subscription pages use those
+    /// of `subscriptions`, the same set).
+    pub templates: Arc<crate::templates::Templates>,
     /// The subscription pages, when subscribers are enabled.
     pub subscriptions: Option<Arc<crate::subscribers::optin::Subscriptions>>,
 }

@@ -11,7 +11,6 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use lettre::message::{header::ContentType, Mailbox, MultiPart, SinglePart};
 use serde_json::json;
 use url::Url;
 
@@ -20,6 +19,7 @@ use crate::mail::Mailer;
 use crate::store::{
     EmailError, NewSubscription, Store, SubscribeOutcome, Subscriber, SubscriberEmail,
 };
+use crate::subscribers::choices::{ChoiceError, Choices};
 use crate::subscribers::tokens::{Purpose, Signer, TokenError};
 use crate::templates::Templates;
 
@@ -52,6 +52,7 @@ pub struct Subscriptions {
     mailer: Arc<Mailer>,
     signer: Signer,
     templates: Arc<Templates>,
+    choices: Choices,
     /// Request times per client IP within the last hour.
     recent: Mutex<HashMap<IpAddr, VecDeque<DateTime<Utc>>>>,
 }
@@ -65,6 +66,7 @@ impl Subscriptions {
         templates: Arc<Templates>,
     ) -> Subscriptions {
         Subscriptions {
+            choices: Choices::new(&config),
             config,
             store,
             mailer,
@@ -78,7 +80,7 @@ impl Subscriptions {
         &self.config
     }
 
-    pub fn templates(&self) -> &Templates {
+    pub fn templates(&self) -> &Arc<Templates> {
         &self.templates
     }
 
@@ -257,22 +259,11 @@ impl Subscriptions {
 
     /// Ticked schedules, which must exist; none ticked means all of them.
     fn checked_schedules(&self, chosen: Vec<String>) -> Result<Vec<String>, RequestError> {
-        let known: Vec<&str> = self.config.digest.iter().map(|d| d.name.as_str()).collect();
-        if chosen.is_empty() {
-            return Ok(known.iter().map(|s| s.to_string()).collect());
-        }
-        dedup_checked(chosen, &known)
+        self.choices.schedules(chosen, true).map_err(unknown_choice)
     }
 
     fn checked_tags(&self, chosen: Vec<String>) -> Result<Vec<String>, RequestError> {
-        let known: Vec<&str> = self
-            .config
-            .subscribers
-            .tags
-            .iter()
-            .map(String::as_str)
-            .collect();
-        dedup_checked(chosen, &known)
+        self.choices.offered_tags(chosen).map_err(unknown_choice)
     }
 
     fn confirmation_message(
@@ -295,41 +286,17 @@ impl Subscriptions {
         });
         let text = self.templates.render("confirm.txt", &data)?;
         let html = self.templates.render("confirm.html", &data)?;
-        let from: Mailbox = self.config.mail.from.mailbox().clone();
-        let to: Mailbox = sub.email.as_str().parse().context("subscriber address")?;
-        lettre::Message::builder()
-            .from(from)
-            .to(to)
-            .subject(format!("Confirm your subscription to {}", site.title))
+        let subject = format!("Confirm your subscription to {}", site.title);
+        let message = self
+            .mailer
+            .compose(&sub.email, &subject, text, html)?
             .date(now.into())
-            .message_id(None)
-            .multipart(
-                MultiPart::alternative()
-                    .singlepart(
-                        SinglePart::builder()
-                            .header(ContentType::TEXT_PLAIN)
-                            .body(text),
-                    )
-                    .singlepart(
-                        SinglePart::builder()
-                            .header(ContentType::TEXT_HTML)
-                            .body(html),
-                    ),
-            )
-            .context("building the confirmation email")
+            .build()
+            .context("building the confirmation email")?;
+        Ok(message)
     }
 }
 
-fn dedup_checked(chosen: Vec<String>, known: &[&str]) -> Result<Vec<String>, RequestError> {
-    let mut out: Vec<String> = Vec::new();
-    for c in chosen {
-        let c = c.trim().to_string();
-        if !known.contains(&c.as_str()) {
-            return Err(RequestError::UnknownChoice(c.chars().take(64).collect()));
-        }
-        if !out.contains(&c) {
-            out.push(c);
-        }
-    }
-    Ok(out)
+fn unknown_choice(e: ChoiceError) -> RequestError {
+    RequestError::UnknownChoice(e.choice().chars().take(64).collect())
 }

@@ -12,6 +12,7 @@ use herald::base::shutdown::Shutdown;
 use herald::config::Config;
 use herald::daemon::engine::Engine;
 use herald::http::{self, AppState};
+use herald::templates::Templates;
 use reqwest::header::{CONTENT_TYPE, ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED};
 use reqwest::StatusCode;
 
@@ -355,6 +356,7 @@ async fn readers_never_see_a_partial_feed_while_hundreds_of_rebuilds_replace_it(
         served,
         metrics,
         ready: Arc::new(AtomicBool::new(true)),
+        templates: Arc::new(Templates::load(None).unwrap()),
         subscriptions: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

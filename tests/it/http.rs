@@ -22,6 +22,7 @@ use herald::base::FeedFormat;
 use herald::cli::site::{build, BuildOptions};
 use herald::config::Config;
 use herald::http::{router, serve, AppState};
+use herald::templates::Templates;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tower::ServiceExt;
 
@@ -65,6 +66,7 @@ impl Fixture {
             served: Arc::new(load_served(&site.feeds)),
             metrics: Arc::new(Metrics::new()),
             ready: Arc::new(AtomicBool::new(true)),
+            templates: Arc::new(Templates::load(None).unwrap()),
             subscriptions: None,
         };
         let app = router(state.clone());
