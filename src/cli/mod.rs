@@ -12,4 +12,4 @@ pub mod digest;
 pub mod healthcheck;
 pub mod site;
 pub mod subscribers;
-pub mod subscribers_csv;
+mod subscribers_csv;

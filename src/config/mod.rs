@@ -19,9 +19,9 @@ use url::Url;
 pub use crate::base::FeedFormat;
 
 mod env;
-pub mod sections;
+mod sections;
 mod validate;
-pub mod values;
+mod values;
 
 pub use sections::{
     ContentConfig, DigestConfig, DkimAlgorithm, DkimConfig, FeedContent, FeedsConfig, MailConfig,

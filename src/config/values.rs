@@ -77,6 +77,15 @@ impl TryFrom<String> for BaseUrlLike {
     }
 }
 
+/// `10 MiB` -> (10, "MiB"): the leading whole number and the unit after it
+/// (trimmed; empty when there is none).
+fn number_and_unit(s: &str) -> Option<(u64, &str)> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    Some((num.parse().ok()?, unit.trim()))
+}
+
 /// A span of time written with a unit: `300ms`, `10s`, `5 min`, `2h`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "String")]
@@ -85,12 +94,8 @@ pub struct Duration(pub std::time::Duration);
 impl FromStr for Duration {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let t = s.trim();
-        let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-        let (num, unit) = t.split_at(split);
-        let n: u64 = num
-            .parse()
-            .map_err(|_| format!("`{s}` is not a duration like `500ms`, `10s` or `5min`"))?;
+        let (n, unit) = number_and_unit(s)
+            .ok_or_else(|| format!("`{s}` is not a duration like `500ms`, `10s` or `5min`"))?;
         let d = match unit.trim() {
             "ms" => std::time::Duration::from_millis(n),
             "s" | "sec" => std::time::Duration::from_secs(n),
@@ -250,12 +255,8 @@ impl TryFrom<SizeRepr> for ByteSize {
 impl FromStr for ByteSize {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let t = s.trim();
-        let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-        let (num, unit) = t.split_at(split);
-        let n: u64 = num
-            .parse()
-            .map_err(|_| format!("`{s}` is not a size like `10 MiB` or `1048576`"))?;
+        let (n, unit) = number_and_unit(s)
+            .ok_or_else(|| format!("`{s}` is not a size like `10 MiB` or `1048576`"))?;
         let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
             "" | "b" => 1,
             "k" | "kb" => 1000,

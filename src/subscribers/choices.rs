@@ -74,24 +74,20 @@ impl Choices {
         chosen: impl IntoIterator<Item = S>,
         empty_means_all: bool,
     ) -> Result<Vec<String>, ChoiceError> {
-        let mut out = BTreeSet::new();
-        for s in chosen {
-            let s = s.as_ref().trim();
-            if s.is_empty() {
-                continue;
-            }
-            if !self.schedules.iter().any(|c| c == s) {
-                return Err(ChoiceError::UnknownSchedule {
+        let out = each_choice(chosen, |s| {
+            if self.schedules.iter().any(|c| c == s) {
+                Ok(s.to_string())
+            } else {
+                Err(ChoiceError::UnknownSchedule {
                     name: s.to_string(),
                     known: self.schedules.clone(),
-                });
+                })
             }
-            out.insert(s.to_string());
-        }
+        })?;
         if out.is_empty() && empty_means_all {
             return Ok(self.schedules.clone());
         }
-        Ok(out.into_iter().collect())
+        Ok(out)
     }
 
     /// Tags from the public form: only those `subscribers.tags` offers.
@@ -99,18 +95,13 @@ impl Choices {
         &self,
         chosen: impl IntoIterator<Item = S>,
     ) -> Result<Vec<String>, ChoiceError> {
-        let mut out = BTreeSet::new();
-        for t in chosen {
-            let t = t.as_ref().trim();
-            if t.is_empty() {
-                continue;
+        each_choice(chosen, |t| {
+            if self.offered_tags.iter().any(|o| o == t) {
+                Ok(t.to_string())
+            } else {
+                Err(ChoiceError::UnknownTag(t.to_string()))
             }
-            if !self.offered_tags.iter().any(|o| o == t) {
-                return Err(ChoiceError::UnknownTag(t.to_string()));
-            }
-            out.insert(t.to_string());
-        }
-        Ok(out.into_iter().collect())
+        })
     }
 
     /// Tags from the operator (command line, import): any tag, made into
@@ -119,26 +110,37 @@ impl Choices {
         &self,
         chosen: impl IntoIterator<Item = S>,
     ) -> Result<Vec<String>, ChoiceError> {
-        let mut out = BTreeSet::new();
-        for t in chosen {
-            let t = t.as_ref().trim();
-            if t.is_empty() {
-                continue;
-            }
+        let out = each_choice(chosen, |t| {
             let slug = slugify(t);
             if slug.is_empty() {
-                return Err(ChoiceError::EmptyTag(t.to_string()));
+                Err(ChoiceError::EmptyTag(t.to_string()))
+            } else if slug.chars().count() > MAX_TAG {
+                Err(ChoiceError::TagTooLong)
+            } else {
+                Ok(slug)
             }
-            if slug.chars().count() > MAX_TAG {
-                return Err(ChoiceError::TagTooLong);
-            }
-            out.insert(slug);
-        }
+        })?;
         if out.len() > MAX_TAGS {
             return Err(ChoiceError::TooManyTags);
         }
-        Ok(out.into_iter().collect())
+        Ok(out)
     }
+}
+
+/// Each non-blank choice, trimmed, through `check`; the results without
+/// repeats, in order.
+fn each_choice<S: AsRef<str>>(
+    chosen: impl IntoIterator<Item = S>,
+    check: impl Fn(&str) -> Result<String, ChoiceError>,
+) -> Result<Vec<String>, ChoiceError> {
+    let mut out = BTreeSet::new();
+    for c in chosen {
+        let c = c.as_ref().trim();
+        if !c.is_empty() {
+            out.insert(check(c)?);
+        }
+    }
+    Ok(out.into_iter().collect())
 }
 
 #[cfg(test)]
