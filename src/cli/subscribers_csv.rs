@@ -153,6 +153,7 @@ impl Header {
 }
 
 /// A row ready to write.
+#[derive(Debug)]
 pub(super) enum Row {
     New(NewSubscription),
     Restore(Subscriber),
@@ -394,4 +395,136 @@ pub(super) fn write_csv(list: &[Subscriber], out: &mut dyn Write) -> anyhow::Res
     }
     w.flush()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules() -> Rules {
+        let config = Config::parse(
+            r#"
+[site]
+title = "T"
+base_url = "https://example.org/"
+author = { name = "A" }
+
+[[digest]]
+name = "weekly"
+schedule = "0 0 8 * * Mon"
+
+[[digest]]
+name = "daily"
+schedule = "0 0 7 * * *"
+"#,
+        )
+        .unwrap();
+        Rules::new(&config)
+    }
+
+    fn read(text: &str) -> (Vec<(u64, Row)>, u64, String) {
+        let mut err = Vec::new();
+        let (rows, rejected) = read_rows(text.as_bytes(), &rules(), Utc::now(), &mut err).unwrap();
+        (rows, rejected, String::from_utf8(err).unwrap())
+    }
+
+    #[test]
+    fn new_rows_get_every_schedule_by_default_and_slugged_tags() {
+        let (rows, rejected, err) = read(
+            "email,name,schedules,tags\n\
+             a@example.org,Ann,,Web Dev;rust\n\
+             b@example.org,,daily,\n",
+        );
+        assert_eq!((rows.len(), rejected), (2, 0), "{err}");
+        let Row::New(a) = &rows[0].1 else {
+            panic!("a new row")
+        };
+        assert_eq!(rows[0].0, 2, "line numbers count the header");
+        assert_eq!(a.schedules, ["weekly", "daily"]);
+        assert_eq!(a.tags, ["rust", "web-dev"]);
+        assert_eq!(a.name.as_deref(), Some("Ann"));
+        let Row::New(b) = &rows[1].1 else {
+            panic!("a new row")
+        };
+        assert_eq!(b.schedules, ["daily"]);
+    }
+
+    #[test]
+    fn bad_rows_are_reported_by_line_and_the_others_kept() {
+        let (rows, rejected, err) = read(
+            "email,schedules,confirmed,consent_note\n\
+             not-an-address,,,\n\
+             c@example.org,monthly,,\n\
+             d@example.org,,true,\n\
+             e@example.org,,maybe,\n\
+             f@example.org,,true,signed up at the fair\n\
+             F@example.org,,,\n",
+        );
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rejected, 5);
+        let lines: Vec<&str> = err.lines().collect();
+        assert!(lines[0].starts_with("line 2: email:"), "{err}");
+        assert!(
+            lines[1].starts_with("line 3: schedules: no [[digest]] named `monthly`"),
+            "{err}"
+        );
+        assert!(
+            lines[2].starts_with("line 4: confirmed rows need a consent_note"),
+            "{err}"
+        );
+        assert!(lines[3].starts_with("line 5: confirmed: `maybe`"), "{err}");
+        assert!(
+            lines[4].starts_with("line 7: email: f@example.org is already on line 6"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_header_must_name_known_columns_and_email() {
+        let mut err = Vec::new();
+        let e = read_rows(b"mail,name\n", &rules(), Utc::now(), &mut err).unwrap_err();
+        assert!(e.to_string().contains("unknown column `mail`"), "{e}");
+        let e = read_rows(b"name\n", &rules(), Utc::now(), &mut err).unwrap_err();
+        assert!(e.to_string().contains("no `email` column"), "{e}");
+        let e = read_rows(b"email,left_at\n", &rules(), Utc::now(), &mut err).unwrap_err();
+        assert!(
+            e.to_string().contains("only read together with a `status`"),
+            "{e}"
+        );
+        let e = read_rows(b"", &rules(), Utc::now(), &mut err).unwrap_err();
+        assert!(e.to_string().contains("the file is empty"), "{e}");
+    }
+
+    #[test]
+    fn an_export_reads_back_as_the_same_subscribers() {
+        let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        let list = vec![Subscriber {
+            id: 7,
+            email: SubscriberEmail::parse("Ann@Example.org").unwrap(),
+            name: Some("Ann, \"the\" reader".into()),
+            status: Status::Unsubscribed,
+            schedules: vec!["daily".into()],
+            tags: vec!["go".into(), "rust".into()],
+            consent: Consent {
+                requested_at: at("2024-01-02T03:04:05Z"),
+                requested_ip: Some("192.0.2.1".into()),
+                source: "web-form".into(),
+                confirmed_at: Some(at("2024-01-02T04:00:00.5Z")),
+                note: None,
+                left_at: Some(at("2024-03-01T00:00:00Z")),
+                left_how: Some("link".into()),
+            },
+            confirmation_sent_at: None,
+        }];
+        let mut csv = Vec::new();
+        write_csv(&list, &mut csv).unwrap();
+        let (rows, rejected, err) = read(std::str::from_utf8(&csv).unwrap());
+        assert_eq!(rejected, 0, "{err}");
+        let Row::Restore(back) = &rows[0].1 else {
+            panic!("a restored row")
+        };
+        let mut expected = list[0].clone();
+        expected.id = 0;
+        assert_eq!(back, &expected);
+    }
 }
