@@ -313,6 +313,12 @@ async fn send_now_or_queue(
         if drained.done || signal.is_triggered() {
             break;
         }
+        // A run that was done before this loop started (planned with no
+        // recipients, or a retry that requeued nothing) is not finished
+        // by this drain: only the ledger knows it is over.
+        if digests.store().run(run.id).await?.is_none_or(|r| r.done) {
+            break;
+        }
         let wait = drained
             .next_retry
             .map(|t| (t - Utc::now()).to_std().unwrap_or_default())

@@ -8,6 +8,7 @@ mod corpora;
 mod daemon;
 mod determinism;
 mod digest;
+mod digest_cli;
 mod digest_crash;
 mod digest_templates;
 mod e2e;

@@ -1,0 +1,140 @@
+//! `herald digest …` as an operator meets it, through the real binary:
+//! a run with nobody to send to ends at once, long sends show progress,
+//! `status` shows when each schedule is next due, and a closed pipe is a
+//! normal end.
+
+use std::io::Read;
+use std::process::{Output, Stdio};
+use std::time::{Duration, Instant};
+
+use super::helpers::{herald_command, KillOnDrop, TestSite};
+
+/// A site with one article, the outbox transport and a `news` digest that
+/// never fires by itself (runs are started from the command line).
+pub fn digest_site() -> TestSite {
+    let mut site = TestSite::new();
+    site.write(
+        "hello.md",
+        "+++\ntitle = \"Hello\"\ndate = 2020-01-01T00:00:00Z\n+++\n\nText.\n",
+    );
+    site.extra = format!(
+        r#"
+[mail]
+outbox_dir = {outbox:?}
+
+[[digest]]
+name = "news"
+schedule = "0 0 0 1 1 * 2099"
+first_digest_articles = 3
+"#,
+        outbox = site.dir.path().join("outbox").display().to_string()
+    );
+    site
+}
+
+/// Runs `herald args…` and waits for it at most `limit`; a process still
+/// running then is killed and the test fails.
+pub fn run_within(site: &TestSite, args: &[&str], limit: Duration) -> Output {
+    let child = herald_command(&site.config_path(), args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("herald starts");
+    let mut child = KillOnDrop(child);
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            let mut stdout = Vec::new();
+            let mut stderr = Vec::new();
+            child
+                .0
+                .stdout
+                .take()
+                .unwrap()
+                .read_to_end(&mut stdout)
+                .unwrap();
+            child
+                .0
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_end(&mut stderr)
+                .unwrap();
+            return Output {
+                status,
+                stdout,
+                stderr,
+            };
+        }
+        if start.elapsed() > limit {
+            let _ = child.0.kill();
+            let mut stdout = String::new();
+            let mut stderr = String::new();
+            let _ = child.0.stdout.take().unwrap().read_to_string(&mut stdout);
+            let _ = child.0.stderr.take().unwrap().read_to_string(&mut stderr);
+            panic!("herald {args:?} still running after {limit:?}\nstdout:\n{stdout}\nstderr:\n{stderr}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn digest_send_with_nobody_to_send_to_exits_0_within_seconds() {
+    let site = digest_site();
+    // No subscribers at all: the run is planned with 0 recipients.
+    let out = run_within(
+        &site,
+        &["digest", "send", "--schedule", "news"],
+        Duration::from_secs(10),
+    );
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("run 1: planned"), "{stdout}");
+    assert!(stdout.contains("recipients: 0"), "{stdout}");
+    assert!(!stderr.contains("waiting"), "{stderr}");
+
+    // Nothing new for the one subscriber after their first digest: the
+    // second run has no recipients either, and ends as quickly.
+    let out = site.cli(&[
+        "subscribers",
+        "add",
+        "ann@example.org",
+        "--confirmed",
+        "--note",
+        "test",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = run_within(
+        &site,
+        &["digest", "send", "--schedule", "news"],
+        Duration::from_secs(10),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("sent: 1"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = run_within(
+        &site,
+        &["digest", "send", "--schedule", "news"],
+        Duration::from_secs(10),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("recipients: 0"),
+        "{}",
+        text(&out.stdout)
+    );
+    // A retry that finds nothing to send again ends the same way.
+    let out = run_within(
+        &site,
+        &["digest", "retry", "--failed", "1"],
+        Duration::from_secs(10),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+}
