@@ -94,6 +94,8 @@ fn main() -> ExitCode {
     init_tracing(cli.log_format);
     match run(cli) {
         Ok(code) => code,
+        // The reader of stdout went away (`| head`): a normal end.
+        Err(e) if herald::cli::is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(2)

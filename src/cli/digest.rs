@@ -224,12 +224,12 @@ async fn preview(
         let path = out.join(name);
         std::fs::write(&path, bytes).with_context(|| format!("cannot write {}", path.display()))?;
     }
-    println!(
+    outln!(
         "{} articles for {}; wrote digest.html, digest.txt and digest.eml to {}",
         composed.article_count,
         email.as_str(),
         out.display()
-    );
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -244,15 +244,15 @@ async fn send(
     let articles = articles(config, now)?;
     if dry_run {
         let planned = digests.plan(schedule, now, &articles).await?;
-        println!(
+        outln!(
             "dry run: {} subscribers of `{schedule}` have something new and would get a digest; nothing was sent or recorded",
             planned.len()
-        );
+        )?;
         for d in planned.iter().take(20) {
-            println!("  {}", d.email.as_str());
+            outln!("  {}", d.email.as_str())?;
         }
         if planned.len() > 20 {
-            println!("  … and {} more", planned.len() - 20);
+            outln!("  … and {} more", planned.len() - 20)?;
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -262,7 +262,7 @@ async fn send(
     else {
         bail!("a run of `{schedule}` for {now} exists already");
     };
-    println!("run {}: planned for `{schedule}`", run.id);
+    outln!("run {}: planned for `{schedule}`", run.id)?;
     send_now_or_queue(digests, &run, &articles).await
 }
 
@@ -278,7 +278,7 @@ async fn retry(
         .await?
         .with_context(|| format!("there is no digest run {run_id}"))?;
     let n = digests.store().requeue(run_id, state, Utc::now()).await?;
-    println!("run {run_id}: {n} {state} deliveries queued again");
+    outln!("run {run_id}: {n} {state} deliveries queued again")?;
     let articles = articles(config, Utc::now())?;
     send_now_or_queue(digests, &run, &articles).await
 }
@@ -291,10 +291,10 @@ async fn send_now_or_queue(
     articles: &Articles,
 ) -> anyhow::Result<ExitCode> {
     let Some(_lock) = SendLock::try_acquire(digests.composer().config())? else {
-        println!(
+        outln!(
             "run {}: queued; the running herald daemon sends it (check with `herald digest status {}`)",
             run.id, run.id
-        );
+        )?;
         return Ok(ExitCode::SUCCESS);
     };
     let interrupted = digests.store().resolve_interrupted(Utc::now()).await?;
@@ -335,7 +335,7 @@ async fn send_now_or_queue(
         .run(run.id)
         .await?
         .unwrap_or_else(|| run.clone());
-    print_status(&run, &status);
+    print_status(&run, &status)?;
     let bad = status.count(DeliveryState::Failed) + status.count(DeliveryState::Bounced);
     Ok(if bad == 0 {
         ExitCode::SUCCESS
@@ -352,14 +352,14 @@ async fn status(store: &SqliteStore, run: Option<i64>) -> anyhow::Result<ExitCod
                 .await?
                 .with_context(|| format!("there is no digest run {id}"))?;
             let status = store.run_status(id).await?;
-            print_status(&run, &status);
+            print_status(&run, &status)?;
         }
         None => {
             let runs = store.runs(20).await?;
             if runs.is_empty() {
-                println!("no digest runs yet");
+                outln!("no digest runs yet")?;
             }
-            println!(
+            outln!(
                 "{:>5}  {:<12} {:<20} {:<9} {:<8} {:>7} {:>7} {:>7} {:>7} {:>7} {:>9}",
                 "run",
                 "schedule",
@@ -372,10 +372,10 @@ async fn status(store: &SqliteStore, run: Option<i64>) -> anyhow::Result<ExitCod
                 "failed",
                 "bounced",
                 "uncertain"
-            );
+            )?;
             for r in runs {
                 let s = store.run_status(r.id).await?;
-                println!(
+                outln!(
                     "{:>5}  {:<12} {:<20} {:<9} {:<8} {:>7} {:>7} {:>7} {:>7} {:>7} {:>9}",
                     r.id,
                     r.schedule,
@@ -388,36 +388,37 @@ async fn status(store: &SqliteStore, run: Option<i64>) -> anyhow::Result<ExitCod
                     s.count(DeliveryState::Failed),
                     s.count(DeliveryState::Bounced),
                     s.count(DeliveryState::Uncertain),
-                );
+                )?;
             }
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_status(run: &Run, status: &RunStatus) {
-    println!(
+fn print_status(run: &Run, status: &RunStatus) -> std::io::Result<()> {
+    outln!(
         "run {} of `{}` for {} ({}): {}",
         run.id,
         run.schedule,
         run.tick.format("%Y-%m-%dT%H:%M:%SZ"),
         run.trigger,
         if run.done { "done" } else { "sending" }
-    );
-    println!("  recipients: {}", status.total());
+    )?;
+    outln!("  recipients: {}", status.total())?;
     for state in DeliveryState::ALL {
         let n = status.count(state);
         if n > 0 {
-            println!("  {state}: {n}");
+            outln!("  {state}: {n}")?;
         }
     }
     for p in &status.problems {
-        println!(
+        outln!(
             "  {} {} (attempts {}): {}",
             p.state,
             p.email,
             p.attempts,
             p.reply.as_deref().unwrap_or("-")
-        );
+        )?;
     }
+    Ok(())
 }

@@ -8,6 +8,30 @@
 //!   with the CSV format in [`subscribers_csv`].
 //! - [`healthcheck`]: `herald healthcheck`, the container's probe.
 
+/// `println!` that hands back the write error instead of panicking, for
+/// every line a command writes to stdout: when the reader has gone
+/// (`herald digest status | head -c 10`) the command ends early and the
+/// `BrokenPipe` error is a normal end ([`is_broken_pipe`]).
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout(), $($arg)*)
+    }};
+}
+
+/// Whether `e` comes from writing to a reader that has gone away (a pipe
+/// into `head`), which ends a command normally rather than failing it.
+pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            || cause
+                .downcast_ref::<csv::Error>()
+                .is_some_and(|c| matches!(c.kind(), csv::ErrorKind::Io(io) if io.kind() == std::io::ErrorKind::BrokenPipe))
+    })
+}
+
 pub mod digest;
 pub mod healthcheck;
 pub mod site;

@@ -1,7 +1,6 @@
 //! `herald digest …` as an operator meets it, through the real binary:
 //! a run with nobody to send to ends at once, long sends show progress,
-//! `status` shows when each schedule is next due, and a closed pipe is a
-//! normal end.
+//! `status` shows when each schedule is next due.
 
 use std::io::Read;
 use std::process::{Output, Stdio};
@@ -78,7 +77,7 @@ pub fn run_within(site: &TestSite, args: &[&str], limit: Duration) -> Output {
     }
 }
 
-fn text(b: &[u8]) -> String {
+pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 

@@ -3,6 +3,7 @@
 mod bad_input;
 mod browser;
 mod cli;
+mod closed_pipe;
 mod config_docs;
 mod corpora;
 mod daemon;
