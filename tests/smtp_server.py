@@ -2,6 +2,7 @@
 """A real SMTP server for herald's integration tests, on 127.0.0.1.
 
     python3 tests/smtp_server.py --port 0 --store DIR [--control FILE]
+        [--smtputf8] [--auth]
 
 Prints `READY <port>` once it listens. Every accepted message is stored
 in DIR once per recipient as `<seq>-<recipient>.eml` holding the raw DATA
@@ -27,6 +28,12 @@ command, so a test can change the server's behaviour while it runs:
   the connection abruptly, without a reply.
 - data_delay_ms: wait this long before answering the end of DATA.
 
+--smtputf8 makes the server offer SMTPUTF8 (RFC 6531), so that addresses
+with non-ASCII local parts are accepted; without it such an envelope must
+be refused by the client. --auth offers AUTH PLAIN and LOGIN without TLS,
+accepts any credentials, and appends each login as a JSON line
+{"login": ..., "password": ...} to DIR/auth.jsonl.
+
 "Next N" counts from the moment the control file last changed, so writing
 a new control file starts a fresh sequence of failures. Needs aiosmtpd
 (`pip install aiosmtpd`).
@@ -41,7 +48,7 @@ import signal
 import socket
 import sys
 
-from aiosmtpd.smtp import MISSING, SMTP
+from aiosmtpd.smtp import MISSING, SMTP, AuthResult
 
 DEFAULT_TEMP_FAIL = "451 4.3.0 Try again later"
 KNOWN_KEYS = {
@@ -149,6 +156,17 @@ class State:
         self.count("dropped")
         return True
 
+    def record_login(self, server, session, envelope, mechanism, auth_data):
+        line = json.dumps(
+            {
+                "login": auth_data.login.decode("utf-8", "replace"),
+                "password": auth_data.password.decode("utf-8", "replace"),
+            }
+        )
+        with open(os.path.join(self.store, "auth.jsonl"), "a", encoding="utf-8") as f:
+            f.write(line + "\n")
+        return AuthResult(success=True)
+
     def store_message(self, recipients, data):
         seq = self.seq
         self.seq += 1
@@ -193,9 +211,18 @@ class ControlledSMTP(SMTP):
     """aiosmtpd's server with two test hooks: counting connections and
     dropping a connection at DATA."""
 
-    def __init__(self, handler, state):
+    def __init__(self, handler, state, smtputf8=False, auth=False):
+        options = {}
+        if auth:
+            options = {"authenticator": state.record_login, "auth_require_tls": False}
         # A fixed host name: `socket.getfqdn()` may wait on DNS.
-        super().__init__(handler, hostname="smtp.test", ident="herald test SMTP")
+        super().__init__(
+            handler,
+            hostname="smtp.test",
+            ident="herald test SMTP",
+            enable_SMTPUTF8=smtputf8,
+            **options,
+        )
         self.state = state
 
     def connection_made(self, transport):
@@ -257,7 +284,9 @@ async def serve(args):
     handler = Handler(state)
     loop = asyncio.get_running_loop()
     server = await loop.create_server(
-        lambda: ControlledSMTP(handler, state), host="127.0.0.1", port=args.port
+        lambda: ControlledSMTP(handler, state, smtputf8=args.smtputf8, auth=args.auth),
+        host="127.0.0.1",
+        port=args.port,
     )
     port = server.sockets[0].getsockname()[1]
     print(f"READY {port}", flush=True)
@@ -273,6 +302,8 @@ def main():
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--store", required=True, help="directory for received messages")
     parser.add_argument("--control", help="JSON file that steers the replies")
+    parser.add_argument("--smtputf8", action="store_true", help="offer SMTPUTF8")
+    parser.add_argument("--auth", action="store_true", help="offer AUTH, record logins")
     args = parser.parse_args()
     asyncio.run(serve(args))
 

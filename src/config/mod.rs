@@ -19,10 +19,12 @@ use url::Url;
 pub use crate::base::FeedFormat;
 
 mod env;
+mod error;
 mod sections;
 mod validate;
 mod values;
 
+pub use error::{env_var_for, ConfigError, Origins, SECRET_KEYS};
 pub use sections::{
     ContentConfig, DigestConfig, DkimAlgorithm, DkimConfig, FeedContent, FeedsConfig, MailConfig,
     MailTransportKind, Person, RescanConfig, ServerConfig, SiteConfig, SmtpConfig, SmtpTls,
@@ -62,6 +64,10 @@ pub struct Config {
     /// articles; later the subscriber database).
     #[serde(default = "default_data_dir")]
     pub data_dir: PathBuf,
+    /// The keys the environment set, so that later checks name the
+    /// variable rather than the file.
+    #[serde(skip)]
+    pub origins: Origins,
 }
 
 fn default_templates_dir() -> PathBuf {
@@ -73,11 +79,19 @@ fn default_data_dir() -> PathBuf {
 
 impl Config {
     /// Reads the file and applies overrides from the process environment.
+    /// An error about the file names it; one about a `HERALD_…` variable
+    /// names the variable only.
     pub fn load(path: &Path) -> anyhow::Result<Config> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read config file {}", path.display()))?;
-        let mut config = Config::parse_with_env(&text, std::env::vars())
-            .with_context(|| format!("invalid config file {}", path.display()))?;
+        let mut config = match Config::parse_with_env(&text, std::env::vars()) {
+            Ok(config) => config,
+            Err(e) if e.is_about_the_file() => {
+                return Err(anyhow::Error::new(e)
+                    .context(format!("invalid config file {}", path.display())))
+            }
+            Err(e) => return Err(e.into()),
+        };
         // Relative directories are relative to the directory herald runs in,
         // as the sample config documents; nothing to resolve here.
         config.normalize();
@@ -85,27 +99,23 @@ impl Config {
     }
 
     /// Parses config text alone, without looking at the environment.
-    pub fn parse(text: &str) -> anyhow::Result<Config> {
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::parse_with_env(text, std::iter::empty())
     }
 
     /// Parses config text, then applies `HERALD_SECTION__KEY=value`
-    /// overrides from `env`.
+    /// overrides from `env`. Secrets written into the text are refused.
     pub fn parse_with_env(
         text: &str,
         env: impl IntoIterator<Item = (String, String)>,
-    ) -> anyhow::Result<Config> {
-        let mut table: toml::Table = text
+    ) -> Result<Config, ConfigError> {
+        let file: toml::Table = text
             .parse()
-            .map_err(|e: toml::de::Error| anyhow::anyhow!("{}", e.to_string().trim_end()))?;
-        for (var, value) in env::overrides(env) {
-            env::apply_override(&mut table, &var, &value)?;
-        }
-        let de = toml::Value::Table(table);
-        let config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
-            let path = e.path().to_string();
-            anyhow::anyhow!("config key `{path}`: {}", e.into_inner())
-        })?;
+            .map_err(|e: toml::de::Error| ConfigError::Syntax(e.to_string().trim_end().into()))?;
+        error::refuse_secrets_in_file(&file)?;
+        let overrides = env::overrides(env)?;
+        let mut config: Config = env::deserialize(&file, &overrides)?;
+        config.origins = Origins(env::origins(&overrides));
         config.validate()?;
         Ok(config)
     }

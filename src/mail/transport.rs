@@ -151,21 +151,22 @@ impl Mailer {
             }
             MailTransportKind::Smtp => {
                 let smtp = &mail.smtp;
+                let origins = &config.origins;
                 if smtp.host.trim().is_empty() {
-                    bail!("config key `mail.smtp.host`: must not be empty");
+                    bail!(origins.error("mail.smtp.host", "must not be empty"));
                 }
                 if smtp.tls != SmtpTls::None {
                     // Fails early for a host name TLS cannot verify.
-                    TlsParameters::new(smtp.host.clone()).with_context(|| {
-                        format!(
-                            "config key `mail.smtp.host`: cannot use `{}` for TLS",
-                            smtp.host
-                        )
-                    })?;
+                    if let Err(e) = TlsParameters::new(smtp.host.clone()) {
+                        bail!(origins.error(
+                            "mail.smtp.host",
+                            format!("cannot use `{}` for TLS ({e})", smtp.host)
+                        ));
+                    }
                 }
                 let timeout = smtp.timeout.0;
                 if timeout.is_zero() {
-                    bail!("config key `mail.smtp.timeout`: must be longer than 0");
+                    bail!(origins.error("mail.smtp.timeout", "must be longer than 0"));
                 }
                 let mut credentials = None;
                 let user = match (&smtp.username, &smtp.password) {

@@ -5,6 +5,7 @@ mod browser;
 mod cli;
 mod closed_pipe;
 mod config_docs;
+mod config_env;
 mod corpora;
 mod daemon;
 mod determinism;

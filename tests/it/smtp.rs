@@ -18,12 +18,21 @@ pub struct SmtpServer {
     dir: tempfile::TempDir,
     port: u16,
     child: Option<Child>,
+    /// Extra options of `tests/smtp_server.py` (`--smtputf8`, `--auth`).
+    options: Vec<&'static str>,
 }
 
 impl SmtpServer {
     /// Starts the server on a free port. Without aiosmtpd: `None` and a
     /// SKIPPED message, except in CI (`CI` set), where it panics.
     pub fn start() -> Option<SmtpServer> {
+        SmtpServer::start_with(&[])
+    }
+
+    /// [`SmtpServer::start`] with options of `tests/smtp_server.py`:
+    /// `--smtputf8` (offer SMTPUTF8), `--auth` (offer AUTH, record logins
+    /// for [`SmtpServer::logins`]).
+    pub fn start_with(options: &[&'static str]) -> Option<SmtpServer> {
         if !aiosmtpd_available() {
             if std::env::var_os("CI").is_some() {
                 panic!("aiosmtpd is not installed (python3 -m pip install aiosmtpd); CI must run the SMTP tests");
@@ -36,6 +45,7 @@ impl SmtpServer {
             dir,
             port: 0,
             child: None,
+            options: options.to_vec(),
         };
         server.spawn(0);
         Some(server)
@@ -76,6 +86,7 @@ impl SmtpServer {
             .arg(self.store())
             .arg("--control")
             .arg(self.control_path())
+            .args(&self.options)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
@@ -161,6 +172,22 @@ impl SmtpServer {
             &self.control_path(),
             serde_json::to_vec_pretty(&control).unwrap().as_slice(),
         );
+    }
+
+    /// The (login, password) of every AUTH so far, with `--auth`.
+    pub fn logins(&self) -> Vec<(String, String)> {
+        std::fs::read_to_string(self.store().join("auth.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value =
+                    serde_json::from_str(l).expect("auth.jsonl is JSON lines");
+                (
+                    v["login"].as_str().unwrap_or_default().to_string(),
+                    v["password"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect()
     }
 
     /// The server's counters: connections, messages_accepted,
