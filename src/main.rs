@@ -129,6 +129,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         other => other,
     };
     let write = matches!(command, Command::Build);
+    if !write {
+        // Everything `herald run` checks before it serves, so that a
+        // passing check means a daemon that starts.
+        let config = std::sync::Arc::new(config.clone());
+        let checked = herald::daemon::preflight::preflight(&config)?;
+        for w in &checked.warnings {
+            eprintln!("warning: {w}");
+        }
+    }
     tracing::info!("reading {}", config.content.dir.display());
     let outcome = build(
         &config,

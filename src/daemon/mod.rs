@@ -8,6 +8,7 @@
 //! within the grace period, and `run` returns.
 
 pub mod engine;
+pub mod preflight;
 pub mod rebuild;
 pub mod websub;
 
@@ -37,7 +38,6 @@ use crate::store::SqliteStore;
 use crate::store::Trigger;
 use crate::subscribers::optin::Subscriptions;
 use crate::subscribers::tokens::Signer;
-use crate::templates::Templates;
 
 /// What `run` is given; tests pass their own clock and shutdown.
 pub struct Runtime {
@@ -161,12 +161,18 @@ pub async fn run(config: Config, listener: TcpListener, runtime: Runtime) -> any
 
 /// The subscriber store, mail transport, signing secret and templates,
 /// and the digests made with them. A broken template, subject or DKIM key,
-/// or an unreadable secret, stops herald here, at start.
+/// or an unreadable secret, stops herald here, at start
+/// ([`preflight::preflight`]).
 async fn open_subscriptions(
     config: Arc<Config>,
     metrics: Arc<Metrics>,
     clock: Arc<dyn Clock>,
 ) -> anyhow::Result<(Subscriptions, Arc<Digests>)> {
+    // The checks `herald check` makes too, before anything is created.
+    let checked = preflight::preflight(&config)?;
+    for w in &checked.warnings {
+        tracing::warn!("{w}");
+    }
     let db = config.database_path();
     let store = SqliteStore::open(&db).await?;
     let mailer = Arc::new(Mailer::from_config(&config).await?);
@@ -176,7 +182,7 @@ async fn open_subscriptions(
         mailer.describe()
     );
     let signer = Signer::from_config(&config)?;
-    let templates = Arc::new(Templates::load(Some(&config.templates_dir))?);
+    let templates = checked.templates;
     let composer = Arc::new(Composer::new(
         Arc::clone(&config),
         Arc::clone(&templates),

@@ -150,79 +150,28 @@ impl Mailer {
                 })
             }
             MailTransportKind::Smtp => {
-                let smtp = &mail.smtp;
-                let origins = &config.origins;
-                if smtp.host.trim().is_empty() {
-                    bail!(origins.error("mail.smtp.host", "must not be empty"));
-                }
-                if smtp.tls != SmtpTls::None {
-                    // Fails early for a host name TLS cannot verify.
-                    if let Err(e) = TlsParameters::new(smtp.host.clone()) {
-                        bail!(origins.error(
-                            "mail.smtp.host",
-                            format!("cannot use `{}` for TLS ({e})", smtp.host)
-                        ));
-                    }
-                }
-                let timeout = smtp.timeout.0;
-                if timeout.is_zero() {
-                    bail!(origins.error("mail.smtp.timeout", "must be longer than 0"));
-                }
-                let mut credentials = None;
-                let user = match (&smtp.username, &smtp.password) {
-                    (Some(user), Some(password)) => {
-                        credentials = Some(Credentials::new(
-                            user.clone(),
-                            password.expose().to_string(),
-                        ));
-                        Some(user.as_str())
-                    }
-                    (None, None) => None,
-                    (Some(_), None) => bail!(
-                        "config key `mail.smtp.username` is set but the password is not (give it in HERALD_MAIL__SMTP__PASSWORD)"
-                    ),
-                    (None, Some(_)) => bail!(
-                        "the SMTP password is set (HERALD_MAIL__SMTP__PASSWORD) but `mail.smtp.username` is not"
-                    ),
-                };
-                let security = match smtp.tls {
-                    SmtpTls::None => "no TLS",
-                    SmtpTls::Starttls => "STARTTLS",
-                    SmtpTls::Tls => "TLS",
-                };
-                if user.is_some() && smtp.tls == SmtpTls::None {
+                let (pool, description) = smtp_pool(config)?;
+                if pool.credentials.is_some() && pool.tls == SmtpTls::None {
                     tracing::warn!(
-                        host = %smtp.host,
+                        host = %pool.host,
                         "mail.smtp.tls is \"none\": the SMTP password travels unencrypted"
                     );
                 }
-                let auth = match user {
-                    Some(user) => format!(", as {user}"),
-                    None => String::new(),
-                };
-                let description = format!(
-                    "SMTP {}:{} ({security}{auth}, up to {} connections, timeout {:?})",
-                    smtp.host,
-                    smtp.port,
-                    smtp.pool_size.max(1),
-                    timeout
-                );
-                let pool = SmtpPool {
-                    host: smtp.host.clone(),
-                    port: smtp.port,
-                    tls: smtp.tls,
-                    credentials,
-                    hello: ClientId::default(),
-                    timeout,
-                    idle: std::sync::Mutex::new(Vec::new()),
-                    slots: Semaphore::new(smtp.pool_size.max(1) as usize),
-                };
                 Ok(Mailer {
                     transport: Transport::Smtp(Arc::new(pool)),
                     from,
                     description: description.into(),
                 })
             }
+        }
+    }
+
+    /// Checks the `[mail]` settings as [`Mailer::from_config`] does,
+    /// creating and connecting nothing (`herald check`).
+    pub fn check_config(config: &Config) -> anyhow::Result<()> {
+        match config.mail.transport {
+            MailTransportKind::Outbox => Ok(()),
+            MailTransportKind::Smtp => smtp_pool(config).map(drop),
         }
     }
 
@@ -270,6 +219,74 @@ impl Mailer {
             }
         }
     }
+}
+
+/// The SMTP pool `[mail.smtp]` describes, checked but not connected, and
+/// its description for logs (never the password).
+fn smtp_pool(config: &Config) -> anyhow::Result<(SmtpPool, String)> {
+    let mail = &config.mail;
+    let smtp = &mail.smtp;
+    let origins = &config.origins;
+    if smtp.host.trim().is_empty() {
+        bail!(origins.error("mail.smtp.host", "must not be empty"));
+    }
+    if smtp.tls != SmtpTls::None {
+        // Fails early for a host name TLS cannot verify.
+        if let Err(e) = TlsParameters::new(smtp.host.clone()) {
+            bail!(origins.error(
+                "mail.smtp.host",
+                format!("cannot use `{}` for TLS ({e})", smtp.host)
+            ));
+        }
+    }
+    let timeout = smtp.timeout.0;
+    if timeout.is_zero() {
+        bail!(origins.error("mail.smtp.timeout", "must be longer than 0"));
+    }
+    let mut credentials = None;
+    let user = match (&smtp.username, &smtp.password) {
+        (Some(user), Some(password)) => {
+            credentials = Some(Credentials::new(
+                user.clone(),
+                password.expose().to_string(),
+            ));
+            Some(user.as_str())
+        }
+        (None, None) => None,
+        (Some(_), None) => bail!(
+            "config key `mail.smtp.username` is set but the password is not (give it in HERALD_MAIL__SMTP__PASSWORD)"
+        ),
+        (None, Some(_)) => bail!(
+            "the SMTP password is set (HERALD_MAIL__SMTP__PASSWORD) but `mail.smtp.username` is not"
+        ),
+    };
+    let security = match smtp.tls {
+        SmtpTls::None => "no TLS",
+        SmtpTls::Starttls => "STARTTLS",
+        SmtpTls::Tls => "TLS",
+    };
+    let auth = match user {
+        Some(user) => format!(", as {user}"),
+        None => String::new(),
+    };
+    let description = format!(
+        "SMTP {}:{} ({security}{auth}, up to {} connections, timeout {:?})",
+        smtp.host,
+        smtp.port,
+        smtp.pool_size.max(1),
+        timeout
+    );
+    let pool = SmtpPool {
+        host: smtp.host.clone(),
+        port: smtp.port,
+        tls: smtp.tls,
+        credentials,
+        hello: ClientId::default(),
+        timeout,
+        idle: std::sync::Mutex::new(Vec::new()),
+        slots: Semaphore::new(smtp.pool_size.max(1) as usize),
+    };
+    Ok((pool, description))
 }
 
 impl SmtpPool {

@@ -77,18 +77,47 @@ impl Signer {
 
     /// Loads the secret as configured; see the module docs.
     pub fn from_config(config: &Config) -> anyhow::Result<Signer> {
+        match Signer::configured(config)? {
+            Some(signer) => Ok(signer),
+            None => Signer::new(&generated_secret(&config.data_dir)?),
+        }
+    }
+
+    /// Checks the secret as [`Signer::from_config`] would, creating
+    /// nothing (`herald check`). Where herald would generate a secret at
+    /// start, a stand-in is returned.
+    pub fn check_config(config: &Config) -> anyhow::Result<Signer> {
+        if let Some(signer) = Signer::configured(config)? {
+            return Ok(signer);
+        }
+        let path = config.data_dir.join("signing-secret");
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Signer::new(text.trim().as_bytes())
+                .with_context(|| format!("the generated secret in {}", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Signer::new(&[0; MIN_SECRET]),
+            Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+        }
+    }
+
+    /// The secret given in the environment or in `secret_file`, if any.
+    fn configured(config: &Config) -> anyhow::Result<Option<Signer>> {
         if let Some(secret) = &config.subscribers.secret {
             return Signer::new(secret.expose().trim().as_bytes())
-                .context("config key `subscribers.secret` (HERALD_SUBSCRIBERS__SECRET)");
+                .context(config.origins.error(
+                    "subscribers.secret",
+                    "the value is not a usable signing secret",
+                ))
+                .map(Some);
         }
         if let Some(path) = &config.subscribers.secret_file {
             let text = std::fs::read_to_string(path).with_context(|| {
                 format!("cannot read subscribers.secret_file {}", path.display())
             })?;
             return Signer::new(text.trim().as_bytes())
-                .with_context(|| format!("subscribers.secret_file {}", path.display()));
+                .with_context(|| format!("subscribers.secret_file {}", path.display()))
+                .map(Some);
         }
-        Signer::new(&generated_secret(&config.data_dir)?)
+        Ok(None)
     }
 
     /// A management token (unsubscribe and preferences links) for `id`,

@@ -40,6 +40,8 @@ pub struct TestSite {
     /// `[feeds]` may be given in full here; do not repeat a section the
     /// base config already has, see `base_config`).
     pub extra: String,
+    /// Top-level keys (`templates_dir = …`), written before any section.
+    pub top: String,
     /// Content directory override (for building a shared corpus in place).
     pub content_override: Option<PathBuf>,
     pub feeds_section: String,
@@ -56,6 +58,7 @@ impl TestSite {
             content,
             dir,
             extra: String::new(),
+            top: String::new(),
             content_override: None,
             feeds_section: String::new(),
         }
@@ -85,6 +88,7 @@ impl TestSite {
     pub fn config_text(&self) -> String {
         format!(
             r#"data_dir = {data:?}
+{top}
 
 [site]
 title = "Test Site"
@@ -102,6 +106,7 @@ dir = {feeds:?}
 {extra}
 "#,
             data = self.data.display().to_string(),
+            top = self.top,
             content = self.content_dir().display().to_string(),
             feeds = self.feeds.display().to_string(),
             feeds_section = self.feeds_section,

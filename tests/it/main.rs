@@ -2,6 +2,7 @@
 
 mod bad_input;
 mod browser;
+mod check_parity;
 mod cli;
 mod closed_pipe;
 mod config_docs;

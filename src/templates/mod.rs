@@ -1,9 +1,13 @@
 //! Handlebars templates for pages and mail. herald carries its own copies
 //! (the files in `templates/`, built into the binary); a site owner
 //! overrides any of them by putting a file of the same name in the
-//! directory named by `templates_dir`. A template that does not parse stops
-//! herald at start, with the file and line; so does a digest template that
-//! does not render the sample digest ([`sample_digest`]).
+//! directory named by `templates_dir`. At load (`herald run` and `herald
+//! check` alike) every template must parse, its includes must not loop
+//! ([`includes`]), and every template herald renders must render its
+//! sample data ([`samples`]) in strict mode, so that a name that does not
+//! exist stops herald at start, with the file and line, rather than failing
+//! each page view or send. A file in `templates_dir` that is not the name of
+//! a template is reported (a misspelt override would be ignored otherwise).
 //!
 //! HTML templates escape every `{{value}}` (only `{{{triple}}}` inserts
 //! trusted HTML); `.txt` templates and subjects are written as they are.
@@ -16,60 +20,73 @@
 //! arguments) and `wrap` (plain text wrapped at `width`, 72 by default, the
 //! first line led by `first`, the others by `indent`).
 
+mod includes;
+mod samples;
+
 use std::path::Path;
 
 use anyhow::Context;
-use handlebars::Handlebars;
+use handlebars::{Handlebars, RenderError, RenderErrorReason};
 use serde::Serialize;
-use serde_json::Value;
+
+pub use includes::MAX_DEPTH;
+pub use samples::{entry_samples, sample_digest};
 
 use crate::base::text::escape_html;
 
 /// Name (without `.hbs`) and built-in text of every template.
 const BUILT_IN: &[(&str, &str)] = &[
-    ("layout.html", include_str!("../templates/layout.html.hbs")),
-    ("feeds.html", include_str!("../templates/feeds.html.hbs")),
+    (
+        "layout.html",
+        include_str!("../../templates/layout.html.hbs"),
+    ),
+    ("feeds.html", include_str!("../../templates/feeds.html.hbs")),
     (
         "subscribe.html",
-        include_str!("../templates/subscribe.html.hbs"),
+        include_str!("../../templates/subscribe.html.hbs"),
     ),
     (
         "message.html",
-        include_str!("../templates/message.html.hbs"),
+        include_str!("../../templates/message.html.hbs"),
     ),
     (
         "unsubscribe.html",
-        include_str!("../templates/unsubscribe.html.hbs"),
+        include_str!("../../templates/unsubscribe.html.hbs"),
     ),
     (
         "preferences.html",
-        include_str!("../templates/preferences.html.hbs"),
+        include_str!("../../templates/preferences.html.hbs"),
     ),
-    ("confirm.txt", include_str!("../templates/confirm.txt.hbs")),
+    (
+        "confirm.txt",
+        include_str!("../../templates/confirm.txt.hbs"),
+    ),
     (
         "confirm.html",
-        include_str!("../templates/confirm.html.hbs"),
+        include_str!("../../templates/confirm.html.hbs"),
     ),
     (
         "digest_layout.html",
-        include_str!("../templates/digest_layout.html.hbs"),
+        include_str!("../../templates/digest_layout.html.hbs"),
     ),
     (
         "digest_article.html",
-        include_str!("../templates/digest_article.html.hbs"),
+        include_str!("../../templates/digest_article.html.hbs"),
     ),
-    ("digest.html", include_str!("../templates/digest.html.hbs")),
+    (
+        "digest.html",
+        include_str!("../../templates/digest.html.hbs"),
+    ),
     (
         "digest_article.txt",
-        include_str!("../templates/digest_article.txt.hbs"),
+        include_str!("../../templates/digest_article.txt.hbs"),
     ),
-    ("digest.txt", include_str!("../templates/digest.txt.hbs")),
+    ("digest.txt", include_str!("../../templates/digest.txt.hbs")),
 ];
 
-/// Templates rendered against [`sample_digest`] at load, so that a digest
-/// template naming a field or partial that does not exist stops herald at
-/// start rather than at the first send.
-const DIGEST: &[&str] = &["digest.html", "digest.txt"];
+/// Partial names that are another name of a template: the pages use
+/// `{{#> layout}}`, which is `layout.html`.
+const ALIASES: &[(&str, &str)] = &[("layout", "layout.html")];
 
 /// Column at which `wrap` breaks lines unless told otherwise; a comfortable
 /// width in every plain-text mail client.
@@ -81,17 +98,20 @@ pub struct Templates {
     html: Handlebars<'static>,
     /// The same templates with no escaping, for `.txt` ones and subjects.
     plain: Handlebars<'static>,
+    /// What the operator should hear about but that does not stop herald.
+    warnings: Vec<String>,
 }
 
 impl Templates {
     /// The built-in templates, each replaced by `<dir>/<name>.hbs` where that
-    /// file exists.
+    /// file exists; checked as the module docs say.
     pub fn load(dir: Option<&Path>) -> anyhow::Result<Templates> {
         let mut html = registry();
         html.register_escape_fn(escape_html);
         let mut plain = registry();
         plain.register_escape_fn(handlebars::no_escape);
         let mut origins = Vec::with_capacity(BUILT_IN.len());
+        let mut includes = includes::Includes::default();
         for (name, built_in) in BUILT_IN {
             let file = dir
                 .map(|d| d.join(format!("{name}.hbs")))
@@ -105,51 +125,85 @@ impl Templates {
                 None => (built_in.to_string(), format!("built-in {name}.hbs")),
             };
             for registry in [&mut html, &mut plain] {
-                // The pages use the layout as a partial block.
-                if *name == "layout.html" {
-                    registry
-                        .register_partial("layout", &text)
-                        .map_err(|e| anyhow::anyhow!("template {origin}: {e}"))?;
+                for (alias, real) in ALIASES {
+                    if real == name {
+                        registry
+                            .register_partial(alias, &text)
+                            .map_err(|e| anyhow::anyhow!("template {origin}: {e}"))?;
+                    }
                 }
                 registry
                     .register_template_string(name, &text)
                     .map_err(|e| anyhow::anyhow!("template {origin}: {e}"))?;
             }
+            let parsed = handlebars::Template::compile(&text)
+                .map_err(|e| anyhow::anyhow!("template {origin}: {e}"))?;
+            includes
+                .add(name, &parsed, ALIASES)
+                .map_err(|e| anyhow::anyhow!("template {origin}: {e}"))?;
             origins.push((*name, origin));
         }
-        let templates = Templates { html, plain };
-        // Strict mode only catches a wrong name on a branch taken: render
-        // both modes, with and without the optional parts.
-        let mut bare = sample_digest();
-        bare["full_content"] = true.into();
-        bare["postal_address"] = serde_json::json!([]);
-        bare["articles"][0]["image"] = Value::Null;
-        bare["articles"][0]["authors"] = "".into();
-        bare["articles"][0]["tags"] = serde_json::json!([]);
-        for sample in [sample_digest(), bare] {
-            for name in DIGEST {
-                if let Err(e) = templates.render(name, &sample) {
-                    let origin = origins
-                        .iter()
-                        .find(|(n, _)| n == name)
-                        .map_or(String::new(), |(_, o)| o.clone());
-                    anyhow::bail!("template {origin} cannot render a digest: {e:#}");
+        // Before anything is rendered: a loop of includes would overflow
+        // the stack.
+        includes.check().map_err(|e| match dir {
+            Some(d) => anyhow::anyhow!("{e} (overrides in {})", d.display()),
+            None => anyhow::anyhow!("{e}"),
+        })?;
+        let warnings = dir.map(unknown_files).unwrap_or_default();
+        let templates = Templates {
+            html,
+            plain,
+            warnings,
+        };
+        let origin_of = |name: &str| {
+            let real = ALIASES
+                .iter()
+                .find(|(alias, _)| *alias == name)
+                .map_or(name, |(_, real)| real);
+            origins
+                .iter()
+                .find(|(n, _)| *n == real)
+                .map_or(format!("{name}.hbs"), |(_, o)| o.clone())
+        };
+        for (name, variants) in samples::entry_samples() {
+            for sample in &variants {
+                let registry = templates.registry_for(name);
+                if let Err(e) = registry.render(name, sample) {
+                    let at = e.template_name.as_deref().unwrap_or(name);
+                    let fields = sample
+                        .as_object()
+                        .map(|o| o.keys().cloned().collect::<Vec<_>>().join(", "))
+                        .unwrap_or_default();
+                    anyhow::bail!(
+                        "template {}: {} (checked by rendering {name} with sample data; its data has: {fields}; see \"Templates\" in the README)",
+                        origin_of(at),
+                        describe(&e),
+                    );
                 }
             }
         }
         Ok(templates)
     }
 
-    /// HTML templates escape every value; `.txt` ones do not.
-    pub fn render(&self, name: &str, data: &impl Serialize) -> anyhow::Result<String> {
-        let registry = if name.ends_with(".txt") {
+    /// Problems that do not stop herald, such as a file in the templates
+    /// folder that is no template's name.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    fn registry_for(&self, name: &str) -> &Handlebars<'static> {
+        if name.ends_with(".txt") {
             &self.plain
         } else {
             &self.html
-        };
-        registry
+        }
+    }
+
+    /// HTML templates escape every value; `.txt` ones do not.
+    pub fn render(&self, name: &str, data: &impl Serialize) -> anyhow::Result<String> {
+        self.registry_for(name)
             .render(name, data)
-            .with_context(|| format!("rendering template {name}"))
+            .map_err(|e| anyhow::anyhow!("rendering template {name}: {}", describe(&e)))
     }
 
     /// Renders a one-line template given as text, such as a digest's
@@ -165,7 +219,7 @@ impl Templates {
         let raw = self
             .plain
             .render_template(template_text, data)
-            .map_err(|e| anyhow::anyhow!("subject template {template_text:?}: {e}"))?;
+            .map_err(|e| anyhow::anyhow!("subject template {template_text:?}: {}", describe(&e)))?;
         let subject = raw.split_whitespace().collect::<Vec<_>>().join(" ");
         anyhow::ensure!(
             !subject.is_empty(),
@@ -183,6 +237,53 @@ impl Templates {
         self.render_subject(template_text, &sample_digest())
             .map(drop)
     }
+}
+
+/// A render error in one line: where (template, line and column) and what.
+/// Handlebars' own text says the reason twice (its message, then its
+/// source) and in Rust's debug notation (`Some("subscriber.name")`).
+fn describe(e: &RenderError) -> String {
+    let what = match e.reason() {
+        RenderErrorReason::MissingVariable(Some(path)) => {
+            format!("`{path}` is not a field of the data this template gets")
+        }
+        RenderErrorReason::MissingVariable(None) => {
+            "names a field that is not in the data this template gets".to_string()
+        }
+        other => other.to_string(),
+    };
+    match (&e.template_name, e.line_no, e.column_no) {
+        (Some(t), Some(line), Some(col)) => format!("\"{t}\" line {line}, column {col}: {what}"),
+        (Some(t), _, _) => format!("\"{t}\": {what}"),
+        _ => what,
+    }
+}
+
+/// A warning for each file in the templates folder that is no template's
+/// `<name>.hbs`: a misspelt override (`digset.txt.hbs`) would otherwise be
+/// ignored without a word.
+fn unknown_files(dir: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let known: Vec<String> = BUILT_IN.iter().map(|(n, _)| format!("{n}.hbs")).collect();
+    let mut names: Vec<String> = entries
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with('.') && !known.contains(n))
+        .collect();
+    names.sort();
+    names
+        .into_iter()
+        .map(|n| {
+            format!(
+                "{}: not a template herald knows, so it is not used (the names are: {})",
+                dir.join(n).display(),
+                known.join(", ")
+            )
+        })
+        .collect()
 }
 
 /// A registry with herald's settings and helpers, escaping not yet chosen.
@@ -261,50 +362,10 @@ fn push_wrapped(out: &mut String, words: &[&str], width: usize, first: &str, ind
     }
 }
 
-/// Data of the shape every digest template receives, with sample values:
-/// the reference for template authors and what templates and subjects are
-/// checked against at start.
-pub fn sample_digest() -> Value {
-    serde_json::json!({
-        "language": "en",
-        "site": {
-            "title": "Example Site",
-            "url": "https://example.org/",
-            "description": "Notes on software, weekly."
-        },
-        "digest": {"name": "weekly", "description": "Every Monday morning"},
-        "subscriber": {"email": "ann@example.net"},
-        "date": "Monday, 30 November 2026",
-        "count": 1,
-        // For subject lines: the newest article's title, and how many more.
-        "first_title": "A sample article",
-        "more": 0,
-        "full_content": false,
-        "articles": [{
-            "title": "A sample article",
-            "url": "https://example.org/posts/sample/",
-            "date": "28 November 2026",
-            "date_iso": "2026-11-28T09:00:00+00:00",
-            "authors": "Ann Author",
-            "summary": "What the article is about.",
-            "content_html": "<p>What the article is about.</p>",
-            "content_text": "What the article is about.",
-            "image": {"url": "https://example.org/posts/sample/cover.png", "alt": "A sample article"},
-            "tags": [{"name": "Rust", "url": "https://example.org/tags/rust/"}]
-        }],
-        "links": {
-            "unsubscribe": "https://example.org/unsubscribe?token=sample",
-            "preferences": "https://example.org/preferences?token=sample",
-            "site": "https://example.org/",
-            "feed": "https://example.org/atom.xml"
-        },
-        "reason": "You receive this email because you subscribed to the weekly digest of Example Site on 1 November 2026.",
-        "postal_address": ["Example Ltd", "1 Main Street", "Springfield"]
-    })
-}
-
 #[cfg(test)]
 mod tests {
+    use serde_json::Value;
+
     use super::*;
 
     #[test]
@@ -481,6 +542,47 @@ mod tests {
         let err = format!("{:#}", Templates::load(Some(dir.path())).unwrap_err());
         assert!(err.contains("digest_article.html"), "{err}");
         assert!(err.contains("subtitle"), "{err}");
+    }
+
+    #[test]
+    fn a_page_naming_an_unknown_field_fails_at_load_saying_so_once() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("subscribe.html.hbs"),
+            "{{#> layout title=\"Subscribe\"}}\n<h1>{{site.nmae}}</h1>\n{{/layout}}\n",
+        )
+        .unwrap();
+        let err = format!("{:#}", Templates::load(Some(dir.path())).unwrap_err());
+        assert!(err.contains("subscribe.html.hbs"), "{err}");
+        assert!(err.contains("line 2"), "{err}");
+        assert_eq!(err.matches("site.nmae").count(), 1, "{err}");
+        assert!(!err.contains("Some("), "{err}");
+        assert!(
+            err.contains("site_title"),
+            "lists the fields there are: {err}"
+        );
+        // And at render time, one line too.
+        let t = Templates::load(None).unwrap();
+        let err = format!(
+            "{:#}",
+            t.render("digest.txt", &serde_json::json!({})).unwrap_err()
+        );
+        assert_eq!(err.matches("site.title").count(), 1, "{err}");
+    }
+
+    #[test]
+    fn a_misnamed_override_is_a_warning_naming_the_known_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("digset.txt.hbs"), "{{count}}").unwrap();
+        std::fs::write(dir.path().join(".gitkeep"), "").unwrap();
+        std::fs::write(dir.path().join("digest.txt.hbs"), "{{count}}").unwrap();
+        let t = Templates::load(Some(dir.path())).unwrap();
+        assert_eq!(t.warnings().len(), 1, "{:?}", t.warnings());
+        let w = &t.warnings()[0];
+        assert!(
+            w.contains("digset.txt.hbs") && w.contains("digest.txt.hbs"),
+            "{w}"
+        );
     }
 
     #[test]
