@@ -69,7 +69,7 @@ pub async fn run(config: Config, cmd: DigestCommand) -> anyhow::Result<ExitCode>
     let config = Arc::new(config);
     let store = SqliteStore::open(&config.database_path()).await?;
     match cmd {
-        DigestCommand::Status { run } => status(&store, run).await,
+        DigestCommand::Status { run } => status(&config, &store, run).await,
         DigestCommand::Preview {
             schedule,
             subscriber,
@@ -344,7 +344,11 @@ async fn send_now_or_queue(
     })
 }
 
-async fn status(store: &SqliteStore, run: Option<i64>) -> anyhow::Result<ExitCode> {
+async fn status(
+    config: &Config,
+    store: &SqliteStore,
+    run: Option<i64>,
+) -> anyhow::Result<ExitCode> {
     match run {
         Some(id) => {
             let run = store
@@ -355,6 +359,10 @@ async fn status(store: &SqliteStore, run: Option<i64>) -> anyhow::Result<ExitCod
             print_status(&run, &status)?;
         }
         None => {
+            let now = Utc::now();
+            for d in &config.digest {
+                outln!("{}", d.describe_next(&config.site, now))?;
+            }
             let runs = store.runs(20).await?;
             if runs.is_empty() {
                 outln!("no digest runs yet")?;

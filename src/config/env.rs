@@ -91,7 +91,16 @@ pub(super) fn deserialize<T: DeserializeOwned>(
             root if root == "." => String::new(),
             key => key,
         };
-        let message = err.into_inner().to_string();
+        // toml repeats the key on a line of its own (`in `feeds.limit``):
+        // the key is named already, and a config error is one line.
+        let message = err
+            .into_inner()
+            .to_string()
+            .lines()
+            .map(str::trim)
+            .filter(|l| !(l.is_empty() || l.starts_with("in `") && l.ends_with('`')))
+            .collect::<Vec<_>>()
+            .join(" ");
         let retry = overrides.iter().position(|o| {
             o.key == key && message.starts_with("invalid type: string") && typed(&o.raw).is_some()
         });

@@ -18,12 +18,14 @@ use url::Url;
 
 pub use crate::base::FeedFormat;
 
+mod cron;
 mod env;
 mod error;
 mod sections;
 mod validate;
 mod values;
 
+pub use cron::CronSchedule;
 pub use error::{env_var_for, ConfigError, Origins, SECRET_KEYS};
 pub use sections::{
     ContentConfig, DigestConfig, DkimAlgorithm, DkimConfig, FeedContent, FeedsConfig, MailConfig,
@@ -31,8 +33,7 @@ pub use sections::{
     SubscribersConfig, WebSubConfig,
 };
 pub use values::{
-    BaseUrl, BaseUrlLike, ByteSize, CronSchedule, Duration, LanguageTag, Secret, Sender, TimeZone,
-    UrlPattern,
+    BaseUrl, BaseUrlLike, ByteSize, Duration, LanguageTag, Secret, Sender, TimeZone, UrlPattern,
 };
 
 #[derive(Debug, Clone, Deserialize)]

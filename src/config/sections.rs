@@ -8,9 +8,9 @@ use std::str::FromStr;
 
 use serde::Deserialize;
 
+use super::cron::CronSchedule;
 use super::values::{
-    BaseUrl, BaseUrlLike, ByteSize, CronSchedule, Duration, LanguageTag, Secret, Sender, TimeZone,
-    UrlPattern,
+    BaseUrl, BaseUrlLike, ByteSize, Duration, LanguageTag, Secret, Sender, TimeZone, UrlPattern,
 };
 use crate::base::FeedFormat;
 
@@ -350,6 +350,31 @@ impl DigestConfig {
     /// The schedule's time zone.
     pub fn tz(&self, site: &SiteConfig) -> chrono_tz::Tz {
         self.timezone.as_ref().unwrap_or(&site.timezone).0
+    }
+
+    /// When the schedule next fires strictly after `after`.
+    pub fn next_due(
+        &self,
+        site: &SiteConfig,
+        after: chrono::DateTime<chrono::Utc>,
+    ) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.schedule.next_after(after, self.tz(site))
+    }
+
+    /// "`weekly` (0 0 8 * * Mon, Europe/London) is next due at …": for
+    /// logs and `herald digest status`.
+    pub fn describe_next(&self, site: &SiteConfig, after: chrono::DateTime<chrono::Utc>) -> String {
+        let next = self
+            .next_due(site, after)
+            .map_or("never again".to_string(), |t| {
+                format!("next due at {}", t.format("%Y-%m-%dT%H:%M:%SZ"))
+            });
+        format!(
+            "digest `{}` ({}, {}) is {next}",
+            self.name,
+            self.schedule,
+            self.tz(site)
+        )
     }
 }
 

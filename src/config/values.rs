@@ -1,6 +1,6 @@
 //! Value types of the configuration, each parsed and checked at the edge:
-//! URLs, durations, sizes, cron schedules, language tags, time zones,
-//! permalink patterns and secrets. A value of one of these types is valid
+//! URLs, durations, sizes, language tags, time zones, permalink patterns
+//! and secrets (cron schedules are in `cron`). A value of one of these types is valid
 //! by construction.
 
 use std::collections::BTreeMap;
@@ -117,35 +117,6 @@ impl TryFrom<String> for Duration {
     type Error = String;
     fn try_from(s: String) -> Result<Self, String> {
         Duration::from_str(&s)
-    }
-}
-
-/// A cron expression with a seconds field, as the `cron` crate reads it:
-/// `0 */5 * * * *` is every five minutes.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(try_from = "String")]
-pub struct CronSchedule {
-    pub expression: String,
-    pub schedule: cron::Schedule,
-}
-
-impl FromStr for CronSchedule {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let schedule = cron::Schedule::from_str(s.trim()).map_err(|e| {
-            format!("`{s}` is not a cron expression with seconds like `0 */5 * * * *` ({e})")
-        })?;
-        Ok(CronSchedule {
-            expression: s.trim().to_string(),
-            schedule,
-        })
-    }
-}
-
-impl TryFrom<String> for CronSchedule {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
-        CronSchedule::from_str(&s)
     }
 }
 

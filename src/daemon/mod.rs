@@ -221,6 +221,12 @@ impl DigestWork for DaemonDigests {
         {
             tracing::error!(schedule, %tick, "cannot plan the digest run: {e:#}");
         }
+        if let Some(d) = self.config.digest.iter().find(|d| d.name == schedule) {
+            tracing::info!(
+                "{}",
+                d.describe_next(&self.config.site, tick.max(Utc::now()))
+            );
+        }
     }
 
     async fn drain(&mut self) -> Option<DateTime<Utc>> {
@@ -295,6 +301,7 @@ async fn digest_loop(
             }
             Err(e) => tracing::error!(schedule = %d.name, "cannot read the digest ledger: {e:#}"),
         }
+        tracing::info!("{}", d.describe_next(&config.site, now));
         entries.push(Entry {
             name: d.name.clone(),
             schedule: d.schedule.schedule.clone(),

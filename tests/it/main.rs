@@ -8,6 +8,7 @@ mod closed_pipe;
 mod config_docs;
 mod config_env;
 mod corpora;
+mod cron;
 mod daemon;
 mod determinism;
 mod digest;
