@@ -52,6 +52,62 @@ pub fn write_private(
 /// Prefix of every temporary file herald writes beside its target.
 pub const TMP_PREFIX: &str = ".herald-tmp-";
 
+/// A temporary file untouched for this long has no writer any more: a
+/// write streams into its file continuously and renames it within a
+/// second or two of the last byte. Younger ones may belong to another
+/// herald process writing right now (`herald build` beside the daemon).
+pub const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Folder depth searched for leftovers (feeds sit at `tags/<tag>/`).
+const STALE_SEARCH_DEPTH: usize = 8;
+
+/// What [`remove_stale_temporaries`] removed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Removed {
+    pub files: u64,
+    pub bytes: u64,
+}
+
+/// Removes the temporary files a killed writer left behind (SIGKILL or a
+/// power cut between creating one and renaming it) in `dir` and its
+/// folders: `.herald-tmp-*` files older than [`STALE_AFTER`]. A folder
+/// that does not exist has none; one that cannot be read is skipped.
+pub fn remove_stale_temporaries(dir: &Path) -> Removed {
+    let mut removed = Removed::default();
+    let cutoff = std::time::SystemTime::now() - STALE_AFTER;
+    sweep(dir, cutoff, STALE_SEARCH_DEPTH, &mut removed);
+    removed
+}
+
+fn sweep(dir: &Path, cutoff: std::time::SystemTime, depth: usize, removed: &mut Removed) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.filter_map(Result::ok) {
+        // Not followed: symbolic links, so the sweep stays inside `dir`.
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
+        if kind.is_dir() && depth > 0 {
+            sweep(&entry.path(), cutoff, depth - 1, removed);
+            continue;
+        }
+        let stale = kind.is_file()
+            && entry.file_name().to_string_lossy().starts_with(TMP_PREFIX)
+            && entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t < cutoff);
+        if stale {
+            let bytes = entry.metadata().map(|m| m.len()).unwrap_or(0);
+            if std::fs::remove_file(entry.path()).is_ok() {
+                removed.files += 1;
+                removed.bytes += bytes;
+            }
+        }
+    }
+}
+
 fn write_atomic(
     path: &Path,
     #[cfg_attr(not(unix), allow(unused_variables))] mode: u32,
@@ -155,6 +211,42 @@ mod tests {
         }
         let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("sub")).unwrap().collect();
         assert_eq!(leftovers.len(), 1, "no temporary files left behind");
+    }
+
+    #[test]
+    fn stale_temporaries_are_removed_and_fresh_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let deep = dir.path().join("tags/rust");
+        std::fs::create_dir_all(&deep).unwrap();
+        let old = std::time::SystemTime::now() - STALE_AFTER * 2;
+        for p in [
+            dir.path().join(".herald-tmp-a1"),
+            deep.join(".herald-tmp-b2"),
+        ] {
+            std::fs::write(&p, b"half a feed").unwrap();
+            std::fs::File::options()
+                .write(true)
+                .open(&p)
+                .unwrap()
+                .set_modified(old)
+                .unwrap();
+        }
+        std::fs::write(dir.path().join(".herald-tmp-fresh"), b"in flight").unwrap();
+        std::fs::write(deep.join("atom.xml"), b"<feed/>").unwrap();
+        let removed = remove_stale_temporaries(dir.path());
+        assert_eq!(
+            removed,
+            Removed {
+                files: 2,
+                bytes: 22
+            }
+        );
+        assert!(dir.path().join(".herald-tmp-fresh").exists());
+        assert!(deep.join("atom.xml").exists());
+        assert_eq!(
+            remove_stale_temporaries(&dir.path().join("missing")),
+            Removed::default()
+        );
     }
 
     #[test]

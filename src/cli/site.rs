@@ -29,6 +29,9 @@ pub struct BuildOutcome {
 
 pub fn build(config: &Config, opts: BuildOptions) -> anyhow::Result<BuildOutcome> {
     let started = Instant::now();
+    if opts.write {
+        feeds::remove_leftovers(config);
+    }
     let mut first_seen = if opts.write {
         FirstSeen::open(&config.data_dir)?
     } else {

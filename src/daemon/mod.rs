@@ -53,6 +53,7 @@ pub async fn run(config: Config, listener: TcpListener, runtime: Runtime) -> any
     let ready = Arc::new(AtomicBool::new(false));
     let shutdown = runtime.shutdown;
     let grace = config.server.shutdown_grace.0;
+    crate::feeds::remove_leftovers(&config);
     let (subscriptions, digests) = open_subscriptions(
         Arc::clone(&config),
         Arc::clone(&metrics),

@@ -189,6 +189,24 @@ pub fn write_all(
     Ok(report)
 }
 
+/// Removes what writes killed midway left behind (`.herald-tmp-*` files)
+/// in the folders herald writes: the feeds and `data_dir` (whose outbox,
+/// first-seen record and exports are written the same way). Called before
+/// `herald build` writes and when the daemon starts.
+pub fn remove_leftovers(config: &Config) {
+    for dir in [&config.feeds.dir, &config.data_dir] {
+        let removed = crate::base::fs::remove_stale_temporaries(dir);
+        if removed.files > 0 {
+            tracing::info!(
+                "removed {} temporary files ({:.1} MB) left in {} by writes that were interrupted",
+                removed.files,
+                removed.bytes as f64 / 1e6,
+                dir.display()
+            );
+        }
+    }
+}
+
 fn write_one(
     config: &Config,
     spec: &FeedSpec,

@@ -19,6 +19,7 @@ mod e2e;
 mod healthcheck;
 mod helpers;
 mod http;
+mod leftovers;
 mod mail;
 mod smtp;
 mod store;
