@@ -185,7 +185,7 @@ fn check_row(
     let mut fields = Vec::with_capacity(record.len());
     for (i, raw) in record.iter().enumerate() {
         match std::str::from_utf8(raw) {
-            Ok(s) => fields.push(s),
+            Ok(s) => fields.push(unquote_formula(s)),
             Err(_) => {
                 let column = header
                     .at
@@ -367,13 +367,39 @@ fn opt_time(t: Option<DateTime<Utc>>) -> String {
     t.map(rfc3339).unwrap_or_default()
 }
 
-/// The export format: what `import` reads back.
+/// Characters that make a spreadsheet read a cell as a formula
+/// (`=cmd|'/Ccalc'!A0@example.org` is a valid address anyone can enter on
+/// the subscribe form).
+const FORMULA_START: [char; 6] = ['=', '+', '-', '@', '\t', '\r'];
+
+/// A cell as the export writes it: prefixed with `'` when a spreadsheet
+/// would take it for a formula (OWASP's rule). A cell that already starts
+/// with `'`s before such a character gets one more, so that
+/// [`unquote_formula`] gives back exactly what was written.
+fn quote_formula(cell: &str) -> std::borrow::Cow<'_, str> {
+    if cell.trim_start_matches('\'').starts_with(FORMULA_START) {
+        format!("'{cell}").into()
+    } else {
+        cell.into()
+    }
+}
+
+/// The reverse of [`quote_formula`], applied to every imported cell.
+fn unquote_formula(cell: &str) -> &str {
+    match cell.strip_prefix('\'') {
+        Some(rest) if rest.trim_start_matches('\'').starts_with(FORMULA_START) => rest,
+        _ => cell,
+    }
+}
+
+/// The export format: what `import` reads back. Cells a spreadsheet would
+/// run as formulas are quoted ([`quote_formula`]).
 pub(super) fn write_csv(list: &[Subscriber], out: &mut dyn Write) -> anyhow::Result<()> {
     let mut w = csv::Writer::from_writer(out);
     w.write_record(COLUMNS)?;
     for s in list {
         let c = &s.consent;
-        w.write_record([
+        let cells = [
             s.email.as_str(),
             s.name.as_deref().unwrap_or(""),
             s.status.as_str(),
@@ -391,7 +417,8 @@ pub(super) fn write_csv(list: &[Subscriber], out: &mut dyn Write) -> anyhow::Res
             &opt_time(c.confirmed_at),
             &opt_time(c.left_at),
             c.left_how.as_deref().unwrap_or(""),
-        ])?;
+        ];
+        w.write_record(cells.iter().map(|c| quote_formula(c).into_owned()))?;
     }
     w.flush()?;
     Ok(())
@@ -493,6 +520,30 @@ schedule = "0 0 7 * * *"
         );
         let e = read_rows(b"", &rules(), Utc::now(), &mut err).unwrap_err();
         assert!(e.to_string().contains("the file is empty"), "{e}");
+    }
+
+    #[test]
+    fn formula_quoting_is_undone_exactly() {
+        for cell in [
+            "=cmd|'/Ccalc'!A0@example.org",
+            "+1",
+            "-2",
+            "@SUM(A1)",
+            "\tx",
+            "\rx",
+            "'=already",
+            "''+twice",
+            "'plain",
+            "plain",
+            "",
+            "'",
+        ] {
+            let quoted = quote_formula(cell);
+            assert!(!quoted.starts_with(FORMULA_START), "{quoted:?}");
+            assert_eq!(unquote_formula(&quoted), cell);
+        }
+        assert_eq!(quote_formula("=1+1"), "'=1+1");
+        assert_eq!(quote_formula("plain"), "plain");
     }
 
     #[test]

@@ -9,6 +9,7 @@ mod config_docs;
 mod config_env;
 mod corpora;
 mod cron;
+mod csv_formula;
 mod daemon;
 mod determinism;
 mod digest;
