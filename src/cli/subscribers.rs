@@ -120,7 +120,7 @@ pub async fn run_with(
             note,
         } => {
             let request = NewSubscription {
-                email: SubscriberEmail::parse(&email).map_err(|e| anyhow::anyhow!("email: {e}"))?,
+                email: rules.email(&email).map_err(anyhow::Error::msg)?,
                 name: rules
                     .name(name.as_deref().unwrap_or(""))
                     .map_err(anyhow::Error::msg)?,

@@ -10,7 +10,7 @@ use anyhow::bail;
 use chrono::{DateTime, SecondsFormat, Utc};
 
 use crate::config::Config;
-use crate::store::{Consent, NewSubscription, Status, Subscriber, SubscriberEmail};
+use crate::store::{Consent, EmailError, NewSubscription, Status, Subscriber, SubscriberEmail};
 use crate::subscribers::choices::Choices;
 
 const MAX_NAME: usize = 200;
@@ -19,13 +19,26 @@ const MAX_NOTE: usize = 1_000;
 /// What a valid row or command-line value may hold, from the config.
 pub(super) struct Rules {
     pub(super) choices: Choices,
+    /// Addresses with a non-ASCII local part are accepted (`mail.smtputf8`).
+    smtputf8: bool,
 }
 
 impl Rules {
     pub(super) fn new(config: &Config) -> Rules {
         Rules {
             choices: Choices::new(config),
+            smtputf8: config.mail.smtputf8,
         }
+    }
+
+    /// A new subscriber's address.
+    pub(super) fn email(&self, raw: &str) -> Result<SubscriberEmail, String> {
+        SubscriberEmail::parse_new(raw, self.smtputf8).map_err(|e| match e {
+            EmailError::NonAsciiLocalPart(_) => format!(
+                "email: {e} (mail.smtputf8 = true accepts such addresses, if your SMTP server supports SMTPUTF8)"
+            ),
+            e => format!("email: {e}"),
+        })
     }
 
     pub(super) fn name(&self, raw: &str) -> Result<Option<String>, String> {
@@ -197,7 +210,7 @@ fn check_row(
         }
     }
     let get = |column: &str| header.at.get(column).map_or("", |&i| fields[i]);
-    let email = SubscriberEmail::parse(get("email")).map_err(|e| format!("email: {e}"))?;
+    let email = rules.email(get("email"))?;
     let name = rules.name(get("name"))?;
     let tags = rules.tags(get("tags").split(';'))?;
     let confirmed = parse_flag(get("confirmed"))?;

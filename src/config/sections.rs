@@ -248,6 +248,11 @@ pub struct MailConfig {
     /// `herald digest send|retry` from the command line.
     pub queue_poll: Duration,
     pub dkim: Option<DkimConfig>,
+    /// The SMTP server accepts SMTPUTF8 (RFC 6531): addresses with letters
+    /// other than ASCII before the @ (`jörg@example.org`) are accepted at
+    /// sign-up and import, and sent with SMTPUTF8. Off: they are refused
+    /// with the reason. Internationalized domains work either way.
+    pub smtputf8: bool,
 }
 
 impl Default for MailConfig {
@@ -268,6 +273,7 @@ impl Default for MailConfig {
             batch_size: 64,
             queue_poll: secs(5),
             dkim: None,
+            smtputf8: false,
         }
     }
 }

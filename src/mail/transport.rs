@@ -9,7 +9,7 @@ use anyhow::{bail, Context};
 use lettre::message::Mailbox;
 use lettre::transport::smtp::authentication::{Credentials, DEFAULT_MECHANISMS};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
-use lettre::transport::smtp::extension::ClientId;
+use lettre::transport::smtp::extension::{ClientId, Extension};
 use lettre::{AsyncFileTransport, AsyncTransport, Message, Tokio1Executor};
 use tokio::sync::Semaphore;
 
@@ -221,6 +221,16 @@ impl Mailer {
     }
 }
 
+/// An address of the envelope has a non-ASCII local part: the server must
+/// offer SMTPUTF8 (domains are ASCII by then, see `SubscriberEmail`).
+fn needs_smtputf8(envelope: &lettre::address::Envelope) -> bool {
+    envelope
+        .from()
+        .into_iter()
+        .chain(envelope.to())
+        .any(|a: &lettre::Address| !AsRef::<str>::as_ref(a).is_ascii())
+}
+
 /// The SMTP pool `[mail.smtp]` describes, checked but not connected, and
 /// its description for logs (never the password).
 fn smtp_pool(config: &Config) -> anyhow::Result<(SmtpPool, String)> {
@@ -304,6 +314,20 @@ impl SmtpPool {
             .map_err(|_| SendError::Other("the SMTP transport is shut down".into()))?;
         let attempt = async {
             let mut conn = self.checkout().await?;
+            if needs_smtputf8(envelope)
+                && !conn.server_info().supports_feature(Extension::SmtpUtfEight)
+            {
+                // Nothing was sent, and trying again cannot help: a
+                // permanent failure for this recipient, as the 553 5.6.7
+                // of RFC 6531 would be, on a connection still good.
+                self.checkin(conn);
+                return Err(SendError::Permanent {
+                    reply: format!(
+                        "{}:{} does not support SMTPUTF8, which the address needs (5.6.7, RFC 6531)",
+                        self.host, self.port
+                    ),
+                });
+            }
             match conn.send(envelope, bytes).await {
                 Ok(_) => {
                     self.checkin(conn);

@@ -114,7 +114,7 @@ impl Subscriptions {
         if let Some(ip) = ip {
             self.count_request(ip, now)?;
         }
-        let email = SubscriberEmail::parse(&req.email)?;
+        let email = SubscriberEmail::parse_new(&req.email, self.config.mail.smtputf8)?;
         let schedules = self.checked_schedules(req.schedules)?;
         let tags = self.checked_tags(req.tags)?;
         let outcome = self

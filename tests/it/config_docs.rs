@@ -56,7 +56,11 @@ fn sample_keys() -> Vec<SampleKey> {
         let Some((key, _)) = body.split_once(" = ") else {
             continue;
         };
-        if key.is_empty() || !key.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
+        if key.is_empty()
+            || !key
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        {
             continue;
         }
         let full = if section.is_empty() {

@@ -1,5 +1,6 @@
 //! herald's integration tests: one binary, one file per area.
 
+mod addresses;
 mod bad_input;
 mod browser;
 mod check_parity;
