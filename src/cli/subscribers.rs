@@ -18,10 +18,14 @@ use chrono::{DateTime, Utc};
 use super::subscribers_csv::{read_rows, rfc3339, write_csv, Row, Rules};
 use crate::base::fs::write_private;
 use crate::config::Config;
+use crate::mail::Mailer;
 use crate::store::{
     ListFilter, NewSubscription, SqliteStore, Status, Store, SubscribeOutcome, Subscriber,
     SubscriberEmail,
 };
+use crate::subscribers::optin::{Confirmation, Subscriptions};
+use crate::subscribers::tokens::Signer;
+use crate::templates::Templates;
 
 /// Rows written per transaction by `import`.
 pub const BATCH: usize = 5_000;
@@ -70,6 +74,20 @@ pub enum SubscribersCommand {
         /// The CSV file, or `-` for standard input.
         file: PathBuf,
         /// Check every row and report, writing nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Mail a confirmation link again to pending subscribers (every one, or
+    /// the addresses given), through the configured mail transport as the
+    /// daemon would. An address mailed less than `subscribers.resend_after`
+    /// ago is skipped. A pending subscriber who does not confirm is removed
+    /// once `subscribers.pending_purge_after` has passed since their last
+    /// confirmation email. Exits 1 when a confirmation could not be sent.
+    ConfirmAgain {
+        /// Only these pending subscribers; default: every pending one.
+        #[arg(value_name = "EMAIL")]
+        emails: Vec<String>,
+        /// Say who would get a confirmation, and send nothing.
         #[arg(long)]
         dry_run: bool,
     },
@@ -143,7 +161,7 @@ pub async fn run_with(
                     None => None,
                 },
             };
-            add(&store, request, out, err).await?
+            add(&store, purge_after(config), request, out, err).await?
         }
         SubscribersCommand::List { status, format } => {
             let list = store.list(&ListFilter { status }).await?;
@@ -165,7 +183,10 @@ pub async fn run_with(
             } else {
                 std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?
             };
-            import(&store, &rules, &bytes, dry_run, err).await?
+            import(&store, &rules, purge_after(config), &bytes, dry_run, err).await?
+        }
+        SubscribersCommand::ConfirmAgain { emails, dry_run } => {
+            confirm_again(config, &store, &emails, dry_run, out, err).await?
         }
         SubscribersCommand::Export { file } => {
             let list = store.list(&ListFilter::default()).await?;
@@ -190,6 +211,7 @@ pub async fn run_with(
 
 async fn add(
     store: &SqliteStore,
+    purge_after: chrono::Duration,
     request: NewSubscription,
     out: &mut (dyn Write + Send),
     err: &mut (dyn Write + Send),
@@ -206,8 +228,11 @@ async fn add(
         SubscribeOutcome::Active(s) => writeln!(out, "{} is active (id {})", s.email, s.id)?,
         SubscribeOutcome::Pending(s) => writeln!(
             out,
-            "{} is pending (id {}) until they confirm; the command line sends no mail",
-            s.email, s.id
+            "{} is pending (id {}): no mail has been sent. `herald subscribers confirm-again {}` mails the confirmation link; unconfirmed, they are removed by the daemon's hourly purge from {}",
+            s.email,
+            s.id,
+            s.email,
+            day_and_time(s.consent.requested_at + purge_after),
         )?,
         SubscribeOutcome::AlreadyActive(s) => writeln!(
             out,
@@ -251,12 +276,38 @@ async fn remove(
 async fn import(
     store: &SqliteStore,
     rules: &Rules,
+    purge_after: chrono::Duration,
     bytes: &[u8],
     dry_run: bool,
     err: &mut (dyn Write + Send),
 ) -> anyhow::Result<ExitCode> {
     let start = Instant::now();
-    let (rows, rejected) = read_rows(bytes, rules, Utc::now(), err)?;
+    let now = Utc::now();
+    let (rows, rejected) = read_rows(bytes, rules, now, err)?;
+    let pending_rows: Vec<&Row> = rows
+        .iter()
+        .map(|(_, row)| row)
+        .filter(|row| match row {
+            Row::New(n) => n.confirmed_note.is_none(),
+            Row::Restore(s) => s.status == Status::Pending,
+        })
+        .collect();
+    // Rows already present are left alone: only new pending rows count.
+    let pending = if pending_rows.is_empty() {
+        0
+    } else {
+        let present: HashSet<String> = store
+            .list(&ListFilter::default())
+            .await?
+            .iter()
+            .map(|s| s.email.key())
+            .collect();
+        pending_rows
+            .iter()
+            .filter(|row| !present.contains(&row.key()))
+            .count()
+    };
+    let restored = pending_rows.iter().any(|r| matches!(r, Row::Restore(_)));
     let total = rows.len();
     writeln!(
         err,
@@ -326,6 +377,20 @@ async fn import(
             }
         }
     }
+    if pending > 0 {
+        // Said before the summary, which stays the last line.
+        writeln!(
+            err,
+            "{pending} new rows {} pending (no consent given in the file): no mail is sent to them. `herald subscribers confirm-again` mails them a confirmation link; whoever has not confirmed {} after their request or last confirmation email is removed by the daemon's hourly purge ({}).",
+            if dry_run { "would be" } else { "are" },
+            days(purge_after),
+            if restored {
+                "restored rows keep the request time of the export, so older ones go at the next purge".to_string()
+            } else {
+                format!("without a confirmation email: from {}", day_and_time(now + purge_after))
+            }
+        )?;
+    }
     writeln!(
         err,
         "{}imported {added}, already present {existing}, rejected {rejected} rows in {:.2} s",
@@ -341,6 +406,117 @@ async fn import(
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Mails pending subscribers their confirmation link again; see
+/// [`SubscribersCommand::ConfirmAgain`].
+async fn confirm_again(
+    config: &Config,
+    store: &SqliteStore,
+    emails: &[String],
+    dry_run: bool,
+    out: &mut (dyn Write + Send),
+    err: &mut (dyn Write + Send),
+) -> anyhow::Result<ExitCode> {
+    let pending = store
+        .list(&ListFilter {
+            status: Some(Status::Pending),
+        })
+        .await?;
+    let chosen: Vec<&Subscriber> = if emails.is_empty() {
+        pending.iter().collect()
+    } else {
+        let mut chosen = Vec::new();
+        for raw in emails {
+            let email = SubscriberEmail::parse(raw).map_err(|e| anyhow::anyhow!("{raw}: {e}"))?;
+            match pending.iter().find(|s| s.email.key() == email.key()) {
+                Some(s) => chosen.push(s),
+                None => anyhow::bail!("{email} is not a pending subscriber"),
+            }
+        }
+        chosen
+    };
+    if dry_run {
+        for s in &chosen {
+            writeln!(out, "would mail {}", s.email)?;
+        }
+        writeln!(
+            err,
+            "dry run: {} pending subscribers; nothing sent",
+            chosen.len()
+        )?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let config = std::sync::Arc::new(config.clone());
+    let subs = Subscriptions::new(
+        std::sync::Arc::clone(&config),
+        std::sync::Arc::new(store.clone()),
+        std::sync::Arc::new(Mailer::from_config(&config).await?),
+        Signer::from_config(&config)?,
+        std::sync::Arc::new(Templates::load(Some(&config.templates_dir))?),
+    );
+    let (mut sent, mut skipped, mut failed) = (0u64, 0u64, 0u64);
+    for s in chosen {
+        let now = Utc::now();
+        match subs.send_confirmation(s, now).await? {
+            Confirmation::Sent => {
+                sent += 1;
+                let mut after = s.clone();
+                after.confirmation_sent_at = Some(now);
+                writeln!(
+                    out,
+                    "mailed {}; unconfirmed, removed from {}",
+                    s.email,
+                    day_and_time(subs.purge_due(&after))
+                )?;
+            }
+            Confirmation::Throttled { last } => {
+                skipped += 1;
+                writeln!(
+                    out,
+                    "skipped {}: one went out at {}, less than subscribers.resend_after ago",
+                    s.email,
+                    day_and_time(last)
+                )?;
+            }
+            Confirmation::Failed(e) => {
+                failed += 1;
+                writeln!(err, "failed {}: {}", s.email, e.reply())?;
+            }
+        }
+    }
+    subs.mailer().shutdown().await;
+    writeln!(
+        err,
+        "confirm-again: mailed {sent}, skipped {skipped} (mailed within subscribers.resend_after), failed {failed}; links work for {}",
+        days(chrono::Duration::from_std(config.subscribers.confirm_expiry.0).unwrap_or_default())
+    )?;
+    Ok(if failed > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// `subscribers.pending_purge_after` as a chrono duration.
+fn purge_after(config: &Config) -> chrono::Duration {
+    chrono::Duration::from_std(config.subscribers.pending_purge_after.0).unwrap_or_default()
+}
+
+fn day_and_time(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+/// `7 days`, `48 hours` or `10 minutes`: a span as an operator says it.
+fn days(d: chrono::Duration) -> String {
+    let (n, unit) = if d.num_days() >= 2 && d.num_hours() % 24 == 0 {
+        (d.num_days(), "days")
+    } else if d.num_hours() >= 2 && d.num_minutes() % 60 == 0 {
+        (d.num_hours(), "hours")
+    } else {
+        (d.num_minutes(), "minutes")
+    };
+    format!("{n} {unit}")
 }
 
 fn write_table(list: &[Subscriber], out: &mut dyn Write) -> anyhow::Result<()> {

@@ -145,8 +145,9 @@ pub trait Store: Send + Sync + 'static {
     /// Ordered by id.
     async fn list(&self, filter: &ListFilter) -> anyhow::Result<Vec<Subscriber>>;
 
-    /// Removes pending sign-ups requested before `before`, keeping each
-    /// attempt in the consent log. Returns how many.
+    /// Removes pending sign-ups requested, and last sent a confirmation,
+    /// before `before`, keeping each attempt in the consent log. Returns
+    /// how many.
     async fn purge_pending(&self, before: DateTime<Utc>) -> anyhow::Result<u64>;
 
     /// Adds many subscriptions in one transaction (for CSV import): all of

@@ -46,6 +46,18 @@ pub enum RequestError {
     Internal(#[from] anyhow::Error),
 }
 
+/// What [`Subscriptions::send_confirmation`] did.
+#[derive(Debug)]
+pub enum Confirmation {
+    Sent,
+    /// One went out at `last`, within `subscribers.resend_after`.
+    Throttled {
+        last: DateTime<Utc>,
+    },
+    /// The transport refused; nothing is recorded as sent.
+    Failed(crate::mail::SendError),
+}
+
 pub struct Subscriptions {
     config: Arc<Config>,
     store: Arc<dyn Store>,
@@ -135,22 +147,13 @@ impl Subscriptions {
             // Already active: nothing to send, and the same answer.
             SubscribeOutcome::AlreadyActive(_) | SubscribeOutcome::Active(_) => return Ok(()),
         };
-        let resend_after =
-            chrono::Duration::from_std(self.config.subscribers.resend_after.0).unwrap_or_default();
-        if sub
-            .confirmation_sent_at
-            .is_some_and(|t| now - t < resend_after)
-        {
-            tracing::info!(subscriber = sub.id, "confirmation re-send throttled");
-            return Ok(());
-        }
-        let message = self.confirmation_message(&sub, now)?;
-        match self.mailer.send(&message).await {
-            Ok(()) => {
-                self.store.confirmation_sent(sub.id, now).await?;
+        match self.send_confirmation(&sub, now).await? {
+            Confirmation::Sent => Ok(()),
+            Confirmation::Throttled { .. } => {
+                tracing::info!(subscriber = sub.id, "confirmation re-send throttled");
                 Ok(())
             }
-            Err(e) => {
+            Confirmation::Failed(e) => {
                 tracing::error!(
                     subscriber = sub.id,
                     "cannot send the confirmation email: {e}"
@@ -158,6 +161,42 @@ impl Subscriptions {
                 Err(RequestError::Unavailable)
             }
         }
+    }
+
+    /// Mails `sub` (pending) a confirmation link, unless one went out less
+    /// than `subscribers.resend_after` ago. Also for `herald subscribers
+    /// confirm-again`, through the same transport as the daemon.
+    pub async fn send_confirmation(
+        &self,
+        sub: &Subscriber,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<Confirmation> {
+        let resend_after =
+            chrono::Duration::from_std(self.config.subscribers.resend_after.0).unwrap_or_default();
+        if let Some(last) = sub.confirmation_sent_at.filter(|t| now - *t < resend_after) {
+            return Ok(Confirmation::Throttled { last });
+        }
+        let message = self.confirmation_message(sub, now)?;
+        match self.mailer.send(&message).await {
+            Ok(()) => {
+                self.store.confirmation_sent(sub.id, now).await?;
+                Ok(Confirmation::Sent)
+            }
+            Err(e) => Ok(Confirmation::Failed(e)),
+        }
+    }
+
+    /// When a pending subscriber who does not confirm is removed: the
+    /// purge after `subscribers.pending_purge_after` from their request or
+    /// their last confirmation email, whichever is later.
+    pub fn purge_due(&self, sub: &Subscriber) -> DateTime<Utc> {
+        let from = sub
+            .confirmation_sent_at
+            .map_or(sub.consent.requested_at, |t| {
+                t.max(sub.consent.requested_at)
+            });
+        from + chrono::Duration::from_std(self.config.subscribers.pending_purge_after.0)
+            .unwrap_or_default()
     }
 
     /// The confirmation link's target.
@@ -225,7 +264,8 @@ impl Subscriptions {
             .map_err(|_| RequestError::Internal(anyhow::anyhow!("subscriber vanished"))))
     }
 
-    /// Removes pending sign-ups older than `subscribers.pending_purge_after`.
+    /// Removes pending sign-ups older than `subscribers.pending_purge_after`
+    /// (counted from their last confirmation email, if later).
     pub async fn purge(&self, now: DateTime<Utc>) -> anyhow::Result<u64> {
         let age = chrono::Duration::from_std(self.config.subscribers.pending_purge_after.0)
             .unwrap_or_default();

@@ -8,6 +8,7 @@ mod cli;
 mod closed_pipe;
 mod config_docs;
 mod config_env;
+mod confirm_again;
 mod corpora;
 mod cron;
 mod csv_formula;

@@ -234,25 +234,31 @@ impl Store for SqliteStore {
     }
 
     async fn purge_pending(&self, before: DateTime<Utc>) -> anyhow::Result<u64> {
+        // A confirmation mailed again (`herald subscribers confirm-again`)
+        // gives its link time to be used: the clock runs from the later of
+        // the request and the last confirmation email. Times are
+        // fixed-width text, so max() compares them as times.
+        const PURGE_FROM: &str = "max(requested_at, coalesce(confirmation_sent_at, ''))";
         let before = format_time(before);
         let now = format_time(Utc::now());
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        sqlx::query(
+        sqlx::query(&format!(
             "INSERT INTO consent_log (subscriber_id, email_key, event, at, ip, source, note)
              SELECT id, email_key, 'purge', ?, requested_ip, source,
                     'never confirmed; requested ' || requested_at
-             FROM subscribers WHERE status = 'pending' AND requested_at < ?
+             FROM subscribers WHERE status = 'pending' AND {PURGE_FROM} < ?
              ORDER BY id",
-        )
+        ))
         .bind(&now)
         .bind(&before)
         .execute(&mut *tx)
         .await?;
-        let done =
-            sqlx::query("DELETE FROM subscribers WHERE status = 'pending' AND requested_at < ?")
-                .bind(&before)
-                .execute(&mut *tx)
-                .await?;
+        let done = sqlx::query(&format!(
+            "DELETE FROM subscribers WHERE status = 'pending' AND {PURGE_FROM} < ?"
+        ))
+        .bind(&before)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(done.rows_affected())
     }

@@ -1,0 +1,210 @@
+//! Subscribers added or imported without consent, through the real binary
+//! and a real SMTP server: `add` and `import` say that no mail went out
+//! and when the purge removes them; `herald subscribers confirm-again`
+//! mails their confirmation links through the configured transport,
+//! respects `subscribers.resend_after`, and the links work in the daemon;
+//! the purge counts from the last confirmation email.
+
+use std::io::{Read, Write};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use herald::store::{ListFilter, NewSubscription, SqliteStore, Status, Store, SubscriberEmail};
+
+use super::digest_cli::{digest_site, text};
+use super::helpers::{free_port, herald_command, KillOnDrop, TestSite};
+use super::smtp::SmtpServer;
+
+fn smtp_site(smtp: &SmtpServer) -> TestSite {
+    let mut site = digest_site();
+    site.extra = site.extra.replace(
+        "[mail]\n",
+        &format!(
+            "[mail]\ntransport = \"smtp\"\n[mail.smtp]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\n",
+            smtp.port()
+        ),
+    );
+    site.extra = site.extra.replace("outbox_dir", "# outbox_dir");
+    site
+}
+
+/// The confirmation link in a received message (the plain-text part).
+fn link_in(raw: &[u8]) -> String {
+    let message = mail_parser::MessageParser::default().parse(raw).unwrap();
+    let text = message.body_text(0).unwrap();
+    let start = text
+        .find("https://example.org/confirm?token=")
+        .expect("a link");
+    text[start..].split_whitespace().next().unwrap().to_string()
+}
+
+#[test]
+fn unconfirmed_rows_are_told_their_fate_and_confirm_again_mails_them() {
+    let Some(mut smtp) = SmtpServer::start() else {
+        return;
+    };
+    let mut site = smtp_site(&smtp);
+    let csv = site.dir.path().join("list.csv");
+    std::fs::write(
+        &csv,
+        "email,confirmed,consent_note\nann@example.org,,\nbo@example.org,,\ncy@example.org,yes,paper form\n",
+    )
+    .unwrap();
+    let out = site.cli(&["subscribers", "import", csv.to_str().unwrap()]);
+    let err = text(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let note = err
+        .lines()
+        .find(|l| l.starts_with("2 new rows are pending"))
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(note.contains("no mail is sent"), "{note}");
+    assert!(note.contains("confirm-again"), "{note}");
+    assert!(note.contains("7 days") && note.contains("purge"), "{note}");
+    let purge_day = (Utc::now() + chrono::Duration::days(7))
+        .format("%Y-%m-%d")
+        .to_string();
+    assert!(note.contains(&purge_day), "{note}");
+    assert!(
+        err.lines().last().unwrap().starts_with("imported 3,"),
+        "{err}"
+    );
+
+    let out = site.cli(&["subscribers", "add", "di@example.org"]);
+    let said = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(said.contains("no mail has been sent"), "{said}");
+    assert!(
+        said.contains("confirm-again") && said.contains(&purge_day),
+        "{said}"
+    );
+    assert!(smtp.messages().is_empty());
+
+    let out = site.cli(&["subscribers", "confirm-again"]);
+    let said = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{said}{}", text(&out.stderr));
+    assert_eq!(
+        said.lines().filter(|l| l.starts_with("mailed ")).count(),
+        3,
+        "{said}"
+    );
+    let received: Vec<String> = smtp.messages().into_iter().map(|(r, _)| r).collect();
+    assert_eq!(
+        received.len(),
+        3,
+        "{received:?}: the confirmed subscriber gets none"
+    );
+    for who in ["ann@example.org", "bo@example.org", "di@example.org"] {
+        assert!(received.iter().any(|r| r == who), "{who}: {received:?}");
+    }
+
+    // Again at once: within resend_after, nobody is mailed twice.
+    let out = site.cli(&["subscribers", "confirm-again", "ann@example.org"]);
+    assert!(out.status.success());
+    assert!(
+        text(&out.stdout).starts_with("skipped ann@example.org"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert_eq!(smtp.messages().len(), 3);
+
+    // The link works in the daemon (same secret, same config).
+    let (_, raw) = smtp
+        .messages()
+        .into_iter()
+        .find(|(r, _)| r == "bo@example.org")
+        .unwrap();
+    let link = link_in(&raw);
+    let port = free_port();
+    site.extra.push_str(&format!(
+        "\n[server]\nlisten = \"127.0.0.1:{port}\"\n[rescan]\nwatch = false\n"
+    ));
+    {
+        let mut daemon = KillOnDrop(
+            herald_command(&site.config_path(), &["run"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        let start = Instant::now();
+        let path = link.trim_start_matches("https://example.org");
+        let response = loop {
+            assert!(daemon.0.try_wait().unwrap().is_none(), "the daemon stopped");
+            assert!(start.elapsed() < Duration::from_secs(30));
+            if let Ok(mut conn) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+                write!(conn, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
+                let mut response = String::new();
+                conn.read_to_string(&mut response).unwrap();
+                break response;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert!(response.starts_with("HTTP/1.0 200"), "{response}");
+        assert!(response.contains("You are subscribed"), "{response}");
+    }
+    let out = site.cli(&["subscribers", "list", "--status", "active"]);
+    assert!(
+        text(&out.stdout).contains("bo@example.org"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    // A mail server that is down: said per address, exit 1, nothing lost.
+    smtp.stop();
+    let out = site.cli(&["subscribers", "add", "ed@example.org"]);
+    assert!(out.status.success());
+    let out = site.cli(&["subscribers", "confirm-again", "ed@example.org"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stderr).contains("failed ed@example.org"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn the_purge_counts_from_the_last_confirmation_email() {
+    let site = digest_site();
+    let store = SqliteStore::open(&site.config().database_path())
+        .await
+        .unwrap();
+    let now = Utc::now();
+    let mut ids = Vec::new();
+    for who in ["old@example.org", "mailed-again@example.org"] {
+        let outcome = store
+            .subscribe(NewSubscription {
+                email: SubscriberEmail::parse(who).unwrap(),
+                name: None,
+                schedules: vec!["news".into()],
+                tags: vec![],
+                at: now - chrono::Duration::days(8),
+                ip: None,
+                source: "import".into(),
+                confirmed_note: None,
+            })
+            .await
+            .unwrap();
+        let herald::store::SubscribeOutcome::Pending(s) = outcome else {
+            panic!("pending")
+        };
+        ids.push(s.id);
+    }
+    store
+        .confirmation_sent(ids[1], now - chrono::Duration::hours(1))
+        .await
+        .unwrap();
+    let purged = store
+        .purge_pending(now - chrono::Duration::days(7))
+        .await
+        .unwrap();
+    assert_eq!(purged, 1);
+    let left = store
+        .list(&ListFilter {
+            status: Some(Status::Pending),
+        })
+        .await
+        .unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].email.as_str(), "mailed-again@example.org");
+}
