@@ -12,6 +12,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use chrono::{DateTime, Utc};
 
+use super::progress::Progress;
 use crate::base::clock::SystemClock;
 use crate::base::metrics::Metrics;
 use crate::base::shutdown::Shutdown;
@@ -308,6 +309,21 @@ async fn send_now_or_queue(
         trigger.trigger();
     });
     let mut signal = shutdown.signal();
+    // Progress read from the ledger beside the sending, every few seconds.
+    let total = digests.status(run.id).await?.total();
+    let progress = (total > 0).then(|| {
+        let progress = Arc::new(Progress::start("sending", total));
+        let (p, store, id) = (Arc::clone(&progress), digests.store().clone(), run.id);
+        let task = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(p.every()).await;
+                if let Ok(status) = store.run_status(id).await {
+                    p.update(settled(&status));
+                }
+            }
+        });
+        (progress, task)
+    });
     loop {
         let drained = digests.drain(run, articles, &signal).await?;
         if drained.done || signal.is_triggered() {
@@ -330,6 +346,10 @@ async fn send_now_or_queue(
         }
     }
     let status = digests.status(run.id).await?;
+    if let Some((progress, task)) = progress {
+        task.abort();
+        progress.finish(settled(&status));
+    }
     let run = digests
         .store()
         .run(run.id)
@@ -342,6 +362,11 @@ async fn send_now_or_queue(
     } else {
         ExitCode::from(1)
     })
+}
+
+/// Deliveries of a run that are no longer waiting to be sent.
+fn settled(status: &RunStatus) -> u64 {
+    status.total() - status.count(DeliveryState::Pending) - status.count(DeliveryState::Sending)
 }
 
 async fn status(

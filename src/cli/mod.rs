@@ -7,6 +7,7 @@
 //! - [`subscribers`]: `herald subscribers add|list|remove|import|export`,
 //!   with the CSV format in [`subscribers_csv`].
 //! - [`healthcheck`]: `herald healthcheck`, the container's probe.
+//! - `progress`: done/total, rate and time left of long commands.
 
 /// `println!` that hands back the write error instead of panicking, for
 /// every line a command writes to stdout: when the reader has gone
@@ -34,6 +35,7 @@ pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
 
 pub mod digest;
 pub mod healthcheck;
+mod progress;
 pub mod site;
 pub mod subscribers;
 mod subscribers_csv;

@@ -137,3 +137,58 @@ fn digest_send_with_nobody_to_send_to_exits_0_within_seconds() {
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
 }
+
+#[test]
+fn digest_send_prints_progress_between_planned_and_done() {
+    let Some(smtp) = super::smtp::SmtpServer::start() else {
+        return;
+    };
+    let mut site = digest_site();
+    site.extra = site.extra.replace(
+        "[mail]\n",
+        &format!(
+            "[mail]\ntransport = \"smtp\"\nbatch_size = 8\n[mail.smtp]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\npool_size = 1\n",
+            smtp.port()
+        ),
+    );
+    site.extra = site.extra.replace("outbox_dir", "# outbox_dir");
+    let mut csv = String::from("email,confirmed,consent_note\n");
+    for i in 0..40 {
+        csv.push_str(&format!("reader{i}@example.org,yes,test\n"));
+    }
+    let file = site.dir.path().join("list.csv");
+    std::fs::write(&file, csv).unwrap();
+    let out = site.cli(&["subscribers", "import", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // 40 messages one after another at 150 ms each: about 6 s, more than
+    // the 5 s between two progress lines off a terminal. Progress is read
+    // from the ledger, which learns of a batch (8 here) once it is sent.
+    smtp.set_control(serde_json::json!({"data_delay_ms": 150}));
+
+    // stdout and stderr into one file, so their order is kept.
+    let log = site.dir.path().join("send.log");
+    let file = std::fs::File::create(&log).unwrap();
+    let status = herald_command(
+        &site.config_path(),
+        &["digest", "send", "--schedule", "news"],
+    )
+    .stdout(Stdio::from(file.try_clone().unwrap()))
+    .stderr(Stdio::from(file))
+    .status()
+    .unwrap();
+    let said = std::fs::read_to_string(&log).unwrap();
+    assert!(status.success(), "{said}");
+    let at = |needle: &str| {
+        said.find(needle)
+            .unwrap_or_else(|| panic!("no {needle:?} in:\n{said}"))
+    };
+    let planned = at("run 1: planned");
+    let first = at("sending: 0/40 (0%)");
+    let middle = at("left");
+    let last = at("sending: 40/40 (100%)");
+    let done = at("): done");
+    assert!(
+        planned < first && first < middle && middle < last && last < done,
+        "{said}"
+    );
+}
