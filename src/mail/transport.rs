@@ -10,10 +10,11 @@ use lettre::message::Mailbox;
 use lettre::transport::smtp::authentication::{Credentials, DEFAULT_MECHANISMS};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
 use lettre::transport::smtp::extension::{ClientId, Extension};
-use lettre::{AsyncFileTransport, AsyncTransport, Message, Tokio1Executor};
+use lettre::Message;
 use tokio::sync::Semaphore;
 
 use super::message::{MessageError, Outgoing};
+use crate::base::fs::write_private;
 use crate::base::SubscriberEmail;
 use crate::config::{Config, MailTransportKind, SmtpTls};
 
@@ -91,7 +92,9 @@ pub struct Mailer {
 #[derive(Clone)]
 enum Transport {
     Smtp(Arc<SmtpPool>),
-    Outbox(AsyncFileTransport<Tokio1Executor>),
+    /// One `<random>.eml` per message in this folder, readable by its
+    /// owner only: a message holds the reader's signed links.
+    Outbox(Arc<std::path::Path>),
 }
 
 /// herald's own SMTP connection pool, on lettre's connection type. lettre's
@@ -143,7 +146,7 @@ impl Mailer {
                     .await
                     .with_context(|| format!("cannot create the mail outbox {}", dir.display()))?;
                 Ok(Mailer {
-                    transport: Transport::Outbox(AsyncFileTransport::new(dir)),
+                    transport: Transport::Outbox(dir.as_path().into()),
                     from,
                     description: format!("outbox {} (one .eml file per message)", dir.display())
                         .into(),
@@ -195,11 +198,17 @@ impl Mailer {
     pub async fn send(&self, message: &Message) -> Result<(), SendError> {
         let bytes = message.formatted();
         match &self.transport {
-            Transport::Outbox(outbox) => outbox
-                .send_raw(message.envelope(), &bytes)
+            Transport::Outbox(dir) => {
+                let path = dir.join(format!("{:032x}.eml", rand::random::<u128>()));
+                // Written whole or not at all (renamed into place), synced:
+                // a message in the outbox counts as sent.
+                tokio::task::spawn_blocking(move || {
+                    write_private(&path, |w| Ok(w.write_all(&bytes)?))
+                })
                 .await
-                .map(drop)
-                .map_err(|e| SendError::Other(format!("cannot write to the outbox: {e}"))),
+                .map_err(|e| SendError::Other(format!("cannot write to the outbox: {e}")))?
+                .map_err(|e| SendError::Other(format!("cannot write to the outbox: {e:#}")))
+            }
             Transport::Smtp(pool) => pool.send(message.envelope(), &bytes).await,
         }
     }

@@ -192,3 +192,41 @@ fn digest_send_prints_progress_between_planned_and_done() {
         "{said}"
     );
 }
+
+#[cfg(unix)]
+#[test]
+fn outbox_messages_holding_tokens_are_readable_by_their_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let site = digest_site();
+    let out = site.cli(&["subscribers", "add", "ann@example.org"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = site.cli(&["subscribers", "confirm-again"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = site.cli(&[
+        "subscribers",
+        "add",
+        "bo@example.org",
+        "--confirmed",
+        "--note",
+        "t",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = run_within(
+        &site,
+        &["digest", "send", "--schedule", "news"],
+        Duration::from_secs(10),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let outbox = site.dir.path().join("outbox");
+    let files: Vec<_> = std::fs::read_dir(&outbox)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 2, "a confirmation and a digest: {files:?}");
+    for f in files {
+        assert_eq!(f.extension().and_then(|e| e.to_str()), Some("eml"));
+        let mode = std::fs::metadata(&f).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{}", f.display());
+        assert!(std::fs::read_to_string(&f).unwrap().contains("token="));
+    }
+}
