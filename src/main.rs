@@ -19,7 +19,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[command(
     name = "herald",
     version,
-    about = "Turns a content directory into RSS, Atom and JSON feeds"
+    about = "Turns a content directory into RSS, Atom and JSON feeds, serves them over HTTP, \
+             and sends email digests of new articles to double-opt-in subscribers"
 )]
 struct Cli {
     /// Configuration file.
@@ -57,8 +58,10 @@ enum Command {
     /// file was rejected (the others are still published), 2 on a fatal error.
     Build,
     /// Validate the config and every content file, render every feed in
-    /// memory, and write nothing. Exits 1 when any content file would be
-    /// rejected, 2 on a fatal error.
+    /// memory, make every check `herald run` makes at start (each template
+    /// rendered with sample data, digest subjects, the DKIM key, the signing
+    /// secret, the SMTP settings), and write nothing. Exits 1 when any
+    /// content file would be rejected, 2 on any other failure.
     Check,
     /// Run the daemon: build at start, keep the feeds current (rescan on the
     /// `[rescan]` schedule and when content files change, publish future-dated
@@ -202,5 +205,44 @@ fn init_tracing(format: LogFormat) {
     match format {
         LogFormat::Human => builder.with_target(false).init(),
         LogFormat::Json => builder.json().init(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    /// Every subcommand, option and argument, by its path, that has no
+    /// help text.
+    fn undocumented(cmd: &clap::Command, path: &str, found: &mut Vec<String>) {
+        if cmd.get_about().is_none() && cmd.get_long_about().is_none() {
+            found.push(format!("command `{path}`"));
+        }
+        for arg in cmd.get_arguments() {
+            let builtin = matches!(arg.get_id().as_str(), "help" | "version");
+            if !builtin && arg.get_help().is_none() && arg.get_long_help().is_none() {
+                found.push(format!("`{path}` argument `{}`", arg.get_id()));
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            undocumented(sub, &format!("{path} {}", sub.get_name()), found);
+        }
+    }
+
+    #[test]
+    fn every_command_option_and_argument_has_help_text() {
+        let mut cmd = Cli::command();
+        cmd.build();
+        let mut found = Vec::new();
+        undocumented(&cmd, "herald", &mut found);
+        assert!(found.is_empty(), "no help text: {found:#?}");
+    }
+
+    #[test]
+    fn the_top_level_help_says_herald_sends_email_digests() {
+        let help = Cli::command().render_help().to_string();
+        assert!(help.contains("email digests"), "{help}");
     }
 }

@@ -29,12 +29,15 @@ pub enum DigestCommand {
     /// Write the digest one subscriber would get now (HTML, text and the
     /// whole .eml) to a folder. Sends nothing and leaves the ledger alone.
     Preview {
-        #[arg(long)]
+        /// The `[[digest]]` schedule, by name.
+        #[arg(long, value_name = "NAME")]
         schedule: String,
         /// An active subscriber of the schedule; default: a sample reader
         /// who follows every tag and gets the latest articles.
         #[arg(long, value_name = "EMAIL")]
         subscriber: Option<String>,
+        /// Folder to write digest.html, digest.txt and digest.eml into
+        /// (created if missing).
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
     },
@@ -42,7 +45,8 @@ pub enum DigestCommand {
     /// subscriber with something new and send them. Exits 1 when any
     /// delivery failed or bounced.
     Send {
-        #[arg(long)]
+        /// The `[[digest]]` schedule to run, by name.
+        #[arg(long, value_name = "NAME")]
         schedule: String,
         /// Only say who would get what.
         #[arg(long)]
@@ -50,18 +54,27 @@ pub enum DigestCommand {
     },
     /// Recent runs, or one run's counts by state and every delivery that
     /// did not go out, with its SMTP reply.
-    Status { run: Option<i64> },
+    Status {
+        /// A run's number (the first column of the list); without it, the
+        /// recent runs and when each schedule is next due.
+        run: Option<i64>,
+    },
     /// Send a run's failed or uncertain deliveries again (to subscribers
     /// still active), then whatever else of it is pending.
     Retry {
+        /// Deliveries that failed (the server kept refusing, or a local
+        /// error) after `mail.max_attempts` tries.
         #[arg(
             long,
             conflicts_with = "uncertain",
             required_unless_present = "uncertain"
         )]
         failed: bool,
+        /// Deliveries that were being sent when herald was killed: they may
+        /// or may not have arrived, so sending them again may duplicate.
         #[arg(long)]
         uncertain: bool,
+        /// The run's number, as `herald digest status` lists it.
         run: i64,
     },
 }

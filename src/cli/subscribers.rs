@@ -38,7 +38,9 @@ pub enum SubscribersCommand {
     /// confirm; with it (and a --note saying how they gave consent) they
     /// are active at once.
     Add {
+        /// Their email address.
         email: String,
+        /// Their name, for the operator's records (not used in mail).
         #[arg(long)]
         name: Option<String>,
         /// A `[[digest]]` schedule they receive (repeatable); default: all.
@@ -56,14 +58,20 @@ pub enum SubscribersCommand {
     },
     /// List subscribers, oldest first.
     List {
+        /// Only subscribers in this state: pending, active, unsubscribed or
+        /// bounced.
         #[arg(long, value_parser = parse_status)]
         status: Option<Status>,
+        /// A table to read, or CSV (the export's columns).
         #[arg(long, value_enum, default_value = "table")]
         format: ListFormat,
     },
     /// Unsubscribe an address on the operator's behalf. The record and its
     /// consent history are kept.
-    Remove { email: String },
+    Remove {
+        /// Their email address.
+        email: String,
+    },
     /// Import subscribers from CSV with the header
     /// `email,name,schedules,tags,confirmed,consent_note` (only `email` is
     /// required; schedules and tags separated by `;`). A file written by
