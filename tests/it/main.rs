@@ -28,4 +28,5 @@ mod smtp;
 mod store;
 mod subscribe;
 mod subscribers_cli;
+mod template_docs;
 mod websub;
