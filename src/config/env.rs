@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::de::DeserializeOwned;
 
-use super::error::{ConfigError, SECRET_KEYS};
+use super::error::{is_within, ConfigError, SECRET_KEYS};
 
 /// Environment variables the command line reads itself; they are not
 /// config overrides.
@@ -168,13 +168,13 @@ fn blame(file: &toml::Table, overrides: &[Override], key: &str, message: String)
         });
     // The variable that set the key, a section holding it, or an unknown
     // key itself.
-    let exact = overrides.iter().find(|o| {
-        Some(&o.key) == unknown.as_ref() || o.key == key || key.starts_with(&format!("{}.", o.key))
-    });
+    let exact = overrides
+        .iter()
+        .find(|o| Some(&o.key) == unknown.as_ref() || is_within(key, &o.key));
     let created = || {
-        overrides.iter().find(|o| {
-            !key.is_empty() && o.key.starts_with(&format!("{key}.")) && !in_table(file, key)
-        })
+        overrides
+            .iter()
+            .find(|o| !key.is_empty() && is_within(&o.key, key) && !in_table(file, key))
     };
     let Some(o) = exact.or_else(created) else {
         return ConfigError::Key {
@@ -185,9 +185,7 @@ fn blame(file: &toml::Table, overrides: &[Override], key: &str, message: String)
     // serde's messages quote the value (`invalid type: integer
     // `12345678``): never for a key that holds a secret, or a section
     // holding one.
-    let may_hold_secret = SECRET_KEYS
-        .iter()
-        .any(|s| *s == o.key || s.starts_with(&format!("{}.", o.key)));
+    let may_hold_secret = SECRET_KEYS.iter().any(|s| is_within(s, &o.key));
     let quotes_a_value = message.starts_with("invalid type")
         || message.starts_with("invalid value")
         || message.contains(o.raw.trim());

@@ -58,6 +58,13 @@ pub fn env_var_for(key: &str) -> String {
     )
 }
 
+/// Whether the dotted `key` is `outer` or lies inside it (`mail.smtp.port`
+/// and `mail.smtp[0]` inside `mail.smtp`).
+pub(super) fn is_within(key: &str, outer: &str) -> bool {
+    key.strip_prefix(outer)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
+}
+
 /// Refuses secrets written into the file.
 pub(super) fn refuse_secrets_in_file(file: &toml::Table) -> Result<(), ConfigError> {
     for key in SECRET_KEYS {
@@ -92,9 +99,15 @@ pub struct Origins(pub(super) BTreeMap<String, String>);
 
 impl Origins {
     /// An error about `key`, naming the variable when the environment set
-    /// it.
+    /// it, or a section holding it (`HERALD_SITE__AUTHOR='{ name = "" }'`).
     pub fn error(&self, key: &str, message: impl std::fmt::Display) -> ConfigError {
-        match self.0.get(key) {
+        let var = self.0.get(key).or_else(|| {
+            self.0
+                .iter()
+                .find(|(k, _)| is_within(key, k))
+                .map(|(_, var)| var)
+        });
+        match var {
             Some(var) => ConfigError::Env {
                 var: var.clone(),
                 key: Some(key.to_string()),

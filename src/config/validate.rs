@@ -92,11 +92,13 @@ impl Config {
             }
         }
         let m = &self.mail;
-        if !(m.rate_limit >= 0.0 && m.rate_limit.is_finite()) {
+        // Bounded both ways: the wait between two messages, 1 / rate, must
+        // be a time a timer can hold.
+        if !(m.rate_limit == 0.0 || (0.001..=1_000_000.0).contains(&m.rate_limit)) {
             fail!(
                 self,
                 "mail.rate_limit",
-                "must be 0 (no limit) or a positive number of messages per second"
+                "must be 0 (no limit) or between 0.001 and 1000000 messages per second"
             );
         }
         if m.max_attempts == 0 {

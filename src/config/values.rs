@@ -86,6 +86,9 @@ fn number_and_unit(s: &str) -> Option<(u64, &str)> {
     Some((num.parse().ok()?, unit.trim()))
 }
 
+/// The longest [`Duration`]: 100 years.
+const MAX_DURATION_MS: u64 = 100 * 365 * 86_400_000;
+
 /// A span of time written with a unit: `300ms`, `10s`, `5 min`, `2h`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "String")]
@@ -96,12 +99,12 @@ impl FromStr for Duration {
     fn from_str(s: &str) -> Result<Self, String> {
         let (n, unit) = number_and_unit(s)
             .ok_or_else(|| format!("`{s}` is not a duration like `500ms`, `10s` or `5min`"))?;
-        let d = match unit.trim() {
-            "ms" => std::time::Duration::from_millis(n),
-            "s" | "sec" => std::time::Duration::from_secs(n),
-            "m" | "min" => std::time::Duration::from_secs(n * 60),
-            "h" => std::time::Duration::from_secs(n * 3600),
-            "d" | "days" => std::time::Duration::from_secs(n * 86400),
+        let (n, millis_per) = match unit.trim() {
+            "ms" => (n, 1),
+            "s" | "sec" => (n, 1000),
+            "m" | "min" => (n, 60_000),
+            "h" => (n, 3_600_000),
+            "d" | "days" => (n, 86_400_000),
             "" => return Err(format!("`{s}` needs a unit: ms, s, min or h")),
             other => {
                 return Err(format!(
@@ -109,7 +112,15 @@ impl FromStr for Duration {
                 ))
             }
         };
-        Ok(Duration(d))
+        // Bounded, so that no time computed from it overflows (a timer, a
+        // purge cut-off).
+        match n
+            .checked_mul(millis_per)
+            .filter(|ms| *ms <= MAX_DURATION_MS)
+        {
+            Some(ms) => Ok(Duration(std::time::Duration::from_millis(ms))),
+            None => Err(format!("`{s}` is too long (at most 100 years)")),
+        }
     }
 }
 

@@ -8,6 +8,7 @@ mod cli;
 mod closed_pipe;
 mod config_docs;
 mod config_env;
+mod config_props;
 mod confirm_again;
 mod corpora;
 mod cron;
