@@ -300,21 +300,21 @@ async fn import(
             Row::Restore(s) => s.status == Status::Pending,
         })
         .collect();
-    // Rows already present are left alone: only new pending rows count.
-    let pending = if pending_rows.is_empty() {
-        0
-    } else {
-        let present: HashSet<String> = store
+    // Addresses already present are left alone: only new rows count.
+    let present: HashSet<String> = if dry_run || !pending_rows.is_empty() {
+        store
             .list(&ListFilter::default())
             .await?
             .iter()
             .map(|s| s.email.key())
-            .collect();
-        pending_rows
-            .iter()
-            .filter(|row| !present.contains(&row.key()))
-            .count()
+            .collect()
+    } else {
+        HashSet::new()
     };
+    let pending = pending_rows
+        .iter()
+        .filter(|row| !present.contains(&row.key()))
+        .count();
     let restored = pending_rows.iter().any(|r| matches!(r, Row::Restore(_)));
     let total = rows.len();
     writeln!(
@@ -331,12 +331,6 @@ async fn import(
     }
     let (mut added, mut existing) = (0u64, 0u64);
     if dry_run {
-        let present: HashSet<String> = store
-            .list(&ListFilter::default())
-            .await?
-            .iter()
-            .map(|s| s.email.key())
-            .collect();
         for (_, row) in &rows {
             if present.contains(&row.key()) {
                 existing += 1;

@@ -222,14 +222,8 @@ fn in_table(table: &toml::Table, key: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use crate::config::tests::MINIMAL;
     use crate::config::{Config, ConfigError};
-
-    const MINIMAL: &str = r#"
-[site]
-title = "T"
-base_url = "https://example.org/"
-author = { name = "A" }
-"#;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs

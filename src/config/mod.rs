@@ -171,7 +171,7 @@ mod tests {
 
     use super::*;
 
-    const MINIMAL: &str = r#"
+    pub(crate) const MINIMAL: &str = r#"
 [site]
 title = "T"
 base_url = "https://example.org/blog"

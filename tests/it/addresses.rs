@@ -6,25 +6,15 @@
 //! tries on the backoff.
 
 use std::io::{Read, Write};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use super::digest_cli::{digest_site, run_within, text};
-use super::helpers::{free_port, herald_command, KillOnDrop, TestSite};
+use super::digest_cli::{send_news, smtp_site, text};
+use super::helpers::{start_herald, TestSite};
 use super::smtp::SmtpServer;
 
 /// `digest_site` sending through `smtp`, with `mail.smtputf8` as given.
-fn smtp_site(smtp: &SmtpServer, smtputf8: bool) -> TestSite {
-    let mut site = digest_site();
-    site.extra = site.extra.replace(
-        "[mail]\n",
-        &format!(
-            "[mail]\ntransport = \"smtp\"\nsmtputf8 = {smtputf8}\n[mail.smtp]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\n",
-            smtp.port()
-        ),
-    );
-    site.extra = site.extra.replace("outbox_dir", "# outbox_dir");
-    site
+fn utf8_site(smtp: &SmtpServer, smtputf8: bool) -> TestSite {
+    smtp_site(smtp, &format!("smtputf8 = {smtputf8}"), "")
 }
 
 fn add(site: &TestSite, email: &str) -> std::process::Output {
@@ -36,7 +26,7 @@ fn an_international_domain_goes_out_as_punycode_to_a_server_without_smtputf8() {
     let Some(smtp) = SmtpServer::start() else {
         return;
     };
-    let site = smtp_site(&smtp, false);
+    let site = utf8_site(&smtp, false);
     let out = add(&site, "user@Bücher.example");
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(
@@ -44,11 +34,7 @@ fn an_international_domain_goes_out_as_punycode_to_a_server_without_smtputf8() {
         "{}",
         text(&out.stdout)
     );
-    let out = run_within(
-        &site,
-        &["digest", "send", "--schedule", "news"],
-        Duration::from_secs(20),
-    );
+    let out = send_news(&site);
     assert!(
         text(&out.stdout).contains("sent: 1"),
         "{}{}",
@@ -85,7 +71,7 @@ fn a_non_ascii_local_part_is_refused_at_sign_up_and_import_unless_smtputf8_is_on
     let Some(smtp) = SmtpServer::start_with(&["--smtputf8"]) else {
         return;
     };
-    let mut site = smtp_site(&smtp, false);
+    let mut site = utf8_site(&smtp, false);
     let out = site.cli(&["subscribers", "add", "jörg@example.org"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stdout));
     let err = text(&out.stderr);
@@ -105,37 +91,18 @@ fn a_non_ascii_local_part_is_refused_at_sign_up_and_import_unless_smtputf8_is_on
     );
 
     // The public form says why, too.
-    let port = free_port();
-    let listen = format!("\n[server]\nlisten = \"127.0.0.1:{port}\"\n[rescan]\nwatch = false\n");
-    site.extra.push_str(&listen);
     {
-        let mut daemon = KillOnDrop(
-            herald_command(&site.config_path(), &["run"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap(),
-        );
-        let start = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(daemon.0.try_wait().unwrap().is_none(), "the daemon stopped");
-            assert!(start.elapsed() < Duration::from_secs(30));
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let (_daemon, port) = start_herald(&mut site);
         let (status, body) = post_subscribe(port, "j%C3%B6rg%40example.org");
         assert_eq!(status, 400, "{body}");
         assert!(body.contains("ASCII"), "{body}");
     }
 
     // With SMTPUTF8 on, the address is taken and delivered with it.
-    let site = smtp_site(&smtp, true);
+    let site = utf8_site(&smtp, true);
     let out = add(&site, "jörg@example.org");
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let out = run_within(
-        &site,
-        &["digest", "send", "--schedule", "news"],
-        Duration::from_secs(20),
-    );
+    let out = send_news(&site);
     assert!(
         text(&out.stdout).contains("sent: 1"),
         "{}{}",
@@ -153,7 +120,7 @@ fn a_server_without_smtputf8_is_a_permanent_failure_for_that_recipient() {
     let Some(smtp) = SmtpServer::start() else {
         return;
     };
-    let site = smtp_site(&smtp, true);
+    let site = utf8_site(&smtp, true);
     for email in ["jörg@example.org", "ann@example.org"] {
         let out = add(&site, email);
         assert!(out.status.success(), "{}", text(&out.stderr));
@@ -161,11 +128,7 @@ fn a_server_without_smtputf8_is_a_permanent_failure_for_that_recipient() {
     // The retry wait is 30 s by default: a retried failure would hold the
     // command far longer than this.
     let start = Instant::now();
-    let out = run_within(
-        &site,
-        &["digest", "send", "--schedule", "news"],
-        Duration::from_secs(20),
-    );
+    let out = send_news(&site);
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}{}", text(&out.stderr));
     assert!(start.elapsed() < Duration::from_secs(20));

@@ -9,7 +9,7 @@ use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 use super::digest_cli::{digest_site, run_within, text};
-use super::helpers::{free_port, herald_command, KillOnDrop, TestSite};
+use super::helpers::{free_port, herald_command, start_herald, KillOnDrop, TestSite};
 
 /// `digest_site` with a templates folder holding `files`.
 fn site_with_templates(files: &[(&str, &str)]) -> TestSite {
@@ -171,28 +171,13 @@ fn templates_that_include_each_other_stop_herald_at_start_instead_of_aborting() 
 #[test]
 fn the_daemon_serves_pages_through_layered_includes_and_keeps_serving() {
     // An overridden layout, included by every page.
-    let site = site_with_templates(&[(
+    let mut site = site_with_templates(&[(
         "layout.html.hbs",
         "<main data-layout><h1>{{title}}</h1>{{> @partial-block}}</main>\n",
     )]);
-    let port = free_port();
-    let config = site.config_path();
-    let text_before = std::fs::read_to_string(&config).unwrap();
-    std::fs::write(
-        &config,
-        format!("{text_before}\n[server]\nlisten = \"127.0.0.1:{port}\"\n"),
-    )
-    .unwrap();
-    let mut daemon = KillOnDrop(
-        herald_command(&config, &["run"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let (mut daemon, port) = start_herald(&mut site);
     let start = Instant::now();
     while get(port, "/readyz").map(|(s, _)| s) != Some(200) {
-        assert!(daemon.0.try_wait().unwrap().is_none(), "the daemon stopped");
         assert!(start.elapsed() < Duration::from_secs(30), "not ready");
         std::thread::sleep(Duration::from_millis(50));
     }

@@ -3,9 +3,8 @@
 //! as a normal end: no panic, no `error: Broken pipe`, exit 0.
 
 use std::process::{Output, Stdio};
-use std::time::Duration;
 
-use super::digest_cli::{digest_site, run_within, text};
+use super::digest_cli::{digest_site, send_news, text};
 use super::helpers::{herald_command, TestSite};
 
 /// Runs `herald args…` with a stdout whose reader has already gone, as
@@ -31,11 +30,7 @@ fn assert_quiet_success(out: &Output, args: &[&str]) {
 #[test]
 fn digest_status_into_a_closed_pipe_ends_quietly_with_0() {
     let site = digest_site();
-    let out = run_within(
-        &site,
-        &["digest", "send", "--schedule", "news"],
-        Duration::from_secs(10),
-    );
+    let out = send_news(&site);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     for args in [
         &["digest", "status"][..],

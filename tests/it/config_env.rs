@@ -6,7 +6,7 @@
 
 use std::process::Output;
 
-use super::digest_cli::{digest_site, text};
+use super::digest_cli::{digest_site, smtp_site, text};
 use super::helpers::{herald_command, TestSite};
 use super::smtp::SmtpServer;
 
@@ -22,16 +22,7 @@ fn a_password_from_the_environment_reaches_the_smtp_server_verbatim() {
     let Some(smtp) = SmtpServer::start_with(&["--auth"]) else {
         return;
     };
-    let mut site = digest_site();
-    site.extra = site.extra.replace(
-        "[mail]\n",
-        &format!(
-            "[mail]\ntransport = \"smtp\"\n[mail.smtp]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\nusername = \"herald\"\n",
-            smtp.port()
-        ),
-    );
-    // `[mail.smtp]` above now holds `outbox_dir`, which belongs to `[mail]`.
-    site.extra = site.extra.replace("outbox_dir", "# outbox_dir");
+    let site = smtp_site(&smtp, "", "username = \"herald\"");
     let passwords = [
         "12345678",
         "true",

@@ -6,28 +6,13 @@
 //! the purge counts from the last confirmation email.
 
 use std::io::{Read, Write};
-use std::process::Stdio;
-use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use herald::store::{ListFilter, NewSubscription, SqliteStore, Status, Store, SubscriberEmail};
 
-use super::digest_cli::{digest_site, text};
-use super::helpers::{free_port, herald_command, KillOnDrop, TestSite};
+use super::digest_cli::{digest_site, smtp_site, text};
+use super::helpers::start_herald;
 use super::smtp::SmtpServer;
-
-fn smtp_site(smtp: &SmtpServer) -> TestSite {
-    let mut site = digest_site();
-    site.extra = site.extra.replace(
-        "[mail]\n",
-        &format!(
-            "[mail]\ntransport = \"smtp\"\n[mail.smtp]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\n",
-            smtp.port()
-        ),
-    );
-    site.extra = site.extra.replace("outbox_dir", "# outbox_dir");
-    site
-}
 
 /// The confirmation link in a received message (the plain-text part).
 fn link_in(raw: &[u8]) -> String {
@@ -44,7 +29,7 @@ fn unconfirmed_rows_are_told_their_fate_and_confirm_again_mails_them() {
     let Some(mut smtp) = SmtpServer::start() else {
         return;
     };
-    let mut site = smtp_site(&smtp);
+    let mut site = smtp_site(&smtp, "", "");
     let csv = site.dir.path().join("list.csv");
     std::fs::write(
         &csv,
@@ -115,31 +100,13 @@ fn unconfirmed_rows_are_told_their_fate_and_confirm_again_mails_them() {
         .find(|(r, _)| r == "bo@example.org")
         .unwrap();
     let link = link_in(&raw);
-    let port = free_port();
-    site.extra.push_str(&format!(
-        "\n[server]\nlisten = \"127.0.0.1:{port}\"\n[rescan]\nwatch = false\n"
-    ));
     {
-        let mut daemon = KillOnDrop(
-            herald_command(&site.config_path(), &["run"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap(),
-        );
-        let start = Instant::now();
+        let (_daemon, port) = start_herald(&mut site);
         let path = link.trim_start_matches("https://example.org");
-        let response = loop {
-            assert!(daemon.0.try_wait().unwrap().is_none(), "the daemon stopped");
-            assert!(start.elapsed() < Duration::from_secs(30));
-            if let Ok(mut conn) = std::net::TcpStream::connect(("127.0.0.1", port)) {
-                write!(conn, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
-                let mut response = String::new();
-                conn.read_to_string(&mut response).unwrap();
-                break response;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        };
+        let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        write!(conn, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
+        let mut response = String::new();
+        conn.read_to_string(&mut response).unwrap();
         assert!(response.starts_with("HTTP/1.0 200"), "{response}");
         assert!(response.contains("You are subscribed"), "{response}");
     }

@@ -31,6 +31,22 @@ first_digest_articles = 3
     site
 }
 
+/// `digest_site` sending through the test SMTP server: `mail` lines go
+/// into `[mail]`, `smtp_lines` into `[mail.smtp]`.
+pub fn smtp_site(smtp: &super::smtp::SmtpServer, mail: &str, smtp_lines: &str) -> TestSite {
+    let mut site = digest_site();
+    site.extra = site.extra.replace(
+        "[mail]\n",
+        &format!(
+            "[mail]\ntransport = \"smtp\"\n{mail}\n[mail.smtp]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\n{smtp_lines}\n",
+            smtp.port()
+        ),
+    );
+    // `outbox_dir` now stands in `[mail.smtp]`; the outbox is not used.
+    site.extra = site.extra.replace("outbox_dir", "# outbox_dir");
+    site
+}
+
 /// Runs `herald args…` and waits for it at most `limit`; a process still
 /// running then is killed and the test fails.
 pub fn run_within(site: &TestSite, args: &[&str], limit: Duration) -> Output {
@@ -41,40 +57,41 @@ pub fn run_within(site: &TestSite, args: &[&str], limit: Duration) -> Output {
         .expect("herald starts");
     let mut child = KillOnDrop(child);
     let start = Instant::now();
-    loop {
+    let status = loop {
         if let Some(status) = child.0.try_wait().unwrap() {
-            let mut stdout = Vec::new();
-            let mut stderr = Vec::new();
-            child
-                .0
-                .stdout
-                .take()
-                .unwrap()
-                .read_to_end(&mut stdout)
-                .unwrap();
-            child
-                .0
-                .stderr
-                .take()
-                .unwrap()
-                .read_to_end(&mut stderr)
-                .unwrap();
-            return Output {
-                status,
-                stdout,
-                stderr,
-            };
+            break Some(status);
         }
         if start.elapsed() > limit {
             let _ = child.0.kill();
-            let mut stdout = String::new();
-            let mut stderr = String::new();
-            let _ = child.0.stdout.take().unwrap().read_to_string(&mut stdout);
-            let _ = child.0.stderr.take().unwrap().read_to_string(&mut stderr);
-            panic!("herald {args:?} still running after {limit:?}\nstdout:\n{stdout}\nstderr:\n{stderr}");
+            let _ = child.0.wait();
+            break None;
         }
         std::thread::sleep(Duration::from_millis(20));
+    };
+    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+    let _ = child.0.stdout.take().unwrap().read_to_end(&mut stdout);
+    let _ = child.0.stderr.take().unwrap().read_to_end(&mut stderr);
+    match status {
+        Some(status) => Output {
+            status,
+            stdout,
+            stderr,
+        },
+        None => panic!(
+            "herald {args:?} still running after {limit:?}\nstdout:\n{}\nstderr:\n{}",
+            text(&stdout),
+            text(&stderr)
+        ),
     }
+}
+
+/// `herald digest send --schedule news`, at most 20 s.
+pub fn send_news(site: &TestSite) -> Output {
+    run_within(
+        site,
+        &["digest", "send", "--schedule", "news"],
+        Duration::from_secs(20),
+    )
 }
 
 pub fn text(b: &[u8]) -> String {
@@ -85,11 +102,7 @@ pub fn text(b: &[u8]) -> String {
 fn digest_send_with_nobody_to_send_to_exits_0_within_seconds() {
     let site = digest_site();
     // No subscribers at all: the run is planned with 0 recipients.
-    let out = run_within(
-        &site,
-        &["digest", "send", "--schedule", "news"],
-        Duration::from_secs(10),
-    );
+    let out = send_news(&site);
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
     assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
     assert!(stdout.contains("run 1: planned"), "{stdout}");
@@ -107,22 +120,14 @@ fn digest_send_with_nobody_to_send_to_exits_0_within_seconds() {
         "test",
     ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let out = run_within(
-        &site,
-        &["digest", "send", "--schedule", "news"],
-        Duration::from_secs(10),
-    );
+    let out = send_news(&site);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(
         text(&out.stdout).contains("sent: 1"),
         "{}",
         text(&out.stdout)
     );
-    let out = run_within(
-        &site,
-        &["digest", "send", "--schedule", "news"],
-        Duration::from_secs(10),
-    );
+    let out = send_news(&site);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(
         text(&out.stdout).contains("recipients: 0"),
@@ -143,15 +148,7 @@ fn digest_send_prints_progress_between_planned_and_done() {
     let Some(smtp) = super::smtp::SmtpServer::start() else {
         return;
     };
-    let mut site = digest_site();
-    site.extra = site.extra.replace(
-        "[mail]\n",
-        &format!(
-            "[mail]\ntransport = \"smtp\"\nbatch_size = 8\n[mail.smtp]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\npool_size = 1\n",
-            smtp.port()
-        ),
-    );
-    site.extra = site.extra.replace("outbox_dir", "# outbox_dir");
+    let site = smtp_site(&smtp, "batch_size = 8", "pool_size = 1");
     let mut csv = String::from("email,confirmed,consent_note\n");
     for i in 0..40 {
         csv.push_str(&format!("reader{i}@example.org,yes,test\n"));
@@ -211,11 +208,7 @@ fn outbox_messages_holding_tokens_are_readable_by_their_owner_only() {
         "t",
     ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let out = run_within(
-        &site,
-        &["digest", "send", "--schedule", "news"],
-        Duration::from_secs(10),
-    );
+    let out = send_news(&site);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let outbox = site.dir.path().join("outbox");
     let files: Vec<_> = std::fs::read_dir(&outbox)

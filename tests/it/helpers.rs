@@ -247,3 +247,31 @@ pub fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap().port()
 }
+
+/// `herald run` (the real binary) for `site` on a free loopback port,
+/// once it accepts connections: the process (killed when dropped) and the
+/// port. `[server]` and `[rescan]` (no file watching) are added to the
+/// site's `extra`, which must not have them already.
+pub fn start_herald(site: &mut TestSite) -> (KillOnDrop, u16) {
+    let port = free_port();
+    site.extra.push_str(&format!(
+        "\n[server]\nlisten = \"127.0.0.1:{port}\"\n[rescan]\nwatch = false\n"
+    ));
+    let mut daemon = KillOnDrop(
+        herald_command(&site.config_path(), &["run"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("herald run starts"),
+    );
+    let start = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(daemon.0.try_wait().unwrap().is_none(), "herald run stopped");
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(30),
+            "herald run does not listen"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    (daemon, port)
+}

@@ -5,10 +5,9 @@
 //! another process, is left alone.
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use super::helpers::{free_port, herald_command, KillOnDrop, TestSite};
+use super::helpers::{start_herald, TestSite};
 
 /// Leftovers as an interrupted write leaves them, last written
 /// `age` ago.
@@ -69,16 +68,8 @@ fn herald_build_removes_what_an_interrupted_build_left_behind() {
 #[test]
 fn the_daemon_removes_leftovers_when_it_starts() {
     let mut site = site();
-    let port = free_port();
-    site.extra = format!("[server]\nlisten = \"127.0.0.1:{port}\"\n[rescan]\nwatch = false\n");
     let stale = leave(&site, Duration::from_secs(3600));
-    let _daemon = KillOnDrop(
-        herald_command(&site.config_path(), &["run"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let _daemon = start_herald(&mut site);
     let start = Instant::now();
     while !exists(&stale).is_empty() {
         assert!(

@@ -6,14 +6,13 @@
 
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use herald::templates::{entry_samples, sample_digest};
 use serde_json::Value;
 
-use super::digest_cli::{digest_site, run_within, text};
-use super::helpers::{free_port, herald_command, repo_root, KillOnDrop};
+use super::digest_cli::{digest_site, send_news, text};
+use super::helpers::{repo_root, start_herald};
 
 /// (template names, fields) of each `### ` part of the README's Templates
 /// section.
@@ -215,10 +214,7 @@ fn real_pages_and_emails_get_the_fields_of_their_sample_data() {
         std::fs::write(templates.join(format!("{name}.hbs")), KEYS).unwrap();
     }
     site.top = format!("templates_dir = {:?}", templates.display().to_string());
-    let port = free_port();
-    site.extra.push_str(&format!(
-        "\n[subscribers]\ntags = [\"rust\"]\n[server]\nlisten = \"127.0.0.1:{port}\"\n[rescan]\nwatch = false\n"
-    ));
+    site.extra.push_str("\n[subscribers]\ntags = [\"rust\"]\n");
     let out = site.cli(&[
         "subscribers",
         "add",
@@ -235,16 +231,9 @@ fn real_pages_and_emails_get_the_fields_of_their_sample_data() {
         .and_then(|n| n.parse().ok())
         .unwrap();
     {
-        let mut daemon = KillOnDrop(
-            herald_command(&site.config_path(), &["run"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap(),
-        );
+        let (_daemon, port) = start_herald(&mut site);
         let start = Instant::now();
-        while !get_ok(port, "/readyz") {
-            assert!(daemon.0.try_wait().unwrap().is_none(), "the daemon stopped");
+        while !get(port, "/readyz").starts_with("HTTP/1.0 200") {
             assert!(start.elapsed() < Duration::from_secs(30));
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -268,11 +257,7 @@ fn real_pages_and_emails_get_the_fields_of_their_sample_data() {
         let page = get(port, &format!("/preferences?token={token}"));
         assert_like_a_sample("preferences.html", &keys_in(&page));
     }
-    let out = run_within(
-        &site,
-        &["digest", "send", "--schedule", "news"],
-        Duration::from_secs(20),
-    );
+    let out = send_news(&site);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let outbox = site.dir.path().join("outbox");
     let confirm = outbox_texts(&outbox, "Confirm");
@@ -281,9 +266,4 @@ fn real_pages_and_emails_get_the_fields_of_their_sample_data() {
     let digest = outbox_texts(&outbox, "Hello");
     assert_eq!(digest.len(), 1);
     assert_like_a_sample("digest.txt", &keys_in(&digest[0]));
-}
-
-fn get_ok(port: u16, path: &str) -> bool {
-    std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-        && get(port, path).starts_with("HTTP/1.0 200")
 }
