@@ -18,11 +18,13 @@ use url::Url;
 
 pub use crate::base::FeedFormat;
 
+mod content;
 mod env;
 mod sections;
 mod validate;
 mod values;
 
+pub use content::{FieldsConfig, Undated};
 pub use sections::{
     ContentConfig, DigestConfig, DkimAlgorithm, DkimConfig, FeedContent, FeedsConfig, MailConfig,
     MailTransportKind, Person, RescanConfig, ServerConfig, SiteConfig, SmtpConfig, SmtpTls,

@@ -8,6 +8,7 @@ use std::str::FromStr;
 
 use serde::Deserialize;
 
+use super::content::{FieldsConfig, Undated};
 use super::values::{
     BaseUrl, BaseUrlLike, ByteSize, CronSchedule, Duration, LanguageTag, Secret, Sender, TimeZone,
     UrlPattern,
@@ -52,8 +53,26 @@ pub struct ContentConfig {
     /// Files larger than this are rejected rather than read.
     pub max_file_size: ByteSize,
     /// Path of an article under `site.base_url`, used when its front matter
-    /// gives neither `url` nor `path`.
+    /// gives neither `url` nor `path`: a pattern or a Jekyll preset name.
     pub article_url: UrlPattern,
+    /// Gitignore-style patterns: when any is given, only files matching one
+    /// are articles.
+    pub include: Vec<String>,
+    /// Gitignore-style patterns of files and folders that are not articles.
+    pub exclude: Vec<String>,
+    /// File extensions read as Markdown with front matter.
+    pub markdown_extensions: Vec<String>,
+    /// File extensions read as plain-text articles (title line, blank line,
+    /// text).
+    pub text_extensions: Vec<String>,
+    /// What happens to a file that is an article in every way but has no
+    /// date: published with the date herald first saw it, or skipped.
+    pub undated: Undated,
+    /// Front-matter keys read for each field.
+    pub fields: FieldsConfig,
+    /// Values for `{{ site.<name> }}` (Jekyll) and `{{< param <name> >}}`
+    /// (Hugo) in article bodies.
+    pub variables: std::collections::BTreeMap<String, String>,
 }
 
 impl Default for ContentConfig {
@@ -63,6 +82,45 @@ impl Default for ContentConfig {
             max_file_size: ByteSize(10 * 1024 * 1024),
             article_url: UrlPattern::from_str("/{year}/{month}/{day}/{slug}/")
                 .expect("default pattern is valid"),
+            include: Vec::new(),
+            exclude: [
+                "README",
+                "README.*",
+                "LICENSE",
+                "LICENSE.*",
+                "LICENSE-MIT*",
+                "LICENSE-APACHE*",
+                "LICENCE",
+                "LICENCE.*",
+                "COPYING",
+                "COPYING.*",
+                "COPYRIGHT",
+                "COPYRIGHT.*",
+                "CHANGELOG",
+                "CHANGELOG.*",
+                "CONTRIBUTING.*",
+                "CODE_OF_CONDUCT.*",
+                "SECURITY.md",
+                "AUTHORS",
+                "AUTHORS.*",
+                "NOTICE",
+                "NOTICE.*",
+                "PATENTS",
+                "PATENTS.*",
+                "/index.*",
+                "node_modules/",
+                "_site/",
+                "_layouts/",
+                "_includes/",
+                "_data/",
+            ]
+            .map(String::from)
+            .to_vec(),
+            markdown_extensions: vec!["md".into(), "markdown".into()],
+            text_extensions: vec!["txt".into()],
+            undated: Undated::Publish,
+            fields: FieldsConfig::default(),
+            variables: Default::default(),
         }
     }
 }

@@ -10,11 +10,12 @@ use url::Url;
 
 use super::dates::{at_midnight, date_from_name, date_from_path, parse_date, strip_date_prefix};
 use super::error::ContentError;
-use super::front_matter::{self, FrontMatter, OneOrMany, RawAuthor, RawImage};
+use super::fields::{self, Fields, RawImage};
+use super::front_matter::{self, Table};
 use super::scan::{Kind, SourceFile};
 use super::{html, markdown, plain};
 use crate::base::text::{collapse_whitespace, slugify, xml_clean};
-use crate::config::{Config, LanguageTag, Person};
+use crate::config::{Config, LanguageTag, Person, Undated};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tag {
@@ -63,6 +64,9 @@ pub struct Article {
     pub draft: bool,
     /// The date came from neither front matter, file name nor path.
     pub date_assigned: bool,
+    /// Things worth telling the author that did not stop publication
+    /// (a date read leniently, template tags removed).
+    pub notes: Vec<String>,
 }
 
 impl Article {
@@ -88,8 +92,17 @@ pub struct ParseContext<'a> {
     pub assigned_date: &'a (dyn Fn(&SourceFile) -> DateTime<FixedOffset> + Sync),
 }
 
+/// What one file turned out to be, when it is not broken.
+#[derive(Debug)]
+pub enum FileOutcome {
+    Article(Article),
+    /// Not an article (a redirect stub, a template page, a data dump, …):
+    /// the reason, for `herald check --verbose`.
+    Skipped(String),
+}
+
 /// Reads and parses one file.
-pub fn parse_file(file: &SourceFile, ctx: &ParseContext<'_>) -> Result<Article, ContentError> {
+pub fn parse_file(file: &SourceFile, ctx: &ParseContext<'_>) -> Result<FileOutcome, ContentError> {
     let shown = ctx.content_dir.join(&file.rel);
     let err = |reason: String| ContentError::new(shown.clone(), reason);
     let max = ctx.config.content.max_file_size.0;
@@ -124,6 +137,7 @@ pub fn parse_file(file: &SourceFile, ctx: &ParseContext<'_>) -> Result<Article, 
 }
 
 type Failure = (Option<usize>, String);
+type Outcome = Result<FileOutcome, Failure>;
 
 /// An article's body, rendered once its URL is known.
 struct Body {
@@ -135,20 +149,30 @@ struct Body {
     needs_html_pass: bool,
 }
 
-fn from_markdown(
-    file: &SourceFile,
-    text: &str,
-    ctx: &ParseContext<'_>,
-) -> Result<Article, Failure> {
+fn from_markdown(file: &SourceFile, text: &str, ctx: &ParseContext<'_>) -> Outcome {
     let split = front_matter::split(text).map_err(|e| (e.line, e.reason))?;
-    let fm = match split.format {
+    let table = match split.format {
         Some(format) => {
             front_matter::parse(format, split.front, 2).map_err(|e| (e.line, e.reason))?
         }
-        None => FrontMatter::default(),
+        None => Table::default(),
     };
-    let key_line = |key: &str| find_key_line(split.front, key).map(|l| l + 1);
-    assemble(file, fm, ctx, &key_line, |url| {
+    let fm = fields::read(&table, &ctx.config.content.fields).map_err(|e| (e.line, e.reason))?;
+    if let Some(reason) = &fm.not_article {
+        return Ok(FileOutcome::Skipped(reason.clone()));
+    }
+    let dated = fm.date.is_some() || name_or_path_date(file, &fm).is_some();
+    if fm.aliases_only && !dated {
+        return Ok(FileOutcome::Skipped(
+            "alias stub (`aliases` and no title or date)".into(),
+        ));
+    }
+    if fm.template && !dated {
+        return Ok(FileOutcome::Skipped(
+            "template page (`template` set and no date)".into(),
+        ));
+    }
+    assemble(file, fm, ctx, |url| {
         let r = markdown::render(split.body, url);
         Body {
             html: r.html,
@@ -159,14 +183,12 @@ fn from_markdown(
     })
 }
 
-fn from_plain(file: &SourceFile, text: &str, ctx: &ParseContext<'_>) -> Result<Article, Failure> {
-    let Some(p) = plain::parse(text) else {
-        return Err((
-            None,
-            "empty file: a text article needs its title on the first line".into(),
-        ));
+fn from_plain(file: &SourceFile, text: &str, ctx: &ParseContext<'_>) -> Outcome {
+    let p = match plain::parse(text) {
+        Ok(p) => p,
+        Err(reason) => return Ok(FileOutcome::Skipped(reason)),
     };
-    assemble(file, FrontMatter::default(), ctx, &|_| None, |_| Body {
+    assemble(file, Fields::default(), ctx, |_| Body {
         html: p.html,
         summary: p.summary,
         title_fallback: Some(p.title),
@@ -174,28 +196,35 @@ fn from_plain(file: &SourceFile, text: &str, ctx: &ParseContext<'_>) -> Result<A
     })
 }
 
+/// A date from the file or folder name, or from a `YYYY/MM/DD` path.
+fn name_or_path_date(file: &SourceFile, fm: &Fields) -> Option<chrono::NaiveDate> {
+    date_from_name(file.stem())
+        .or_else(|| date_from_name(file.name_for_slug()))
+        .or_else(|| fm.path.as_ref().and_then(|p| date_from_path(&p.value)))
+}
+
 fn assemble(
     file: &SourceFile,
-    fm: FrontMatter,
+    fm: Fields,
     ctx: &ParseContext<'_>,
-    key_line: &dyn Fn(&str) -> Option<usize>,
     render_body: impl FnOnce(&Url) -> Body,
-) -> Result<Article, Failure> {
+) -> Outcome {
     let config = ctx.config;
     let tz = config.site.timezone.0;
+    let mut notes = Vec::new();
 
     // Slug: explicit, else the last segment of an explicit path, else the
     // file (or bundle folder) name without its date prefix.
     let slug = match &fm.slug {
         Some(s) => {
-            validate_slug(s).map_err(|r| (key_line("slug"), r))?;
-            s.trim().to_string()
+            validate_slug(&s.value).map_err(|r| (s.line, r))?;
+            s.value.trim().to_string()
         }
         None => {
             let from_path = fm
                 .path
-                .as_deref()
-                .and_then(|p| p.trim_matches('/').rsplit('/').next())
+                .as_ref()
+                .and_then(|p| p.value.trim_matches('/').rsplit('/').next())
                 .filter(|s| !s.is_empty());
             let raw = from_path.unwrap_or_else(|| strip_date_prefix(file.name_for_slug()));
             raw.split_whitespace().collect::<Vec<_>>().join("-")
@@ -206,82 +235,62 @@ fn assemble(
     // date herald assigned when it first saw the file.
     let mut date_assigned = false;
     let published = match &fm.date {
-        Some(raw) => parse_date(&raw.as_text(), tz).map_err(|r| (key_line("date"), r))?,
-        None => {
-            let from_names = date_from_name(file.stem())
-                .or_else(|| date_from_name(file.name_for_slug()))
-                .or_else(|| fm.path.as_deref().and_then(date_from_path));
-            match from_names {
-                Some(d) => at_midnight(d, tz),
-                None => {
-                    date_assigned = true;
-                    (ctx.assigned_date)(file)
-                }
-            }
+        Some(raw) => {
+            let read = parse_date(&raw.value, tz).map_err(|r| (raw.line, r))?;
+            notes.extend(read.note);
+            read.at
         }
+        None => match name_or_path_date(file, &fm) {
+            Some(d) => at_midnight(d, tz),
+            None if config.content.undated == Undated::Skip => {
+                return Ok(FileOutcome::Skipped(
+                    "no date (content.undated = \"skip\")".into(),
+                ))
+            }
+            None => {
+                date_assigned = true;
+                (ctx.assigned_date)(file)
+            }
+        },
     };
     let updated = match &fm.updated {
-        Some(raw) => Some(parse_date(&raw.as_text(), tz).map_err(|r| {
-            (
-                key_line_any(
-                    key_line,
-                    &["updated", "lastmod", "last_modified_at", "modified"],
-                ),
-                r,
-            )
-        })?),
+        Some(raw) => {
+            let read = parse_date(&raw.value, tz).map_err(|r| (raw.line, r))?;
+            notes.extend(read.note);
+            Some(read.at)
+        }
         None => None,
     };
 
-    let url = permalink(file, &fm, &slug, published, config)
-        .map_err(|r| (key_line_any(key_line, &["url", "path", "permalink"]), r))?;
+    let url = permalink(file, &fm, &slug, published, config).map_err(|r| {
+        let line = [&fm.url, &fm.path]
+            .iter()
+            .find_map(|t| t.as_ref().map(|t| t.line));
+        (line.flatten(), r)
+    })?;
     let id = match &fm.id {
-        Some(id) if !id.trim().is_empty() => id.trim().to_string(),
-        Some(_) => {
-            return Err((
-                key_line_any(key_line, &["id", "guid"]),
-                "`id` is empty".into(),
-            ))
-        }
+        Some(id) if !id.value.trim().is_empty() => id.value.trim().to_string(),
+        Some(id) => return Err((id.line, "`id` is empty".into())),
         None => url.to_string(),
     };
 
     let language = match &fm.language {
-        Some(l) => Some(
-            LanguageTag::parse(l.trim())
-                .map_err(|r| (key_line_any(key_line, &["language", "lang"]), r))?,
-        ),
+        Some(l) => Some(LanguageTag::parse(l.value.trim()).map_err(|r| (l.line, r))?),
         None => None,
     };
 
     let image = match &fm.image {
-        Some(raw) => Some(resolve_image(raw, &url, file).map_err(|r| {
-            (
-                key_line_any(key_line, &["image", "cover", "cover_image"]),
-                r,
-            )
-        })?),
+        Some((raw, line)) => Some(resolve_image(raw, &url, file).map_err(|r| (*line, r))?),
         None => None,
     };
 
     let mut authors: Vec<Person> = fm
         .authors
-        .clone()
-        .or(fm.author.clone())
-        .map(OneOrMany::into_vec)
-        .unwrap_or_default()
-        .into_iter()
-        .map(|a| match a {
-            RawAuthor::Name(name) => Person {
-                name: collapse_whitespace(&name),
-                email: None,
-                url: None,
-            },
-            RawAuthor::Full { name, email, url } => Person {
-                name: collapse_whitespace(&name),
-                email,
-                url,
-            },
+        .iter()
+        .map(|a| Person {
+            name: collapse_whitespace(&a.name),
+            email: a.email.clone(),
+            url: a.url.clone(),
         })
         .filter(|p| !p.name.is_empty())
         .collect();
@@ -289,12 +298,12 @@ fn assemble(
         authors.push(config.site.author.clone());
     }
 
-    let tags = collect_tags(&fm);
+    let tags = collect_tags(&fm.tags);
     let body = render_body(&url);
     let title = fm
         .title
-        .as_deref()
-        .map(collapse_whitespace)
+        .as_ref()
+        .map(|t| collapse_whitespace(&t.value))
         .filter(|t| !t.is_empty())
         .or(body.title_fallback);
     let Some(title) = title else {
@@ -304,21 +313,23 @@ fn assemble(
                 .into(),
         ));
     };
-    let summary = fm
-        .summary
-        .as_deref()
-        .or(fm.description.as_deref())
-        .map(collapse_whitespace)
-        .filter(|s| !s.is_empty())
-        .unwrap_or(body.summary);
     let content_html = if body.needs_html_pass {
         html::absolutize_and_clean(&body.html, &url).map_err(|r| (None, r))?
     } else {
         body.html
     };
-    let draft = fm.draft == Some(true) || fm.published == Some(false) || file.in_drafts_folder();
+    // A feed entry always has a description: an article with no text of
+    // its own is summed up by its title.
+    let summary = fm
+        .summary
+        .as_ref()
+        .map(|s| collapse_whitespace(&s.value))
+        .filter(|s| !s.is_empty())
+        .or(Some(body.summary).filter(|s| !s.is_empty()))
+        .unwrap_or_else(|| title.clone());
+    let draft = fm.draft || fm.unpublished || file.in_drafts_folder();
 
-    Ok(Article {
+    Ok(FileOutcome::Article(Article {
         source: file.rel.clone(),
         slug: xml_clean(slug),
         title: xml_clean(title),
@@ -347,36 +358,12 @@ fn assemble(
         image,
         draft,
         date_assigned,
-    })
+        notes,
+    }))
 }
 
-fn key_line_any(key_line: &dyn Fn(&str) -> Option<usize>, keys: &[&str]) -> Option<usize> {
-    keys.iter().find_map(|k| key_line(k))
-}
-
-/// Tags from `tags`, `categories`, `category` and every Zola taxonomy,
-/// deduplicated by slug, in the order written.
-fn collect_tags(fm: &FrontMatter) -> Vec<Tag> {
-    let mut names: Vec<String> = Vec::new();
-    let mut add_list = |v: &Option<OneOrMany<String>>| {
-        if let Some(v) = v.clone() {
-            match v {
-                // Jekyll reads `tags: a b` as two tags.
-                OneOrMany::One(s) => names.extend(s.split_whitespace().map(str::to_string)),
-                OneOrMany::Many(list) => names.extend(list),
-            }
-        }
-    };
-    add_list(&fm.tags);
-    add_list(&fm.categories);
-    if let Some(taxonomies) = &fm.taxonomies {
-        for terms in taxonomies.values() {
-            add_list(&Some(terms.clone()));
-        }
-    }
-    if let Some(c) = &fm.category {
-        names.push(c.clone());
-    }
+/// Tags deduplicated by slug, in the order written.
+fn collect_tags(names: &[String]) -> Vec<Tag> {
     let mut seen = std::collections::BTreeSet::new();
     names
         .iter()
@@ -406,13 +393,13 @@ fn validate_slug(s: &str) -> Result<(), String> {
 /// Builds the permalink from `url`, `path`, or the configured pattern.
 fn permalink(
     file: &SourceFile,
-    fm: &FrontMatter,
+    fm: &Fields,
     slug: &str,
     published: DateTime<FixedOffset>,
     config: &Config,
 ) -> Result<Url, String> {
     let base = config.site.base_url.url();
-    if let Some(u) = fm.url.as_deref().map(str::trim) {
+    if let Some(u) = fm.url.as_ref().map(|u| u.value.trim()) {
         if let Ok(abs) = Url::parse(u) {
             if abs.scheme() != "http" && abs.scheme() != "https" {
                 return Err(format!("url `{u}` must be an http(s) address or a path"));
@@ -421,8 +408,8 @@ fn permalink(
         }
         return join_site_path(base, u);
     }
-    if let Some(p) = fm.path.as_deref() {
-        return join_site_path(base, p);
+    if let Some(p) = &fm.path {
+        return join_site_path(base, &p.value);
     }
     let year = published.format("%Y").to_string();
     let month = published.format("%m").to_string();
@@ -476,11 +463,8 @@ fn has_file_extension(last: &str) -> bool {
 }
 
 fn resolve_image(raw: &RawImage, article_url: &Url, file: &SourceFile) -> Result<Image, String> {
-    let (src, mime, length) = match raw {
-        RawImage::Src(s) => (s.as_str(), None, None),
-        RawImage::Full { url, mime, length } => (url.as_str(), mime.clone(), *length),
-    };
-    let src = src.trim();
+    let (mime, length) = (raw.mime.clone(), raw.length);
+    let src = raw.src.trim();
     if src.is_empty() {
         return Err("`image` is empty".into());
     }
@@ -528,19 +512,6 @@ fn mime_from_extension(path: &str) -> Option<&'static str> {
         "pdf" => "application/pdf",
         _ => return None,
     })
-}
-
-/// 0-based line (within the front matter) where `key` is set.
-fn find_key_line(front: &str, key: &str) -> Option<usize> {
-    front
-        .lines()
-        .position(|l| {
-            let l = l.trim_start();
-            l.strip_prefix(key)
-                .map(|rest| rest.trim_start().starts_with(['=', ':']))
-                .unwrap_or(false)
-        })
-        .map(|i| i + 1)
 }
 
 /// 1-based line of byte `pos`.

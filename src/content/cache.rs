@@ -2,7 +2,7 @@
 //! only files that are new or whose size or modification time changed.
 
 use std::path::Path;
-use std::sync::Arc;
+
 use std::time::SystemTime;
 
 use super::{parse_all, FirstSeen, Parsed, SourceFile};
@@ -93,14 +93,7 @@ impl ContentCache {
                 })
             })
             .collect();
-        let results = self
-            .entries
-            .iter()
-            .map(|e| match &e.result {
-                Ok(a) => Ok(Arc::clone(a)),
-                Err(err) => Err(err.clone()),
-            })
-            .collect();
+        let results = self.entries.iter().map(|e| e.result.clone()).collect();
         (results, stats)
     }
 }
@@ -109,6 +102,7 @@ impl ContentCache {
 mod tests {
     use super::*;
     use crate::content::scan;
+    use std::sync::Arc;
 
     #[test]
     fn only_new_or_changed_files_are_parsed_again() {
@@ -135,12 +129,12 @@ mod tests {
         let seen = FirstSeen::in_memory();
         let mut cache = ContentCache::new();
         let pass = |cache: &mut ContentCache| {
-            let s = scan(&content).unwrap();
+            let s = scan(&config.content).unwrap();
             cache.parse(&s.files, &config, &content, &seen)
         };
         let (r, st) = pass(&mut cache);
         assert_eq!((st.parsed, st.reused, st.removed), (3, 0, 0));
-        let a_first = Arc::clone(r[0].as_ref().unwrap());
+        let a_first = Arc::clone(r[0].article().unwrap());
 
         let (_, st) = pass(&mut cache);
         assert_eq!((st.parsed, st.reused, st.removed), (0, 3, 0));
@@ -153,11 +147,11 @@ mod tests {
         assert_eq!((st.parsed, st.reused, st.removed), (2, 1, 1));
         let titles: Vec<&str> = r
             .iter()
-            .map(|x| x.as_ref().unwrap().title.as_str())
+            .map(|x| x.article().unwrap().title.as_str())
             .collect();
         assert_eq!(titles, ["Zero", "A", "B2"]);
         assert!(
-            Arc::ptr_eq(&a_first, r[1].as_ref().unwrap()),
+            Arc::ptr_eq(&a_first, r[1].article().unwrap()),
             "unchanged articles are shared, not re-parsed"
         );
     }

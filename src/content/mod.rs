@@ -6,6 +6,7 @@ mod article;
 mod cache;
 mod dates;
 mod error;
+mod fields;
 mod first_seen;
 mod front_matter;
 mod html;
@@ -17,7 +18,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 
-use chrono::{DateTime, FixedOffset, Utc};
+use chrono::{DateTime, Datelike, FixedOffset, Utc};
 use rayon::prelude::*;
 
 pub use article::{Article, Image, Tag};
@@ -95,8 +96,19 @@ pub struct LoadReport {
     pub scheduled: usize,
     /// When the next scheduled article is due.
     pub next_scheduled: Option<DateTime<Utc>>,
-    /// Skipped things that are not errors (symlinks leading outside, …).
+    /// Skipped things that are not errors (symlinks leading outside, …),
+    /// and notes on published articles (a date read leniently, …).
     pub warnings: Vec<String>,
+    /// Files that are not articles, each with the reason.
+    pub skipped: Vec<Skipped>,
+}
+
+/// A file that is not an article, and why (`herald check --verbose`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    /// As the user names it: the content directory joined with the path.
+    pub path: std::path::PathBuf,
+    pub reason: String,
 }
 
 /// Loads the configured content directory as of `now`. Undated articles
@@ -108,7 +120,7 @@ pub fn load(
 ) -> anyhow::Result<(Catalog, LoadReport)> {
     let content_dir = config.content.dir.as_path();
     let t = std::time::Instant::now();
-    let scan = scan(content_dir)?;
+    let scan = scan(&config.content)?;
     tracing::debug!(
         files = scan.files.len(),
         elapsed_ms = t.elapsed().as_millis() as u64,
@@ -122,7 +134,23 @@ pub fn load(
 
 /// A parse result; articles are shared so that unchanged ones are reused
 /// across rebuilds rather than copied.
-pub type Parsed = Result<Arc<Article>, ContentError>;
+#[derive(Debug, Clone)]
+pub enum Parsed {
+    Article(Arc<Article>),
+    /// Not an article, with the reason.
+    Skipped(String),
+    Rejected(ContentError),
+}
+
+impl Parsed {
+    /// The article, when the file is one.
+    pub fn article(&self) -> Option<&Arc<Article>> {
+        match self {
+            Parsed::Article(a) => Some(a),
+            _ => None,
+        }
+    }
+}
 
 /// Parses every file in parallel; the result is in `files` order.
 pub fn parse_all(
@@ -132,11 +160,9 @@ pub fn parse_all(
     first_seen: &FirstSeen,
 ) -> Vec<Parsed> {
     let assigned = |f: &SourceFile| -> DateTime<FixedOffset> {
-        first_seen.get(&f.rel).unwrap_or_else(|| {
-            DateTime::<Utc>::from(f.modified)
-                .with_timezone(&Utc)
-                .fixed_offset()
-        })
+        first_seen
+            .get(&f.rel)
+            .unwrap_or_else(|| modified_date(f.modified).fixed_offset())
     };
     let ctx = article::ParseContext {
         config,
@@ -145,28 +171,54 @@ pub fn parse_all(
     };
     files
         .par_iter()
-        .map(|f| article::parse_file(f, &ctx).map(Arc::new))
+        .map(|f| match article::parse_file(f, &ctx) {
+            Ok(article::FileOutcome::Article(a)) => Parsed::Article(Arc::new(a)),
+            Ok(article::FileOutcome::Skipped(reason)) => Parsed::Skipped(reason),
+            Err(e) => Parsed::Rejected(e),
+        })
         .collect()
+}
+
+/// A file's modification time as a date; a time outside the years feeds
+/// can show (a clock set to 1601 or 30000) counts as now.
+fn modified_date(t: std::time::SystemTime) -> DateTime<Utc> {
+    let since = t.duration_since(std::time::UNIX_EPOCH).ok();
+    since
+        .and_then(|d| DateTime::<Utc>::from_timestamp(d.as_secs() as i64, d.subsec_nanos()))
+        .filter(|d| d.fixed_offset().year() < 9999)
+        .unwrap_or_else(Utc::now)
 }
 
 /// Turns parse results into the catalog: drops drafts and future articles,
 /// rejects duplicates, records assigned dates.
 pub fn assemble(
-    scan: Scan,
+    mut scan: Scan,
     parsed: Vec<Parsed>,
     now: DateTime<Utc>,
     first_seen: &mut FirstSeen,
 ) -> (Catalog, LoadReport) {
     let mut report = LoadReport {
         files: scan.files.len(),
-        warnings: scan.warnings,
+        warnings: std::mem::take(&mut scan.warnings),
+        skipped: std::mem::take(&mut scan.skipped),
         ..LoadReport::default()
     };
     let mut candidates: Vec<(Arc<Article>, &SourceFile)> = Vec::new();
     for (result, file) in parsed.into_iter().zip(&scan.files) {
         match result {
-            Ok(a) => candidates.push((a, file)),
-            Err(e) => report.rejected.push(e),
+            Parsed::Article(a) => {
+                report.warnings.extend(
+                    a.notes
+                        .iter()
+                        .map(|n| format!("{}: {n}", file.abs.display())),
+                );
+                candidates.push((a, file));
+            }
+            Parsed::Skipped(reason) => report.skipped.push(Skipped {
+                path: file.abs.clone(),
+                reason,
+            }),
+            Parsed::Rejected(e) => report.rejected.push(e),
         }
     }
 
@@ -237,5 +289,6 @@ pub fn assemble(
         published.push(Arc::clone(a));
     }
     report.rejected.sort_by(|a, b| a.path.cmp(&b.path));
+    report.skipped.sort_by(|a, b| a.path.cmp(&b.path));
     (Catalog::new(published), report)
 }

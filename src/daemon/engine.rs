@@ -129,7 +129,7 @@ impl Engine {
 
     fn rebuild_inner(&mut self, now: DateTime<Utc>, started: Instant) -> anyhow::Result<Rebuild> {
         let config = Arc::clone(&self.config);
-        let scan = content::scan(&config.content.dir)?;
+        let scan = content::scan(&config.content)?;
         let (parsed, stats) =
             self.cache
                 .parse(&scan.files, &config, &config.content.dir, &self.first_seen);

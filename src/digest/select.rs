@@ -88,6 +88,7 @@ mod tests {
             image: None,
             draft: false,
             date_assigned: false,
+            notes: Vec::new(),
         })
     }
 

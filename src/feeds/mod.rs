@@ -292,6 +292,7 @@ author = { name = "Site", email = "site@example.org" }
                     }),
                     draft: false,
                     date_assigned: false,
+                    notes: Vec::new(),
                 })
             })
             .collect();
