@@ -24,7 +24,7 @@ mod sections;
 mod validate;
 mod values;
 
-pub use content::{FieldsConfig, Undated};
+pub use content::{FeedSection, FieldsConfig, FileNames, SectionFeeds, SectionsFrom, Undated};
 pub use sections::{
     ContentConfig, DigestConfig, DkimAlgorithm, DkimConfig, FeedContent, FeedsConfig, MailConfig,
     MailTransportKind, Person, RescanConfig, ServerConfig, SiteConfig, SmtpConfig, SmtpTls,
@@ -145,6 +145,11 @@ impl Config {
             url.query_pairs_mut().append_pair("token", t);
         }
         url
+    }
+
+    /// The file name of `format` in every feed folder.
+    pub fn feed_file_name(&self, format: FeedFormat) -> &str {
+        self.feeds.file_names.get(format)
     }
 
     /// The formats to write, in a fixed order.

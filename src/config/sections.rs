@@ -8,7 +8,7 @@ use std::str::FromStr;
 
 use serde::Deserialize;
 
-use super::content::{FieldsConfig, Undated};
+use super::content::{FeedSection, FieldsConfig, FileNames, SectionFeeds, SectionsFrom, Undated};
 use super::values::{
     BaseUrl, BaseUrlLike, ByteSize, CronSchedule, Duration, LanguageTag, Secret, Sender, TimeZone,
     UrlPattern,
@@ -150,6 +150,19 @@ pub struct FeedsConfig {
     pub formats: Vec<FeedFormat>,
     /// Write a feed per tag under `tags/<tag>/`.
     pub tag_feeds: bool,
+    /// File name of each format in every feed folder.
+    pub file_names: FileNames,
+    /// Sections whose articles the site-wide feeds hold: empty for every
+    /// article, `"/"` for articles in no section (Zola's root feed).
+    pub site_sections: Vec<String>,
+    /// Where sections come from besides `[[feeds.section]]`.
+    pub sections_from: SectionsFrom,
+    /// Which sections get feeds at `<section>/<file name>`.
+    pub section_feeds: SectionFeeds,
+    /// Entries in each section feed; 0 means every article of the section.
+    pub section_limit: usize,
+    /// Sections given in config (`[[feeds.section]]`).
+    pub section: Vec<FeedSection>,
 }
 
 impl Default for FeedsConfig {
@@ -162,6 +175,12 @@ impl Default for FeedsConfig {
             content: FeedContent::Full,
             formats: FeedFormat::ALL.to_vec(),
             tag_feeds: true,
+            file_names: FileNames::default(),
+            site_sections: Vec::new(),
+            sections_from: SectionsFrom::Index,
+            section_feeds: SectionFeeds::Declared,
+            section_limit: 50,
+            section: Vec::new(),
         }
     }
 }

@@ -13,6 +13,7 @@ mod html;
 mod markdown;
 mod plain;
 mod scan;
+mod sections;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -26,13 +27,16 @@ pub use cache::{CacheStats, ContentCache};
 pub use error::ContentError;
 pub use first_seen::FirstSeen;
 pub use scan::{scan, Kind, Scan, SourceFile};
+pub use sections::{normalize as normalize_section, Section};
 
 use crate::config::Config;
 
-/// The articles that are published now, newest first.
+/// The articles that are published now, newest first, and the sections
+/// they belong to.
 #[derive(Debug, Clone, Default)]
 pub struct Catalog {
     articles: Vec<Arc<Article>>,
+    sections: Vec<Section>,
 }
 
 /// A tag and the articles that carry it (newest first).
@@ -43,11 +47,41 @@ pub struct TagGroup {
 }
 
 impl Catalog {
-    /// Sorts newest first; ties (same instant) by id, so the order never
-    /// depends on the file system.
+    /// Sorts newest first; articles of the same instant by permalink in
+    /// reverse byte order, as Zola's feeds list them, then by id, so the
+    /// order never depends on the file system.
     pub fn new(mut articles: Vec<Arc<Article>>) -> Catalog {
-        articles.sort_by(|a, b| b.published.cmp(&a.published).then_with(|| a.id.cmp(&b.id)));
-        Catalog { articles }
+        articles.sort_by(|a, b| {
+            b.published
+                .cmp(&a.published)
+                .then_with(|| b.url.as_str().cmp(a.url.as_str()))
+                .then_with(|| a.id.cmp(&b.id))
+        });
+        Catalog {
+            articles,
+            sections: Vec::new(),
+        }
+    }
+
+    /// The same catalog with its sections.
+    pub fn with_sections(mut self, sections: Vec<Section>) -> Catalog {
+        self.sections = sections;
+        self
+    }
+
+    pub fn sections(&self) -> &[Section] {
+        &self.sections
+    }
+
+    /// The section `article` belongs to (`""`: the root).
+    pub fn section_of(&self, article: &Article) -> &str {
+        sections::section_of(&self.sections, &article.source)
+    }
+
+    /// Whether `article` is in one of `paths` (normalized section paths,
+    /// `""` for the root); every article is when `paths` is empty.
+    pub fn in_sections(&self, article: &Article, paths: &[String]) -> bool {
+        paths.is_empty() || paths.iter().any(|p| p == self.section_of(article))
     }
 
     pub fn articles(&self) -> &[Arc<Article>] {
@@ -129,7 +163,7 @@ pub fn load(
     let t = std::time::Instant::now();
     let parsed = parse_all(&scan.files, config, content_dir, first_seen);
     tracing::debug!(elapsed_ms = t.elapsed().as_millis() as u64, "parsed");
-    Ok(assemble(scan, parsed, now, first_seen))
+    Ok(assemble(config, scan, parsed, now, first_seen))
 }
 
 /// A parse result; articles are shared so that unchanged ones are reused
@@ -192,6 +226,7 @@ fn modified_date(t: std::time::SystemTime) -> DateTime<Utc> {
 /// Turns parse results into the catalog: drops drafts and future articles,
 /// rejects duplicates, records assigned dates.
 pub fn assemble(
+    config: &Config,
     mut scan: Scan,
     parsed: Vec<Parsed>,
     now: DateTime<Utc>,
@@ -290,5 +325,6 @@ pub fn assemble(
     }
     report.rejected.sort_by(|a, b| a.path.cmp(&b.path));
     report.skipped.sort_by(|a, b| a.path.cmp(&b.path));
-    (Catalog::new(published), report)
+    let found = sections::find(config, &scan, &mut report.warnings);
+    (Catalog::new(published).with_sections(found), report)
 }

@@ -143,7 +143,7 @@ impl Engine {
             });
         }
 
-        let (catalog, report) = content::assemble(scan, parsed, now, &mut self.first_seen);
+        let (catalog, report) = content::assemble(&config, scan, parsed, now, &mut self.first_seen);
         self.first_seen.save()?;
         self.next_scheduled = report.next_scheduled;
         self.published.store(Arc::new(catalog.articles().to_vec()));
@@ -220,7 +220,7 @@ impl Engine {
         changed_urls.sort();
 
         let keep: HashSet<String> = files.keys().cloned().collect();
-        let removed = feeds::remove_stale(out_dir, &keep)?;
+        let removed = feeds::remove_stale(&config, out_dir, &keep)?;
         let published = catalog.len();
         let fresh_files: Vec<Arc<FeedFile>> = changed
             .iter()
