@@ -118,3 +118,19 @@ pub struct FeedSection {
 fn yes() -> bool {
     true
 }
+
+/// Which template tags in article bodies herald handles (the rest stay
+/// text): see the README's "Template tags".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TemplateTags {
+    /// Liquid in files with YAML front matter, Zola's shortcodes in files
+    /// with TOML front matter, Hugo's shortcodes everywhere.
+    Auto,
+    /// Jekyll's Liquid in every file.
+    Liquid,
+    Hugo,
+    Zola,
+    /// Bodies are taken as they are.
+    None,
+}

@@ -24,7 +24,9 @@ mod sections;
 mod validate;
 mod values;
 
-pub use content::{FeedSection, FieldsConfig, FileNames, SectionFeeds, SectionsFrom, Undated};
+pub use content::{
+    FeedSection, FieldsConfig, FileNames, SectionFeeds, SectionsFrom, TemplateTags, Undated,
+};
 pub use sections::{
     ContentConfig, DigestConfig, DkimAlgorithm, DkimConfig, FeedContent, FeedsConfig, MailConfig,
     MailTransportKind, Person, RescanConfig, ServerConfig, SiteConfig, SmtpConfig, SmtpTls,
@@ -244,8 +246,25 @@ author = { name = "A" }
         assert_eq!("10 MiB".parse::<ByteSize>().unwrap().0, 10 << 20);
         assert_eq!("512kb".parse::<ByteSize>().unwrap().0, 512_000);
         assert!("12 parsecs".parse::<ByteSize>().is_err());
-        assert!("/{year}/{title}/".parse::<UrlPattern>().is_err());
+        assert!("/{year}/{titel}/".parse::<UrlPattern>().is_err());
         assert!("/posts/".parse::<UrlPattern>().is_err());
+        let date: UrlPattern = "date".parse().unwrap();
+        let vars = BTreeMap::from([
+            ("categories", "release"),
+            ("year", "2013"),
+            ("month", "05"),
+            ("day", "06"),
+            ("slug", "jekyll-1-0-0-released"),
+        ]);
+        assert_eq!(
+            date.expand(&vars),
+            "release/2013/05/06/jekyll-1-0-0-released.html"
+        );
+        let colon: UrlPattern = "/:categories/:year/:i_month/:title/".parse().unwrap();
+        assert_eq!(
+            colon,
+            "/{categories}/{year}/{i_month}/{slug}/".parse().unwrap()
+        );
         let p: UrlPattern = "/{section}/{year}/{slug}/".parse().unwrap();
         let vars = BTreeMap::from([("section", ""), ("year", "2024"), ("slug", "a")]);
         assert_eq!(p.expand(&vars), "2024/a/");

@@ -8,7 +8,9 @@ use std::str::FromStr;
 
 use serde::Deserialize;
 
-use super::content::{FeedSection, FieldsConfig, FileNames, SectionFeeds, SectionsFrom, Undated};
+use super::content::{
+    FeedSection, FieldsConfig, FileNames, SectionFeeds, SectionsFrom, TemplateTags, Undated,
+};
 use super::values::{
     BaseUrl, BaseUrlLike, ByteSize, CronSchedule, Duration, LanguageTag, Secret, Sender, TimeZone,
     UrlPattern,
@@ -70,6 +72,9 @@ pub struct ContentConfig {
     pub undated: Undated,
     /// Front-matter keys read for each field.
     pub fields: FieldsConfig,
+    /// Which template tags in bodies are run (links, site variables) or
+    /// removed: `auto`, `liquid`, `hugo`, `zola` or `none`.
+    pub template_tags: TemplateTags,
     /// Values for `{{ site.<name> }}` (Jekyll) and `{{< param <name> >}}`
     /// (Hugo) in article bodies.
     pub variables: std::collections::BTreeMap<String, String>,
@@ -120,6 +125,7 @@ impl Default for ContentConfig {
             text_extensions: vec!["txt".into()],
             undated: Undated::Publish,
             fields: FieldsConfig::default(),
+            template_tags: TemplateTags::Auto,
             variables: Default::default(),
         }
     }
@@ -404,9 +410,14 @@ pub struct DigestConfig {
     /// `summary` or `full` article text.
     #[serde(default = "default_digest_content")]
     pub content: FeedContent,
-    /// Tag slugs this digest covers; empty means every article.
+    /// Tag slugs this digest covers; with `sections` empty too, every
+    /// article.
     #[serde(default)]
     pub tags: Vec<String>,
+    /// Sections (folders, `"/"` for the root) this digest covers, besides
+    /// the articles with one of `tags`.
+    #[serde(default)]
+    pub sections: Vec<String>,
     /// A new subscriber's first digest also carries up to this many of the
     /// latest articles from before they confirmed (0: only newer ones).
     #[serde(default)]

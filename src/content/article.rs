@@ -5,14 +5,15 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use chrono::{DateTime, FixedOffset, Utc};
+use chrono::{DateTime, Datelike, FixedOffset, Utc};
 use url::Url;
 
 use super::dates::{at_midnight, date_from_name, date_from_path, parse_date, strip_date_prefix};
 use super::error::ContentError;
 use super::fields::{self, Fields, RawImage};
-use super::front_matter::{self, Table};
+use super::front_matter::{self, Format, Table};
 use super::scan::{Kind, SourceFile};
+use super::template_tags::{self, Dialect, TagContext};
 use super::{html, markdown, plain};
 use crate::base::text::{collapse_whitespace, slugify, xml_clean};
 use crate::config::{Config, LanguageTag, Person, Undated};
@@ -45,6 +46,8 @@ pub struct Image {
 pub struct Article {
     /// Source file relative to the content directory (`posts/a.md`).
     pub source: String,
+    /// The section it belongs to: a folder, `""` for the root.
+    pub section: String,
     pub slug: String,
     pub title: String,
     /// The permalink.
@@ -67,6 +70,9 @@ pub struct Article {
     /// Things worth telling the author that did not stop publication
     /// (a date read leniently, template tags removed).
     pub notes: Vec<String>,
+    /// The HTML holds markers for links to other articles, resolved once
+    /// every URL is known (`super::links`).
+    pub has_refs: bool,
 }
 
 impl Article {
@@ -90,6 +96,8 @@ pub struct ParseContext<'a> {
     pub content_dir: &'a Path,
     /// Looks up the date an undated file was first given.
     pub assigned_date: &'a (dyn Fn(&SourceFile) -> DateTime<FixedOffset> + Sync),
+    /// The site's sections, so that each article knows its own.
+    pub sections: &'a [super::Section],
 }
 
 /// What one file turned out to be, when it is not broken.
@@ -172,14 +180,39 @@ fn from_markdown(file: &SourceFile, text: &str, ctx: &ParseContext<'_>) -> Outco
             "template page (`template` set and no date)".into(),
         ));
     }
-    assemble(file, fm, ctx, |url| {
-        let r = markdown::render(split.body, url);
+    let config = ctx.config;
+    let dialect = Dialect::of(
+        config.content.template_tags,
+        split.format == Some(Format::Yaml),
+        split.format == Some(Format::Toml),
+    );
+    let page = |k: &str| table.get(k).and_then(|n| n.value.scalar_text());
+    let expanded = template_tags::expand(
+        split.body,
+        dialect,
+        &TagContext {
+            site: config.site.base_url.url(),
+            variables: &config.content.variables,
+            page: &page,
+        },
+    );
+    let note = expanded.note();
+    let outcome = assemble(file, fm, ctx, |url| {
+        let r = markdown::render(&expanded.text, url);
         Body {
             html: r.html,
             summary: r.summary,
             title_fallback: r.first_heading,
             needs_html_pass: r.has_raw_html,
         }
+    })?;
+    Ok(match outcome {
+        FileOutcome::Article(mut a) => {
+            a.notes.extend(note);
+            a.has_refs = expanded.has_refs;
+            FileOutcome::Article(a)
+        }
+        skipped => skipped,
     })
 }
 
@@ -331,6 +364,7 @@ fn assemble(
 
     Ok(FileOutcome::Article(Article {
         source: file.rel.clone(),
+        section: super::sections::section_of(ctx.sections, &file.rel).to_string(),
         slug: xml_clean(slug),
         title: xml_clean(title),
         url,
@@ -359,6 +393,7 @@ fn assemble(
         draft,
         date_assigned,
         notes,
+        has_refs: false,
     }))
 }
 
@@ -411,15 +446,50 @@ fn permalink(
     if let Some(p) = &fm.path {
         return join_site_path(base, &p.value);
     }
-    let year = published.format("%Y").to_string();
-    let month = published.format("%m").to_string();
-    let day = published.format("%d").to_string();
+    let f = |fmt: &str| published.format(fmt).to_string();
+    let (year, short_year, month, day, y_day) = (f("%Y"), f("%y"), f("%m"), f("%d"), f("%j"));
+    let (i_month, i_day) = (published.month().to_string(), published.day().to_string());
+    let (hour, minute, second) = (f("%H"), f("%M"), f("%S"));
+    let title = fm
+        .title
+        .as_ref()
+        .map(|t| slugify(&t.value))
+        .filter(|t| !t.is_empty())
+        .unwrap_or_else(|| slugify(slug));
+    // Jekyll: lower-case, each once, in the order written.
+    let mut categories: Vec<String> = Vec::new();
+    for c in &fm.categories {
+        let c = c.to_lowercase();
+        if !categories.contains(&c) {
+            categories.push(c);
+        }
+    }
+    let categories = categories.join("/");
+    // The folder holding the article; a page bundle's parent folder.
+    let folder = if file.stem() == "index" {
+        file.section()
+            .rsplit_once('/')
+            .map(|(d, _)| d)
+            .unwrap_or("")
+    } else {
+        file.section()
+    };
     let vars = BTreeMap::from([
         ("year", year.as_str()),
+        ("short_year", short_year.as_str()),
         ("month", month.as_str()),
+        ("i_month", i_month.as_str()),
         ("day", day.as_str()),
+        ("i_day", i_day.as_str()),
+        ("y_day", y_day.as_str()),
+        ("hour", hour.as_str()),
+        ("minute", minute.as_str()),
+        ("second", second.as_str()),
         ("slug", slug),
-        ("section", file.section()),
+        ("title", title.as_str()),
+        ("filename", file.stem()),
+        ("section", folder),
+        ("categories", categories.as_str()),
     ]);
     let path = config.content.article_url.expand(&vars);
     base.join(&path)

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use std::time::SystemTime;
 
-use super::{parse_all, FirstSeen, Parsed, SourceFile};
+use super::{parse_all, FirstSeen, Parsed, Section, SourceFile};
 use crate::config::Config;
 
 #[derive(Debug, Default)]
@@ -13,6 +13,9 @@ pub struct ContentCache {
     /// Sorted by `rel`, like a scan; a rescan is a merge of two sorted
     /// lists, with no hashing of every path.
     entries: Vec<Entry>,
+    /// The sections the entries were parsed with: articles know their
+    /// section, so a change of sections parses everything again.
+    sections: Vec<Section>,
 }
 
 #[derive(Debug)]
@@ -51,7 +54,12 @@ impl ContentCache {
         config: &Config,
         content_dir: &Path,
         first_seen: &FirstSeen,
+        sections: &[Section],
     ) -> (Vec<Parsed>, CacheStats) {
+        if self.sections != sections {
+            self.entries.clear();
+            self.sections = sections.to_vec();
+        }
         debug_assert!(
             files.windows(2).all(|w| w[0].rel < w[1].rel),
             "scan is sorted"
@@ -76,7 +84,7 @@ impl ContentCache {
         stats.parsed = stale.len();
         stats.reused = files.len() - stale.len();
 
-        let mut fresh = parse_all(&stale, config, content_dir, first_seen)
+        let mut fresh = parse_all(&stale, config, content_dir, first_seen, sections)
             .into_iter()
             .zip(stale);
         self.entries = kept
@@ -129,8 +137,8 @@ mod tests {
         let seen = FirstSeen::in_memory();
         let mut cache = ContentCache::new();
         let pass = |cache: &mut ContentCache| {
-            let s = scan(&config.content).unwrap();
-            cache.parse(&s.files, &config, &content, &seen)
+            let s = scan(&config).unwrap();
+            cache.parse(&s.files, &config, &content, &seen, &s.sections)
         };
         let (r, st) = pass(&mut cache);
         assert_eq!((st.parsed, st.reused, st.removed), (3, 0, 0));

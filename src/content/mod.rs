@@ -10,10 +10,12 @@ mod fields;
 mod first_seen;
 mod front_matter;
 mod html;
+mod links;
 mod markdown;
 mod plain;
 mod scan;
 mod sections;
+mod template_tags;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -73,15 +75,10 @@ impl Catalog {
         &self.sections
     }
 
-    /// The section `article` belongs to (`""`: the root).
-    pub fn section_of(&self, article: &Article) -> &str {
-        sections::section_of(&self.sections, &article.source)
-    }
-
     /// Whether `article` is in one of `paths` (normalized section paths,
     /// `""` for the root); every article is when `paths` is empty.
     pub fn in_sections(&self, article: &Article, paths: &[String]) -> bool {
-        paths.is_empty() || paths.iter().any(|p| p == self.section_of(article))
+        paths.is_empty() || paths.iter().any(|p| *p == article.section)
     }
 
     pub fn articles(&self) -> &[Arc<Article>] {
@@ -154,14 +151,14 @@ pub fn load(
 ) -> anyhow::Result<(Catalog, LoadReport)> {
     let content_dir = config.content.dir.as_path();
     let t = std::time::Instant::now();
-    let scan = scan(&config.content)?;
+    let scan = scan(config)?;
     tracing::debug!(
         files = scan.files.len(),
         elapsed_ms = t.elapsed().as_millis() as u64,
         "scanned"
     );
     let t = std::time::Instant::now();
-    let parsed = parse_all(&scan.files, config, content_dir, first_seen);
+    let parsed = parse_all(&scan.files, config, content_dir, first_seen, &scan.sections);
     tracing::debug!(elapsed_ms = t.elapsed().as_millis() as u64, "parsed");
     Ok(assemble(config, scan, parsed, now, first_seen))
 }
@@ -192,6 +189,7 @@ pub fn parse_all(
     config: &Config,
     content_dir: &Path,
     first_seen: &FirstSeen,
+    sections: &[Section],
 ) -> Vec<Parsed> {
     let assigned = |f: &SourceFile| -> DateTime<FixedOffset> {
         first_seen
@@ -202,6 +200,7 @@ pub fn parse_all(
         config,
         content_dir,
         assigned_date: &assigned,
+        sections,
     };
     files
         .par_iter()
@@ -276,6 +275,12 @@ pub fn assemble(
         }
     }
 
+    links::resolve(
+        &mut candidates,
+        config.site.base_url.url(),
+        &mut report.warnings,
+    );
+
     // Oldest first, so the article that had a URL first keeps it.
     candidates.sort_by(|(a, fa), (b, fb)| {
         a.published
@@ -325,6 +330,6 @@ pub fn assemble(
     }
     report.rejected.sort_by(|a, b| a.path.cmp(&b.path));
     report.skipped.sort_by(|a, b| a.path.cmp(&b.path));
-    let found = sections::find(config, &scan, &mut report.warnings);
+    let found = std::mem::take(&mut scan.sections);
     (Catalog::new(published).with_sections(found), report)
 }

@@ -20,7 +20,7 @@ use ignore::Match;
 use rayon::prelude::*;
 
 use super::Skipped;
-use crate::config::ContentConfig;
+use crate::config::{Config, ContentConfig};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kind {
@@ -78,6 +78,8 @@ pub struct Scan {
     /// Section index files (`_index.md`), relative to the content
     /// directory; their folders are sections.
     pub section_files: Vec<String>,
+    /// The sections, from those files and the config.
+    pub sections: Vec<super::Section>,
 }
 
 /// Which files are articles: built once per scan from `[content]`.
@@ -187,7 +189,8 @@ fn excluded(
 /// The walk uses the file type `read_dir` already knows (no stat per
 /// entry), stats only article files, and walks sibling folders in
 /// parallel: the daemon runs it on every rescan.
-pub fn scan(content: &ContentConfig) -> anyhow::Result<Scan> {
+pub fn scan(config: &Config) -> anyhow::Result<Scan> {
+    let content = &config.content;
     let root = content.dir.as_path();
     let select = Select::new(content)?;
     let canonical_root = root
@@ -207,6 +210,9 @@ pub fn scan(content: &ContentConfig) -> anyhow::Result<Scan> {
     found.warnings.sort();
     found.skipped.sort_by(|a, b| a.path.cmp(&b.path));
     found.section_files.sort();
+    let mut notes = Vec::new();
+    found.sections = super::sections::find(config, &found, &mut notes);
+    found.warnings.extend(notes);
     Ok(found)
 }
 

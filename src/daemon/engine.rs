@@ -129,10 +129,14 @@ impl Engine {
 
     fn rebuild_inner(&mut self, now: DateTime<Utc>, started: Instant) -> anyhow::Result<Rebuild> {
         let config = Arc::clone(&self.config);
-        let scan = content::scan(&config.content)?;
-        let (parsed, stats) =
-            self.cache
-                .parse(&scan.files, &config, &config.content.dir, &self.first_seen);
+        let scan = content::scan(&config)?;
+        let (parsed, stats) = self.cache.parse(
+            &scan.files,
+            &config,
+            &config.content.dir,
+            &self.first_seen,
+            &scan.sections,
+        );
         let due = self.next_scheduled.is_some_and(|t| t <= now);
         if self.built && !stats.changed() && !due {
             return Ok(Rebuild {

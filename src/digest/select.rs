@@ -20,8 +20,27 @@ pub struct Reader<'a> {
     pub tags: &'a [String],
 }
 
+/// Subscriber choices name tags by slug and sections as `section:<path>`
+/// (a tag slug never holds `:`); an article matches any one of them.
+pub const SECTION_CHOICE: &str = "section:";
+
 fn matches(article: &Article, wanted: &[String]) -> bool {
-    wanted.is_empty() || article.tags.iter().any(|t| wanted.contains(&t.slug))
+    wanted.is_empty()
+        || article.tags.iter().any(|t| wanted.contains(&t.slug))
+        || wanted.iter().any(|w| {
+            w.strip_prefix(SECTION_CHOICE)
+                .is_some_and(|s| s.trim_matches('/') == article.section)
+        })
+}
+
+/// The digest's own filter: its tags and its sections.
+fn in_digest(article: &Article, digest: &DigestConfig) -> bool {
+    (digest.tags.is_empty() && digest.sections.is_empty())
+        || article.tags.iter().any(|t| digest.tags.contains(&t.slug))
+        || digest
+            .sections
+            .iter()
+            .any(|s| s.trim_matches('/') == article.section)
 }
 
 /// Indices into `articles` (which is newest first, as a catalog is) of
@@ -49,7 +68,7 @@ pub fn select(
         if a.draft || published > tick {
             continue;
         }
-        if !matches(a, &digest.tags) || !matches(a, reader.tags) {
+        if !in_digest(a, digest) || !matches(a, reader.tags) {
             continue;
         }
         if published <= reader.since && eligible >= backfill {
@@ -89,6 +108,8 @@ mod tests {
             draft: false,
             date_assigned: false,
             notes: Vec::new(),
+            section: String::new(),
+            has_refs: false,
         })
     }
 

@@ -348,6 +348,7 @@ author = { name = "Site", email = "site@example.org" }
             .map(|i| {
                 let url = Url::parse(&format!("https://example.org/p/{i}/")).unwrap();
                 Arc::new(Article {
+                    section: String::new(),
                     source: format!("p/{i}.md"),
                     slug: i.to_string(),
                     title: format!("Post {i}: <item> & ]]> “quotes”"),
@@ -371,6 +372,7 @@ author = { name = "Site", email = "site@example.org" }
                     draft: false,
                     date_assigned: false,
                     notes: Vec::new(),
+                    has_refs: false,
                 })
             })
             .collect();
