@@ -22,6 +22,16 @@ const CREDIT_CHARS: usize = 160;
 /// The article, or why the file is not one.
 pub fn parse(text: &str) -> Result<PlainArticle, String> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let all: Vec<String> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(str::to_string)
+        .collect();
+    if all.len() > 1 && looks_like_data(&all) {
+        return Err(
+            "looks like data (`key: value` lines, tables or benchmark output), not prose".into(),
+        );
+    }
     let mut lines = text.lines().skip_while(|l| l.trim().is_empty());
     let Some(title) = lines.next().map(str::trim) else {
         return Err("empty text file, not an article".into());

@@ -134,6 +134,29 @@ pub fn patterns(root: &Path, lines: &[String]) -> anyhow::Result<Gitignore> {
     Ok(b.build()?)
 }
 
+/// An `index.md` that lists the folder's posts (a template with no date,
+/// like the Go blog's) rather than being the article of a page bundle.
+fn is_listing_page(path: &Path) -> bool {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return false;
+    };
+    let Ok(split) = super::front_matter::split(&text) else {
+        return false;
+    };
+    let Some(format) = split.format else {
+        return false;
+    };
+    let Ok(t) = super::front_matter::parse(format, split.front, 2) else {
+        return false;
+    };
+    let template = match t.get("template").map(|n| &n.value) {
+        Some(super::front_matter::Value::Bool(b)) => *b,
+        Some(super::front_matter::Value::Text(s)) => !s.is_empty(),
+        _ => false,
+    };
+    template && t.get("date").is_none()
+}
+
 /// A `.heraldignore` file and the folder (relative path) it applies to.
 struct IgnoreFile {
     dir: String,
@@ -327,7 +350,8 @@ impl Walk<'_> {
                 })
             })
             .flatten()
-            .map(|(_, rel, _)| rel.clone());
+            .map(|(_, rel, _)| rel.clone())
+            .filter(|rel| !is_listing_page(&self.root.join(rel)));
         let asset_of = asset_of.map(str::to_string).or(bundle_index.clone());
 
         for (entry, rel, meta) in files {

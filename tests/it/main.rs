@@ -15,6 +15,7 @@ mod healthcheck;
 mod helpers;
 mod http;
 mod mail;
+mod real_sites;
 mod smtp;
 mod store;
 mod subscribe;
