@@ -165,7 +165,17 @@ fn from_markdown(file: &SourceFile, text: &str, ctx: &ParseContext<'_>) -> Outco
         }
         None => Table::default(),
     };
-    let fm = fields::read(&table, &ctx.config.content.fields).map_err(|e| (e.line, e.reason))?;
+    let fm = fields::read(&table, &ctx.config.content.fields).map_err(|e| {
+        let format = if split.format == Some(Format::Toml) {
+            "TOML"
+        } else {
+            "YAML"
+        };
+        (
+            e.line,
+            format!("{} (invalid {format} front matter)", e.reason),
+        )
+    })?;
     if let Some(reason) = &fm.not_article {
         return Ok(FileOutcome::Skipped(reason.clone()));
     }
@@ -219,7 +229,13 @@ fn from_markdown(file: &SourceFile, text: &str, ctx: &ParseContext<'_>) -> Outco
 fn from_plain(file: &SourceFile, text: &str, ctx: &ParseContext<'_>) -> Outcome {
     let p = match plain::parse(text) {
         Ok(p) => p,
-        Err(reason) => return Ok(FileOutcome::Skipped(reason)),
+        Err(plain::NotArticle::Empty) => {
+            return Err((
+                None,
+                "empty file: a text article needs its title on the first line".into(),
+            ))
+        }
+        Err(plain::NotArticle::Other(reason)) => return Ok(FileOutcome::Skipped(reason)),
     };
     assemble(file, Fields::default(), ctx, |_| Body {
         html: p.html,

@@ -82,7 +82,7 @@ fn wrong(name: &str, node: &Node, want: &str) -> FieldError {
 fn text(name: &str, node: &Node) -> R<String> {
     node.value
         .scalar_text()
-        .ok_or_else(|| wrong(name, node, "text"))
+        .ok_or_else(|| wrong(name, node, "a string"))
 }
 
 fn text_field(t: &Table, key: &str) -> R<Option<Text>> {
@@ -109,13 +109,7 @@ fn first_text(t: &Table, keys: &[String]) -> R<Option<Text>> {
 fn boolean(name: &str, node: &Node) -> R<bool> {
     match &node.value {
         Value::Bool(b) => Ok(*b),
-        // YAML 1.1, which Jekyll reads, also says yes/no/on/off.
-        Value::Text(s) => match s.to_ascii_lowercase().as_str() {
-            "true" | "yes" | "on" => Ok(true),
-            "false" | "no" | "off" => Ok(false),
-            _ => Err(wrong(name, node, "true or false")),
-        },
-        _ => Err(wrong(name, node, "true or false")),
+        _ => Err(wrong(name, node, "a boolean (true or false)")),
     }
 }
 
@@ -131,7 +125,11 @@ fn words(name: &str, node: &Node, out: &mut Vec<String>) -> R<()> {
                     v => match v.scalar_text() {
                         Some(s) => out.push(s),
                         None => {
-                            return Err(wrong(&format!("{name}[{i}]"), item, "text or a number"))
+                            return Err(wrong(
+                                &format!("{name}[{i}]"),
+                                item,
+                                "a string or a number",
+                            ))
                         }
                     },
                 }
@@ -147,7 +145,8 @@ fn words(name: &str, node: &Node, out: &mut Vec<String>) -> R<()> {
             }
         }
         Value::Null => {}
-        v => out.push(v.scalar_text().unwrap_or_default()),
+        // A lone number is more likely a slip (`tags = 42`) than a tag.
+        _ => return Err(wrong(name, node, "a string or a list")),
     }
     if out.len() > MAX_TAGS {
         return Err(too_many(name, node));
@@ -371,7 +370,7 @@ mod tests {
         assert_eq!(e.line, Some(7));
         assert_eq!(
             e.reason,
-            "tags[3]: expected text or a number, found a table"
+            "tags[3]: expected a string or a number, found a table"
         );
     }
 

@@ -182,7 +182,7 @@ pub fn parse(format: Format, front: &str, first_line: usize) -> Result<Table, Fr
                 other => Err(FrontMatterError {
                     line: Some(first_line),
                     reason: format!(
-                        "YAML front matter must be `key: value` lines, not {}",
+                        "invalid YAML front matter: it must be `key: value` lines, not {}",
                         yaml_kind(&other)
                     ),
                 }),

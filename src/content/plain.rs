@@ -19,8 +19,25 @@ const TITLE_CHARS: usize = 200;
 /// Longest line taken for a credit.
 const CREDIT_CHARS: usize = 160;
 
+/// Why a text file is not an article.
+#[derive(Debug, PartialEq, Eq)]
+pub enum NotArticle {
+    /// Nothing but white space: a broken file, rejected.
+    Empty,
+    /// Another kind of text (one line, a data dump): skipped, with why.
+    Other(String),
+}
+
 /// The article, or why the file is not one.
-pub fn parse(text: &str) -> Result<PlainArticle, String> {
+pub fn parse(text: &str) -> Result<PlainArticle, NotArticle> {
+    parse_text(text).map_err(|e| match e {
+        None => NotArticle::Empty,
+        Some(reason) => NotArticle::Other(reason),
+    })
+}
+
+/// `Err(None)`: no text at all.
+fn parse_text(text: &str) -> Result<PlainArticle, Option<String>> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let all: Vec<String> = text
         .lines()
@@ -28,24 +45,24 @@ pub fn parse(text: &str) -> Result<PlainArticle, String> {
         .map(str::to_string)
         .collect();
     if all.len() > 1 && looks_like_data(&all) {
-        return Err(
+        return Err(Some(
             "looks like data (`key: value` lines, tables or benchmark output), not prose".into(),
-        );
+        ));
     }
     let mut lines = text.lines().skip_while(|l| l.trim().is_empty());
     let Some(title) = lines.next().map(str::trim) else {
-        return Err("empty text file, not an article".into());
+        return Err(None);
     };
     if title.chars().count() > TITLE_CHARS {
-        return Err(format!(
+        return Err(Some(format!(
             "first line is longer than {TITLE_CHARS} characters: not a title, so not an article"
-        ));
+        )));
     }
     if lines.next().is_some_and(|l| !l.trim().is_empty()) {
-        return Err(
+        return Err(Some(
             "no blank line after the first line: not a text article (a title line, a blank line, then text)"
                 .into(),
-        );
+        ));
     }
 
     let mut paragraphs: Vec<String> = Vec::new();
@@ -64,14 +81,9 @@ pub fn parse(text: &str) -> Result<PlainArticle, String> {
         paragraphs.push(current.join("\n"));
     }
     if paragraphs.is_empty() {
-        return Err(
+        return Err(Some(
             "only one line of text: not an article (a title line, a blank line, then text)".into(),
-        );
-    }
-    if looks_like_data(&paragraphs) {
-        return Err(
-            "looks like data (`key: value` lines, tables or benchmark output), not prose".into(),
-        );
+        ));
     }
 
     let credit = is_credit(&paragraphs[0]).then(|| paragraphs.remove(0));
@@ -122,8 +134,7 @@ fn is_credit(p: &str) -> bool {
 
 /// Most lines are `key: value` pairs, tab-separated columns or benchmark
 /// results (`goos: linux`, `BenchmarkX-8  100  12 ns/op`).
-fn looks_like_data(paragraphs: &[String]) -> bool {
-    let lines: Vec<&str> = paragraphs.iter().flat_map(|p| p.lines()).collect();
+fn looks_like_data(lines: &[String]) -> bool {
     let data = lines
         .iter()
         .filter(|l| {
@@ -157,11 +168,14 @@ mod tests {
 
     #[test]
     fn other_text_files_are_not_articles() {
-        assert!(parse(" \n\n").is_err());
-        assert!(parse("Copyright 2024 Someone\n").is_err());
+        assert_eq!(parse(" \n\n").unwrap_err(), NotArticle::Empty);
+        assert!(matches!(
+            parse("Copyright 2024 Someone\n"),
+            Err(NotArticle::Other(_))
+        ));
         let dump =
             "goos: linux\n\ngoarch: amd64\npkg: x/y\ncpu: Intel\nBenchmarkA-8\t100\t12 ns/op\n";
-        assert!(parse(dump).unwrap_err().contains("data"));
+        assert!(matches!(parse(dump), Err(NotArticle::Other(r)) if r.contains("data")));
         assert!(parse("goos: linux\ngoarch: amd64\n").is_err());
     }
 }

@@ -630,7 +630,7 @@ fn a_front_matter_type_error_names_the_file_the_field_the_item_and_the_line() {
     let err = stderr_of(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
     let want = format!(
-        "rejected: {}:8: tags[3]: expected text or a number, found a table",
+        "rejected: {}:8: tags[3]: expected a string or a number, found a table (invalid YAML front matter)",
         site.content.join("x.md").display()
     );
     assert!(err.lines().any(|l| l == want), "{want}\n{err}");
