@@ -4,6 +4,7 @@ mod bad_input;
 mod browser;
 mod cli;
 mod config_docs;
+mod content_props;
 mod corpora;
 mod daemon;
 mod determinism;
