@@ -55,6 +55,7 @@ impl ContentCache {
         content_dir: &Path,
         first_seen: &FirstSeen,
         sections: &[Section],
+        now: chrono::DateTime<chrono::Utc>,
     ) -> (Vec<Parsed>, CacheStats) {
         if self.sections != sections {
             self.entries.clear();
@@ -84,7 +85,7 @@ impl ContentCache {
         stats.parsed = stale.len();
         stats.reused = files.len() - stale.len();
 
-        let mut fresh = parse_all(&stale, config, content_dir, first_seen, sections)
+        let mut fresh = parse_all(&stale, config, content_dir, first_seen, sections, now)
             .into_iter()
             .zip(stale);
         self.entries = kept
@@ -138,7 +139,14 @@ mod tests {
         let mut cache = ContentCache::new();
         let pass = |cache: &mut ContentCache| {
             let s = scan(&config).unwrap();
-            cache.parse(&s.files, &config, &content, &seen, &s.sections)
+            cache.parse(
+                &s.files,
+                &config,
+                &content,
+                &seen,
+                &s.sections,
+                chrono::Utc::now(),
+            )
         };
         let (r, st) = pass(&mut cache);
         assert_eq!((st.parsed, st.reused, st.removed), (3, 0, 0));

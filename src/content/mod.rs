@@ -158,7 +158,14 @@ pub fn load(
         "scanned"
     );
     let t = std::time::Instant::now();
-    let parsed = parse_all(&scan.files, config, content_dir, first_seen, &scan.sections);
+    let parsed = parse_all(
+        &scan.files,
+        config,
+        content_dir,
+        first_seen,
+        &scan.sections,
+        now,
+    );
     tracing::debug!(elapsed_ms = t.elapsed().as_millis() as u64, "parsed");
     Ok(assemble(config, scan, parsed, now, first_seen))
 }
@@ -190,11 +197,12 @@ pub fn parse_all(
     content_dir: &Path,
     first_seen: &FirstSeen,
     sections: &[Section],
+    now: DateTime<Utc>,
 ) -> Vec<Parsed> {
     let assigned = |f: &SourceFile| -> DateTime<FixedOffset> {
         first_seen
             .get(&f.rel)
-            .unwrap_or_else(|| modified_date(f.modified).fixed_offset())
+            .unwrap_or_else(|| modified_date(f.modified, now).fixed_offset())
     };
     let ctx = article::ParseContext {
         config,
@@ -212,14 +220,15 @@ pub fn parse_all(
         .collect()
 }
 
-/// A file's modification time as a date; a time outside the years feeds
-/// can show (a clock set to 1601 or 30000) counts as now.
-fn modified_date(t: std::time::SystemTime) -> DateTime<Utc> {
+/// A file's modification time as a date, never later than `now`: a file
+/// from a machine whose clock is ahead (or set to 30000) was first seen
+/// now, not in the future.
+fn modified_date(t: std::time::SystemTime, now: DateTime<Utc>) -> DateTime<Utc> {
     let since = t.duration_since(std::time::UNIX_EPOCH).ok();
     since
         .and_then(|d| DateTime::<Utc>::from_timestamp(d.as_secs() as i64, d.subsec_nanos()))
         .filter(|d| d.fixed_offset().year() < 9999)
-        .unwrap_or_else(Utc::now)
+        .map_or(now, |d| d.min(now))
 }
 
 /// Turns parse results into the catalog: drops drafts and future articles,

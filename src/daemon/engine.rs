@@ -136,6 +136,7 @@ impl Engine {
             &config.content.dir,
             &self.first_seen,
             &scan.sections,
+            now,
         );
         let due = self.next_scheduled.is_some_and(|t| t <= now);
         if self.built && !stats.changed() && !due {

@@ -341,7 +341,7 @@ fn five_thousand_tags_on_one_article_is_a_clear_error_not_seconds_of_work() {
 }
 
 #[test]
-fn an_undated_file_whose_clock_is_off_by_millennia_is_dated_now_not_a_panic() {
+fn an_undated_file_whose_clock_is_centuries_ahead_is_dated_when_first_seen() {
     let site = TestSite::new();
     let far = site.write(
         "note.txt",
