@@ -103,7 +103,7 @@ pub struct ParseContext<'a> {
 /// What one file turned out to be, when it is not broken.
 #[derive(Debug)]
 pub enum FileOutcome {
-    Article(Article),
+    Article(Box<Article>),
     /// Not an article (a redirect stub, a template page, a data dump, …):
     /// the reason, for `herald check --verbose`.
     Skipped(String),
@@ -378,7 +378,7 @@ fn assemble(
         .unwrap_or_else(|| title.clone());
     let draft = fm.draft || fm.unpublished || file.in_drafts_folder();
 
-    Ok(FileOutcome::Article(Article {
+    Ok(FileOutcome::Article(Box::new(Article {
         source: file.rel.clone(),
         section: super::sections::section_of(ctx.sections, &file.rel).to_string(),
         slug: xml_clean(slug),
@@ -410,7 +410,7 @@ fn assemble(
         date_assigned,
         notes,
         has_refs: false,
-    }))
+    })))
 }
 
 /// Tags deduplicated by slug, in the order written.

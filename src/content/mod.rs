@@ -78,7 +78,7 @@ impl Catalog {
     /// Whether `article` is in one of `paths` (normalized section paths,
     /// `""` for the root); every article is when `paths` is empty.
     pub fn in_sections(&self, article: &Article, paths: &[String]) -> bool {
-        paths.is_empty() || paths.iter().any(|p| *p == article.section)
+        paths.is_empty() || paths.contains(&article.section)
     }
 
     pub fn articles(&self) -> &[Arc<Article>] {
@@ -213,7 +213,7 @@ pub fn parse_all(
     files
         .par_iter()
         .map(|f| match article::parse_file(f, &ctx) {
-            Ok(article::FileOutcome::Article(a)) => Parsed::Article(Arc::new(a)),
+            Ok(article::FileOutcome::Article(a)) => Parsed::Article(Arc::new(*a)),
             Ok(article::FileOutcome::Skipped(reason)) => Parsed::Skipped(reason),
             Err(e) => Parsed::Rejected(e),
         })

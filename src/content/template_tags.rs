@@ -40,33 +40,14 @@ impl Dialect {
     /// syntax in files with TOML front matter; Hugo's shortcodes, whose
     /// syntax no one else uses, everywhere.
     pub fn of(setting: TemplateTags, yaml: bool, toml: bool) -> Dialect {
-        match setting {
-            TemplateTags::Auto => Dialect {
-                liquid: yaml,
-                hugo: true,
-                zola: toml,
-            },
-            TemplateTags::Liquid => Dialect {
-                liquid: true,
-                hugo: false,
-                zola: false,
-            },
-            TemplateTags::Hugo => Dialect {
-                liquid: false,
-                hugo: true,
-                zola: false,
-            },
-            TemplateTags::Zola => Dialect {
-                liquid: false,
-                hugo: false,
-                zola: true,
-            },
-            TemplateTags::None => Dialect {
-                liquid: false,
-                hugo: false,
-                zola: false,
-            },
-        }
+        let (liquid, hugo, zola) = match setting {
+            TemplateTags::Auto => (yaml, true, toml),
+            TemplateTags::Liquid => (true, false, false),
+            TemplateTags::Hugo => (false, true, false),
+            TemplateTags::Zola => (false, false, true),
+            TemplateTags::None => (false, false, false),
+        };
+        Dialect { liquid, hugo, zola }
     }
 }
 
@@ -278,26 +259,39 @@ fn site_value(name: &str, ctx: &TagContext<'_>) -> Option<String> {
     }
 }
 
+/// A shortcode at the start of `s` between `open` and `close`: its inner
+/// text and the length of the whole, or `Err(length)` when it was written
+/// as `{{</* … */>}}` (`{{/* … */}}` in Zola) to show a shortcode as text,
+/// which is then written to `out` without the comment marks.
+fn shortcode<'a>(
+    s: &'a str,
+    open: &str,
+    close: &str,
+    out: &mut Expanded,
+) -> Option<Result<(&'a str, usize), usize>> {
+    let end = s.find(close)?;
+    let inner = s[open.len()..end].trim();
+    let len = end + close.len();
+    if let Some(shown) = inner.strip_prefix("/*").and_then(|i| i.strip_suffix("*/")) {
+        out.text
+            .push_str(&format!("{open} {} {close}", shown.trim()));
+        return Some(Err(len));
+    }
+    Some(Ok((inner, len)))
+}
+
 fn hugo(s: &str, ctx: &TagContext<'_>, out: &mut Expanded) -> Option<usize> {
     let (open, close) = if s.starts_with("{{<") {
         ("{{<", ">}}")
     } else {
         ("{{%", "%}}")
     };
-    let end = s.find(close)?;
-    let inner = s[open.len()..end].trim();
-    // `{{</* name */>}}` is Hugo's way to show a shortcode as text.
-    if let Some(shown) = inner.strip_prefix("/*").and_then(|i| i.strip_suffix("*/")) {
-        out.text.push_str(open);
-        out.text.push(' ');
-        out.text.push_str(shown.trim());
-        out.text.push(' ');
-        out.text.push_str(close);
-        return Some(end + close.len());
-    }
+    let (inner, len) = match shortcode(s, open, close, out)? {
+        Ok(found) => found,
+        Err(shown) => return Some(shown),
+    };
     let (name, args) = inner.split_once(char::is_whitespace).unwrap_or((inner, ""));
     let arg = args.trim().trim_matches('"').trim_matches('`');
-    let len = end + close.len();
     match name {
         "ref" | "relref" if !arg.is_empty() => {
             out.text.push_str(&marker("ref", arg));
@@ -334,16 +328,10 @@ fn zola(s: &str, out: &mut Expanded) -> Option<usize> {
     } else {
         ("{%", "%}")
     };
-    let end = s.find(close)?;
-    let inner = s[open.len()..end].trim();
-    if let Some(shown) = inner.strip_prefix("/*").and_then(|i| i.strip_suffix("*/")) {
-        out.text.push_str(open);
-        out.text.push(' ');
-        out.text.push_str(shown.trim());
-        out.text.push(' ');
-        out.text.push_str(close);
-        return Some(end + close.len());
-    }
+    let (inner, len) = match shortcode(s, open, close, out)? {
+        Ok(found) => found,
+        Err(shown) => return Some(shown),
+    };
     let call = inner
         .split_once('(')
         .filter(|(name, rest)| {
@@ -357,7 +345,7 @@ fn zola(s: &str, out: &mut Expanded) -> Option<usize> {
         (None, "end") if open == "{%" => {}
         _ => return None,
     }
-    Some(end + close.len())
+    Some(len)
 }
 
 #[cfg(test)]

@@ -296,7 +296,7 @@ fn a_front_matter_of_a_hundred_thousand_nested_brackets_fails_fast_with_its_line
         ),
     ] {
         let site = TestSite::new();
-        site.write(&name, &text);
+        site.write(name, &text);
         let started = Instant::now();
         let out = site.cli(&["check"]);
         let took = started.elapsed();

@@ -724,7 +724,9 @@ fn all_text(dir: &Path) -> String {
 
 #[test]
 fn every_rss_and_atom_file_validates_with_no_warning_of_heralds_making() {
-    let mut builds: Vec<(String, Vec<(PathBuf, String)>, String)> = Vec::new();
+    // (what was built, its feed files with their URLs, its sources' text)
+    type Build = (String, Vec<(PathBuf, String)>, String);
+    let mut builds: Vec<Build> = Vec::new();
     // Temporary sites live until the end of the test.
     let mut keep: Vec<Box<dyn std::any::Any>> = Vec::new();
     let blog = blog();
