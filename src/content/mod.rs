@@ -12,6 +12,7 @@ mod front_matter;
 mod html;
 mod links;
 mod markdown;
+mod permalink;
 mod plain;
 mod scan;
 mod sections;
