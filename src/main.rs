@@ -156,6 +156,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         for s in &outcome.load.skipped {
             eprintln!("skipped: {}: {}", s.path.display(), s.reason);
         }
+        for d in &outcome.load.draft_files {
+            eprintln!(
+                "draft: {}: not published until it is no longer a draft",
+                d.display()
+            );
+        }
     }
     for e in &outcome.load.rejected {
         eprintln!("rejected: {e}");

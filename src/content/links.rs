@@ -41,7 +41,9 @@ impl<'a> Index<'a> {
             add(no_ext, &a.url);
             add(f.stem(), &a.url);
             if f.stem() == "index" {
+                // A bundle by its folder: `posts/trip` and `trip`.
                 add(f.section(), &a.url);
+                add(f.name_for_slug(), &a.url);
             }
         }
         Index { by_source, by_name }

@@ -124,6 +124,8 @@ pub struct LoadReport {
     pub files: usize,
     pub rejected: Vec<ContentError>,
     pub drafts: usize,
+    /// The drafts' files, as the user names them.
+    pub draft_files: Vec<std::path::PathBuf>,
     /// Dated in the future; they publish at their time.
     pub scheduled: usize,
     /// When the next scheduled article is due.
@@ -304,6 +306,7 @@ pub fn assemble(
     for (a, file) in &candidates {
         if a.draft {
             report.drafts += 1;
+            report.draft_files.push(file.abs.clone());
             continue;
         }
         let when = a.published_utc();

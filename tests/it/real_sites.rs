@@ -592,6 +592,12 @@ fn herald_check_verbose_lists_every_file_that_is_not_an_article_with_its_reason(
         assert!(line.contains(reason), "{file}: {line}");
     }
     assert_eq!(skipped.len(), BLOG_SKIPS.len(), "{}", skipped.join("\n"));
+    // Jekyll's `published: false` is a draft, listed as one.
+    let draft = format!(
+        "draft: {}: not published until it is no longer a draft",
+        site.content.join("blog/draft.md").display()
+    );
+    assert!(err.lines().any(|l| l == draft), "{draft}\n{err}");
     assert!(
         err.contains(&format!(
             "published {} articles, rejected 0 files, 1 draft, 0 scheduled, {} skipped",
