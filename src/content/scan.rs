@@ -371,8 +371,17 @@ impl Walk<'_> {
                 continue;
             }
             if let Some(owner) = asset_of.as_deref().filter(|o| **o != rel) {
+                let of = if owner
+                    .rsplit('/')
+                    .next()
+                    .is_some_and(|n| n.starts_with("index."))
+                {
+                    "the page bundle"
+                } else {
+                    "the article beside its folder,"
+                };
                 out.skipped
-                    .push(self.skip(&rel, format!("asset of the page bundle {owner}")));
+                    .push(self.skip(&rel, format!("asset of {of} {owner}")));
                 continue;
             }
             let meta = match meta.map(Ok).unwrap_or_else(|| entry.metadata()) {

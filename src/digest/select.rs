@@ -136,6 +136,41 @@ mod tests {
         ]
     }
 
+    #[test]
+    fn digests_and_readers_can_be_limited_to_sections() {
+        let in_section = |id: &str, day: u32, section: &str| {
+            let mut a = Article::clone(&article(id, day, &[]));
+            a.section = section.into();
+            Arc::new(a)
+        };
+        let arts = vec![
+            in_section("inside", 25, "inside-rust"),
+            in_section("root", 24, ""),
+            article("tagged", 23, &["rust"]),
+        ];
+        let all = Reader {
+            since: at(1),
+            first: false,
+            tags: &[],
+        };
+        let d = digest("sections = [\"inside-rust\"]");
+        assert_eq!(titles(&arts, &select(&arts, &d, at(26), all)), ["inside"]);
+        let d = digest("sections = [\"/\"]\ntags = [\"rust\"]");
+        assert_eq!(
+            titles(&arts, &select(&arts, &d, at(26), all)),
+            ["root", "tagged"]
+        );
+        let chosen = ["section:inside-rust".to_string()];
+        let reader = Reader {
+            tags: &chosen,
+            ..all
+        };
+        assert_eq!(
+            titles(&arts, &select(&arts, &digest(""), at(26), reader)),
+            ["inside"]
+        );
+    }
+
     fn titles(articles: &[Arc<Article>], picked: &[usize]) -> Vec<String> {
         picked.iter().map(|&i| articles[i].id.clone()).collect()
     }

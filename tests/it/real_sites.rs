@@ -359,6 +359,7 @@ const BLOG_FILES: &[(&str, &str)] = &[
     ("blog/draft.md", "---\ntitle: Not yet\ndate: 2024-02-01\npublished: false\n---\nSoon.\n"),
     // Articles.
     ("blog/go-1-22.md", "---\ntitle: Go 1.22 is released\ndate: 2024-2-6\nby:\n  - Eli Bendersky\n  - Robert Griesemer\ntags: [go, 47, release]\ntemplate: true\n---\n\nToday the Go team is thrilled to release Go 1.22. {{ site.nothing }}\n\nSee the <a href=\"notes/\">notes</a> and <link rel=\"alternate\" href=\"/feed.atom\">.\n"),
+    ("blog/go-1-22/benchmark-notes.md", "Raw notes kept beside the post.\n"),
     ("blog/2024-04-09-unpadded.md", "---\ntitle: An unpadded date\ndate: 2024-4-09 10:30:00 +0200\nauthors: Ann Writer\ntags: [news, true]\n---\n\nDates like `2024-4-09` are common in hand-written front matter.\n"),
     ("blog/2024-05-01-title-only.md", "---\ntitle: Just a title\n---\n"),
     ("blog/letter.txt", "A letter from the harbour\n\nPhoto: Jane Doe/Harbour Press\n\nThe boats came in late this year, and the harbour master wrote to us about it.\n\nHe says the season was long.\n"),
@@ -415,6 +416,10 @@ const BLOG_SKIPS: &[(&str, &str)] = &[
     (
         "posts/trip/notes.md",
         "asset of the page bundle posts/trip/index.md",
+    ),
+    (
+        "blog/go-1-22/benchmark-notes.md",
+        "asset of the article beside its folder, blog/go-1-22.md",
     ),
     ("drafts-old/", "excluded by `drafts-old/` in .heraldignore"),
 ];

@@ -50,6 +50,9 @@ schedule = "0 0 8 * * Mon"
 [[digest]]
 name = "daily"
 schedule = "0 0 8 * * *"
+[[feeds.section]]
+path = "news"
+title = "Station news"
 "#,
             port = smtp.port()
         );
@@ -422,6 +425,54 @@ async fn the_preferences_page_changes_schedules_and_tags() {
         .client
         .post(format!("{}/preferences?token={token}", app.base))
         .form(&[("tag", "not-offered")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_subscribe_form_and_preferences_offer_the_configured_sections() {
+    let Some(app) = App::start(1000).await else {
+        return;
+    };
+    let (status, form) = app.get("/subscribe").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        form.contains("<input type=\"checkbox\" name=\"tag\" value=\"section:news\"> Station news"),
+        "{form}"
+    );
+    let id = subscribed(&app, "sections@example.org").await;
+    let token = app.signer().sign(
+        Purpose::Manage,
+        id,
+        chrono::Utc::now() + chrono::Duration::days(30),
+    );
+    let r = app
+        .client
+        .post(format!("{}/preferences?token={token}", app.base))
+        .form(&[
+            ("schedule", "weekly"),
+            ("tag", "section:news"),
+            ("tag", "rust"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let sub = app.db().await.get(id).await.unwrap().unwrap();
+    assert_eq!(sub.tags, ["rust", "section:news"]);
+    let (_, page) = app.get(&format!("/preferences?token={token}")).await;
+    assert!(
+        page.contains("value=\"section:news\" checked> Station news"),
+        "{page}"
+    );
+    // Only configured sections are offered.
+    let r = app
+        .client
+        .post(format!("{}/preferences?token={token}", app.base))
+        .form(&[("tag", "section:secret")])
         .send()
         .await
         .unwrap();
