@@ -261,10 +261,12 @@ fn write_one(
     Ok((rel, wrote))
 }
 
-/// Feed files (by herald's own names, configured and default) anywhere
-/// under the output directory that are not in `keep`: feeds of tags and
-/// sections that no longer exist, and files left by other `file_names`.
-/// Folders emptied by this are removed too.
+/// Feed files (by herald's own names, configured and default) that are
+/// not in `keep`, in the folders herald writes: the output root, `tags/*/`
+/// and the folders of the feeds it keeps. So feeds of tags that no longer
+/// exist go, and files left under old `file_names`; other files in the
+/// output directory (another generator's `index.xml`) are never touched.
+/// Tag folders emptied by this are removed too.
 pub fn remove_stale(
     config: &Config,
     out_dir: &Path,
@@ -272,51 +274,41 @@ pub fn remove_stale(
 ) -> anyhow::Result<Vec<String>> {
     let mut names: Vec<&str> = FeedFormat::ALL.iter().map(|f| f.file_name()).collect();
     names.extend(FeedFormat::ALL.iter().map(|&f| config.feed_file_name(f)));
-    let mut removed = Vec::new();
-    let mut dirs = Vec::new();
-    // The output directory holds feeds only; a bounded depth keeps a
-    // mistaken `feeds.dir` (a home folder) from a long walk.
-    for e in walk_files(out_dir, 6) {
-        let Ok(rel) = e.strip_prefix(out_dir) else {
-            continue;
-        };
-        let rel = rel.to_string_lossy().replace('\\', "/");
-        let name = rel.rsplit('/').next().unwrap_or(&rel);
-        if names.contains(&name) && !keep.contains(&rel) {
-            std::fs::remove_file(&e)
-                .with_context(|| format!("cannot remove stale feed {}", e.display()))?;
-            if let Some(parent) = e.parent() {
-                dirs.push(parent.to_path_buf());
+    let mut dirs: std::collections::BTreeSet<String> = keep
+        .iter()
+        .map(|rel| {
+            rel.rsplit_once('/')
+                .map(|(d, _)| format!("{d}/"))
+                .unwrap_or_default()
+        })
+        .collect();
+    dirs.insert(String::new());
+    if let Ok(entries) = std::fs::read_dir(out_dir.join("tags")) {
+        for e in entries.flatten() {
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                dirs.insert(format!("tags/{}/", e.file_name().to_string_lossy()));
             }
-            removed.push(rel);
         }
     }
-    dirs.sort();
-    dirs.dedup();
-    for mut d in dirs {
-        // Only succeeds when empty, which is what we want.
-        while d != out_dir && d.starts_with(out_dir) && std::fs::remove_dir(&d).is_ok() {
-            d.pop();
+    let mut removed = Vec::new();
+    for dir in dirs {
+        for name in &names {
+            let rel = format!("{dir}{name}");
+            let path = out_dir.join(&rel);
+            if !keep.contains(&rel) && path.is_file() {
+                std::fs::remove_file(&path)
+                    .with_context(|| format!("cannot remove stale feed {}", path.display()))?;
+                removed.push(rel);
+            }
+        }
+        if dir.starts_with("tags/") {
+            // Only succeeds when empty, which is what we want.
+            let _ = std::fs::remove_dir(out_dir.join(&dir));
         }
     }
     removed.sort();
+    removed.dedup();
     Ok(removed)
-}
-
-/// Files under `dir`, at most `depth` folders down.
-fn walk_files(dir: &Path, depth: usize) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return out;
-    };
-    for e in entries.flatten() {
-        match e.file_type() {
-            Ok(t) if t.is_dir() && depth > 0 => out.extend(walk_files(&e.path(), depth - 1)),
-            Ok(t) if t.is_file() => out.push(e.path()),
-            _ => {}
-        }
-    }
-    out
 }
 
 /// RFC 3339 with seconds, as Atom and JSON Feed want.

@@ -824,3 +824,38 @@ fn every_rss_and_atom_file_validates_with_no_warning_of_heralds_making() {
         problems.join("\n")
     );
 }
+
+#[test]
+fn new_file_names_replace_the_old_files_and_leave_other_files_alone() {
+    let mut site = TestSite::new();
+    site.write(
+        "a.md",
+        "---\ntitle: A\ndate: 2024-01-01\ntags: [x]\n---\nBody\n",
+    );
+    site.build();
+    assert!(site.feeds.join("tags/x/atom.xml").is_file());
+    // Another generator's file in the same output directory.
+    std::fs::create_dir_all(site.feeds.join("other")).unwrap();
+    std::fs::write(site.feeds.join("other/index.xml"), "<not-ours/>").unwrap();
+    site.feeds_section =
+        "file_names = { atom = \"feed.xml\", rss = \"index.xml\", json = \"feed.json\" }".into();
+    let outcome = site.build();
+    let files: BTreeSet<String> = files_under(&site.feeds).into_keys().collect();
+    let want: BTreeSet<String> = [
+        "feed.xml",
+        "index.xml",
+        "feed.json",
+        "tags/x/feed.xml",
+        "tags/x/index.xml",
+        "tags/x/feed.json",
+        "other/index.xml",
+    ]
+    .map(String::from)
+    .into();
+    assert_eq!(files, want);
+    let removed = outcome.write.unwrap().removed;
+    assert_eq!(
+        removed,
+        ["atom.xml", "rss.xml", "tags/x/atom.xml", "tags/x/rss.xml"]
+    );
+}
