@@ -351,7 +351,17 @@ impl Walk<'_> {
             })
             .flatten()
             .map(|(_, rel, _)| rel.clone())
-            .filter(|rel| !is_listing_page(&self.root.join(rel)));
+            // Reading the index is needed only when something could be
+            // its asset: the usual bundle (index.md and pictures) is not
+            // read again on every rescan.
+            .filter(|rel| {
+                let others = subdirs.len()
+                    + files
+                        .iter()
+                        .filter(|(_, r, _)| r != rel && self.select.kind_of(r).is_some())
+                        .count();
+                others == 0 || !is_listing_page(&self.root.join(rel))
+            });
         let asset_of = asset_of.map(str::to_string).or(bundle_index.clone());
 
         for (entry, rel, meta) in files {
