@@ -102,14 +102,16 @@ pub fn expand(body: &str, dialect: Dialect, ctx: &TagContext<'_>) -> Expanded {
         rest = &rest[at..];
         let consumed = if rest.starts_with("](@/") && dialect.zola {
             // Zola's internal links: `[text](@/blog/post.md)`.
-            out.text.push_str("](");
-            let end = rest[2..]
+            let end = rest[4..]
                 .find([')', ' ', '#'])
-                .map(|e| e + 2)
+                .map(|e| e + 4)
                 .unwrap_or(rest.len());
-            out.text.push_str(&marker("zola", &rest[4..end]));
-            out.has_refs = true;
-            Some(end)
+            (end > 4).then(|| {
+                out.text.push_str("](");
+                out.text.push_str(&marker("zola", &rest[4..end]));
+                out.has_refs = true;
+                end
+            })
         } else if dialect.hugo && (rest.starts_with("{{<") || rest.starts_with("{{%")) {
             hugo(rest, ctx, &mut out)
         } else if dialect.liquid && rest.starts_with("{%") {
@@ -149,9 +151,15 @@ fn remember(out: &mut Expanded, shown: String) {
     }
 }
 
+/// Where `close` starts in `s`, which starts with `open`: looked for after
+/// the opening, so that `{%}` or `{{%}}` is not taken for a closed tag.
+fn close_of(s: &str, open: &str, close: &str) -> Option<usize> {
+    s.get(open.len()..)?.find(close).map(|e| e + open.len())
+}
+
 /// `{% name args %}` at the start of `s`: (name, args, length).
 fn split_tag<'a>(s: &'a str, open: &str, close: &str) -> Option<(&'a str, &'a str, usize)> {
-    let end = s.find(close)?;
+    let end = close_of(s, open, close)?;
     let inner = s[open.len()..end].trim_matches('-').trim();
     let (name, args) = inner.split_once(char::is_whitespace).unwrap_or((inner, ""));
     Some((name, args.trim(), end + close.len()))
@@ -213,7 +221,7 @@ fn liquid_tag(s: &str, out: &mut Expanded) -> Option<usize> {
 }
 
 fn liquid_output(s: &str, ctx: &TagContext<'_>, out: &mut Expanded) -> Option<usize> {
-    let end = s.find("}}")?;
+    let end = close_of(s, "{{", "}}")?;
     let inner = s[2..end].trim_matches('-').trim();
     let mut parts = inner.split('|').map(str::trim);
     let head = parts.next().unwrap_or("");
@@ -269,7 +277,7 @@ fn shortcode<'a>(
     close: &str,
     out: &mut Expanded,
 ) -> Option<Result<(&'a str, usize), usize>> {
-    let end = s.find(close)?;
+    let end = close_of(s, open, close)?;
     let inner = s[open.len()..end].trim();
     let len = end + close.len();
     if let Some(shown) = inner.strip_prefix("/*").and_then(|i| i.strip_suffix("*/")) {
@@ -403,6 +411,16 @@ mod tests {
             ["{% assign %}", "{% for %}", "{{ x }}", "{% endfor %}"]
         );
         assert!(e.note().unwrap().contains("{% for %}"));
+    }
+
+    #[test]
+    fn tags_that_close_inside_their_opening_are_text() {
+        for dialect in [liquid(), Dialect::of(TemplateTags::Auto, false, true)] {
+            for body in ["{%}", "{{%}}", "{{<>}}", "{{}}", "{%%}", "{{%", "](@/"] {
+                let e = run(body, dialect);
+                assert!(e.text.len() <= body.len(), "{body:?} -> {:?}", e.text);
+            }
+        }
     }
 
     #[test]

@@ -178,7 +178,55 @@ fn date_text() -> impl Strategy<Value = String> {
     ]
 }
 
+/// Bodies made of template-tag pieces, in any order.
+fn tag_soup() -> impl Strategy<Value = String> {
+    const PIECES: &[&str] = &[
+        "{%",
+        "%}",
+        "{{",
+        "}}",
+        "{{<",
+        ">}}",
+        "{{%",
+        "%}}",
+        "](@/",
+        "[a](",
+        ")",
+        "raw",
+        "endraw",
+        "highlight",
+        "endhighlight",
+        "comment",
+        "endcomment",
+        "link",
+        "post_url",
+        "ref",
+        "site.",
+        "page.",
+        "/*",
+        "*/",
+        " ",
+        "-",
+        "|",
+        "\"",
+        "x",
+        "\n",
+        "é",
+        "(",
+        "#",
+    ];
+    proptest::collection::vec(proptest::sample::select(PIECES), 0..60).prop_map(|p| p.concat())
+}
+
 proptest! {
+    #[test]
+    fn arbitrary_template_tags_never_panic(
+        body in tag_soup(),
+        front in prop_oneof![Just("---\ntitle: T\ndate: 2024-01-01\n---\n"), Just("+++\ntitle = \"T\"\ndate = 2024-01-01\n+++\n")],
+    ) {
+        load_one("a.md", format!("{front}{body}").as_bytes())?;
+    }
+
     #[test]
     fn arbitrary_bytes_never_panic_and_every_rejection_names_its_file(
         opener in prop_oneof![Just(""), Just("---\n"), Just("+++\n")],
