@@ -100,6 +100,26 @@ title = "Station news"
         (r.status(), r.text().await.unwrap())
     }
 
+    /// A link that manages subscriber `id`'s preferences for 30 days.
+    pub(crate) fn manage_token(&self, id: i64) -> String {
+        self.signer().sign(
+            Purpose::Manage,
+            id,
+            chrono::Utc::now() + chrono::Duration::days(30),
+        )
+    }
+
+    /// Posts the preferences form with `token`.
+    pub(crate) async fn save_preferences(&self, token: &str, form: &[(&str, &str)]) -> StatusCode {
+        self.client
+            .post(format!("{}/preferences?token={token}", self.base))
+            .form(form)
+            .send()
+            .await
+            .unwrap()
+            .status()
+    }
+
     pub(crate) async fn get(&self, path_and_query: &str) -> (StatusCode, String) {
         let r = self
             .client
@@ -396,39 +416,30 @@ async fn the_preferences_page_changes_schedules_and_tags() {
         return;
     };
     let id = subscribed(&app, "di@example.org").await;
-    let token = app.signer().sign(
-        Purpose::Manage,
-        id,
-        chrono::Utc::now() + chrono::Duration::days(30),
-    );
+    let token = app.manage_token(id);
     let (status, page) = app.get(&format!("/preferences?token={token}")).await;
     assert_eq!(status, StatusCode::OK);
     assert!(page.contains("value=\"daily\""), "{page}");
-    let r = app
-        .client
-        .post(format!("{}/preferences?token={token}", app.base))
-        .form(&[
-            ("schedule", "daily"),
-            ("schedule", "weekly"),
-            ("tag", "web"),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
+    let status = app
+        .save_preferences(
+            &token,
+            &[
+                ("schedule", "daily"),
+                ("schedule", "weekly"),
+                ("tag", "web"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
     let sub = app.db().await.get(id).await.unwrap().unwrap();
     let mut schedules = sub.schedules.clone();
     schedules.sort();
     assert_eq!(schedules, ["daily", "weekly"]);
     assert_eq!(sub.tags, ["web"]);
-    let r = app
-        .client
-        .post(format!("{}/preferences?token={token}", app.base))
-        .form(&[("tag", "not-offered")])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let status = app
+        .save_preferences(&token, &[("tag", "not-offered")])
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
     app.stop().await;
 }
 
@@ -444,23 +455,18 @@ async fn the_subscribe_form_and_preferences_offer_the_configured_sections() {
         "{form}"
     );
     let id = subscribed(&app, "sections@example.org").await;
-    let token = app.signer().sign(
-        Purpose::Manage,
-        id,
-        chrono::Utc::now() + chrono::Duration::days(30),
-    );
-    let r = app
-        .client
-        .post(format!("{}/preferences?token={token}", app.base))
-        .form(&[
-            ("schedule", "weekly"),
-            ("tag", "section:news"),
-            ("tag", "rust"),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
+    let token = app.manage_token(id);
+    let status = app
+        .save_preferences(
+            &token,
+            &[
+                ("schedule", "weekly"),
+                ("tag", "section:news"),
+                ("tag", "rust"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
     let sub = app.db().await.get(id).await.unwrap().unwrap();
     assert_eq!(sub.tags, ["rust", "section:news"]);
     let (_, page) = app.get(&format!("/preferences?token={token}")).await;
@@ -469,14 +475,10 @@ async fn the_subscribe_form_and_preferences_offer_the_configured_sections() {
         "{page}"
     );
     // Only configured sections are offered.
-    let r = app
-        .client
-        .post(format!("{}/preferences?token={token}", app.base))
-        .form(&[("tag", "section:secret")])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let status = app
+        .save_preferences(&token, &[("tag", "section:secret")])
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
     app.stop().await;
 }
 
