@@ -57,7 +57,7 @@ dir = {feeds:?}
     );
     let config = Arc::new(Config::parse(&text)?);
     let mut engine = Engine::new(
-        config,
+        Arc::clone(&config),
         Arc::new(ServedFeeds::new()),
         Arc::new(Metrics::new()),
     )?;
@@ -71,7 +71,7 @@ dir = {feeds:?}
     let mut scans = Vec::new();
     for _ in 0..ROUNDS {
         let t = Instant::now();
-        let s = herald::content::scan(&content)?;
+        let s = herald::content::scan(&config)?;
         scans.push(t.elapsed());
         anyhow::ensure!(s.files.len() == n);
     }

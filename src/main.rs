@@ -56,13 +56,22 @@ enum Command {
     /// per tag, in each configured format) to the output directory. Files
     /// whose bytes would not change are left alone. Exits 1 when any content
     /// file was rejected (the others are still published), 2 on a fatal error.
-    Build,
+    Build {
+        /// Also list every file that is not an article, with the reason.
+        #[arg(long, short)]
+        verbose: bool,
+    },
     /// Validate the config and every content file, render every feed in
     /// memory, make every check `herald run` makes at start (each template
     /// rendered with sample data, digest subjects, the DKIM key, the signing
     /// secret, the SMTP settings), and write nothing. Exits 1 when any
     /// content file would be rejected, 2 on any other failure.
-    Check,
+    Check {
+        /// Also list every file that is not an article (README, redirect
+        /// stubs, template pages, data files, …), with the reason.
+        #[arg(long, short)]
+        verbose: bool,
+    },
     /// Run the daemon: build at start, keep the feeds current (rescan on the
     /// `[rescan]` schedule and when content files change, publish future-dated
     /// articles at their time) and serve them over HTTP with conditional GET,
@@ -131,7 +140,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         other => other,
     };
-    let write = matches!(command, Command::Build);
+    let write = matches!(command, Command::Build { .. });
+    let verbose = matches!(
+        command,
+        Command::Build { verbose: true } | Command::Check { verbose: true }
+    );
     if !write {
         // Everything `herald run` checks before it serves, so that a
         // passing check means a daemon that starts.
@@ -152,6 +165,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     .context("build failed")?;
     for w in &outcome.load.warnings {
         eprintln!("warning: {w}");
+    }
+    if verbose {
+        for s in &outcome.load.skipped {
+            eprintln!("skipped: {}: {}", s.path.display(), s.reason);
+        }
+        for d in &outcome.load.draft_files {
+            eprintln!(
+                "draft: {}: not published until it is no longer a draft",
+                d.display()
+            );
+        }
     }
     for e in &outcome.load.rejected {
         eprintln!("rejected: {e}");

@@ -92,6 +92,11 @@ impl BuildOutcome {
             plural(l.drafts),
             l.scheduled,
         );
+        if !l.skipped.is_empty() {
+            // Files that are not articles (README, stubs, data): listed
+            // one by one with --verbose.
+            s.push_str(&format!(", {} skipped", l.skipped.len()));
+        }
         match &self.write {
             Some(w) => s.push_str(&format!(
                 "; wrote {} file{} ({} unchanged, {} removed)",

@@ -18,6 +18,7 @@ use url::Url;
 
 pub use crate::base::FeedFormat;
 
+mod content;
 mod cron;
 mod env;
 mod error;
@@ -25,6 +26,9 @@ mod sections;
 mod validate;
 mod values;
 
+pub use content::{
+    FeedSection, FieldsConfig, FileNames, SectionFeeds, SectionsFrom, TemplateTags, Undated,
+};
 pub use cron::CronSchedule;
 pub use error::{env_var_for, ConfigError, Origins, SECRET_KEYS};
 pub use sections::{
@@ -156,6 +160,11 @@ impl Config {
         url
     }
 
+    /// The file name of `format` in every feed folder.
+    pub fn feed_file_name(&self, format: FeedFormat) -> &str {
+        self.feeds.file_names.get(format)
+    }
+
     /// The formats to write, in a fixed order.
     pub fn formats(&self) -> Vec<FeedFormat> {
         let mut f = self.feeds.formats.clone();
@@ -248,8 +257,25 @@ author = { name = "A" }
         assert_eq!("10 MiB".parse::<ByteSize>().unwrap().0, 10 << 20);
         assert_eq!("512kb".parse::<ByteSize>().unwrap().0, 512_000);
         assert!("12 parsecs".parse::<ByteSize>().is_err());
-        assert!("/{year}/{title}/".parse::<UrlPattern>().is_err());
+        assert!("/{year}/{titel}/".parse::<UrlPattern>().is_err());
         assert!("/posts/".parse::<UrlPattern>().is_err());
+        let date: UrlPattern = "date".parse().unwrap();
+        let vars = BTreeMap::from([
+            ("categories", "release"),
+            ("year", "2013"),
+            ("month", "05"),
+            ("day", "06"),
+            ("slug", "jekyll-1-0-0-released"),
+        ]);
+        assert_eq!(
+            date.expand(&vars),
+            "release/2013/05/06/jekyll-1-0-0-released.html"
+        );
+        let colon: UrlPattern = "/:categories/:year/:i_month/:title/".parse().unwrap();
+        assert_eq!(
+            colon,
+            "/{categories}/{year}/{i_month}/{slug}/".parse().unwrap()
+        );
         let p: UrlPattern = "/{section}/{year}/{slug}/".parse().unwrap();
         let vars = BTreeMap::from([("section", ""), ("year", "2024"), ("slug", "a")]);
         assert_eq!(p.expand(&vars), "2024/a/");

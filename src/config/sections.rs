@@ -8,6 +8,9 @@ use std::str::FromStr;
 
 use serde::Deserialize;
 
+use super::content::{
+    FeedSection, FieldsConfig, FileNames, SectionFeeds, SectionsFrom, TemplateTags, Undated,
+};
 use super::cron::CronSchedule;
 use super::values::{
     BaseUrl, BaseUrlLike, ByteSize, Duration, LanguageTag, Secret, Sender, TimeZone, UrlPattern,
@@ -52,8 +55,29 @@ pub struct ContentConfig {
     /// Files larger than this are rejected rather than read.
     pub max_file_size: ByteSize,
     /// Path of an article under `site.base_url`, used when its front matter
-    /// gives neither `url` nor `path`.
+    /// gives neither `url` nor `path`: a pattern or a Jekyll preset name.
     pub article_url: UrlPattern,
+    /// Gitignore-style patterns: when any is given, only files matching one
+    /// are articles.
+    pub include: Vec<String>,
+    /// Gitignore-style patterns of files and folders that are not articles.
+    pub exclude: Vec<String>,
+    /// File extensions read as Markdown with front matter.
+    pub markdown_extensions: Vec<String>,
+    /// File extensions read as plain-text articles (title line, blank line,
+    /// text).
+    pub text_extensions: Vec<String>,
+    /// What happens to a file that is an article in every way but has no
+    /// date: published with the date herald first saw it, or skipped.
+    pub undated: Undated,
+    /// Front-matter keys read for each field.
+    pub fields: FieldsConfig,
+    /// Which template tags in bodies are run (links, site variables) or
+    /// removed: `auto`, `liquid`, `hugo`, `zola` or `none`.
+    pub template_tags: TemplateTags,
+    /// Values for `{{ site.<name> }}` (Jekyll) and `{{< param <name> >}}`
+    /// (Hugo) in article bodies.
+    pub variables: std::collections::BTreeMap<String, String>,
 }
 
 impl Default for ContentConfig {
@@ -63,6 +87,46 @@ impl Default for ContentConfig {
             max_file_size: ByteSize(10 * 1024 * 1024),
             article_url: UrlPattern::from_str("/{year}/{month}/{day}/{slug}/")
                 .expect("default pattern is valid"),
+            include: Vec::new(),
+            exclude: [
+                "README",
+                "README.*",
+                "LICENSE",
+                "LICENSE.*",
+                "LICENSE-MIT*",
+                "LICENSE-APACHE*",
+                "LICENCE",
+                "LICENCE.*",
+                "COPYING",
+                "COPYING.*",
+                "COPYRIGHT",
+                "COPYRIGHT.*",
+                "CHANGELOG",
+                "CHANGELOG.*",
+                "CONTRIBUTING.*",
+                "CODE_OF_CONDUCT.*",
+                "SECURITY.md",
+                "AUTHORS",
+                "AUTHORS.*",
+                "NOTICE",
+                "NOTICE.*",
+                "PATENTS",
+                "PATENTS.*",
+                "/index.*",
+                "node_modules/",
+                "_site/",
+                "_layouts/",
+                "_includes/",
+                "_data/",
+            ]
+            .map(String::from)
+            .to_vec(),
+            markdown_extensions: vec!["md".into(), "markdown".into()],
+            text_extensions: vec!["txt".into()],
+            undated: Undated::Publish,
+            fields: FieldsConfig::default(),
+            template_tags: TemplateTags::Auto,
+            variables: Default::default(),
         }
     }
 }
@@ -92,6 +156,19 @@ pub struct FeedsConfig {
     pub formats: Vec<FeedFormat>,
     /// Write a feed per tag under `tags/<tag>/`.
     pub tag_feeds: bool,
+    /// File name of each format in every feed folder.
+    pub file_names: FileNames,
+    /// Sections whose articles the site-wide feeds hold: empty for every
+    /// article, `"/"` for articles in no section (Zola's root feed).
+    pub site_sections: Vec<String>,
+    /// Where sections come from besides `[[feeds.section]]`.
+    pub sections_from: SectionsFrom,
+    /// Which sections get feeds at `<section>/<file name>`.
+    pub section_feeds: SectionFeeds,
+    /// Entries in each section feed; 0 means every article of the section.
+    pub section_limit: usize,
+    /// Sections given in config (`[[feeds.section]]`).
+    pub section: Vec<FeedSection>,
 }
 
 impl Default for FeedsConfig {
@@ -104,6 +181,12 @@ impl Default for FeedsConfig {
             content: FeedContent::Full,
             formats: FeedFormat::ALL.to_vec(),
             tag_feeds: true,
+            file_names: FileNames::default(),
+            site_sections: Vec::new(),
+            sections_from: SectionsFrom::Index,
+            section_feeds: SectionFeeds::Declared,
+            section_limit: 50,
+            section: Vec::new(),
         }
     }
 }
@@ -333,9 +416,14 @@ pub struct DigestConfig {
     /// `summary` or `full` article text.
     #[serde(default = "default_digest_content")]
     pub content: FeedContent,
-    /// Tag slugs this digest covers; empty means every article.
+    /// Tag slugs this digest covers; with `sections` empty too, every
+    /// article.
     #[serde(default)]
     pub tags: Vec<String>,
+    /// Sections (folders, `"/"` for the root) this digest covers, besides
+    /// the articles with one of `tags`.
+    #[serde(default)]
+    pub sections: Vec<String>,
     /// A new subscriber's first digest also carries up to this many of the
     /// latest articles from before they confirmed (0: only newer ones).
     #[serde(default)]

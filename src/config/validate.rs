@@ -135,6 +135,77 @@ impl Config {
         if self.content.max_file_size.0 == 0 {
             fail!(self, "content.max_file_size", "must be larger than 0");
         }
+        self.validate_content()
+    }
+
+    /// The content-side keys: patterns, extensions, sections, file names.
+    fn validate_content(&self) -> Result<(), ConfigError> {
+        let c = &self.content;
+        for (key, lines) in [
+            ("content.include", &c.include),
+            ("content.exclude", &c.exclude),
+        ] {
+            let mut b = ignore::gitignore::GitignoreBuilder::new(&c.dir);
+            for l in lines.iter() {
+                if let Err(e) = b.add_line(None, l) {
+                    fail!(self, key, "`{l}` is not a valid pattern ({e})");
+                }
+            }
+        }
+        for (key, exts) in [
+            ("content.markdown_extensions", &c.markdown_extensions),
+            ("content.text_extensions", &c.text_extensions),
+        ] {
+            if let Some(e) = exts
+                .iter()
+                .find(|e| e.trim_start_matches('.').is_empty() || e.contains(['/', '*']))
+            {
+                fail!(self, key, "`{e}` is not a file extension like \"md\"");
+            }
+        }
+        let f = &self.feeds;
+        let names = [&f.file_names.rss, &f.file_names.atom, &f.file_names.json];
+        for n in names {
+            if n.is_empty() || n.starts_with('.') || n.contains(['/', '\\', '?', '#', '%']) {
+                fail!(
+                    self,
+                    "feeds.file_names",
+                    "`{n}` must be a plain file name like \"feed.xml\""
+                );
+            }
+        }
+        if names[0] == names[1] || names[0] == names[2] || names[1] == names[2] {
+            fail!(
+                self,
+                "feeds.file_names",
+                "each format needs a file name of its own"
+            );
+        }
+        let paths = f
+            .site_sections
+            .iter()
+            .map(|p| ("feeds.site_sections", p))
+            .chain(f.section.iter().map(|s| ("feeds.section.path", &s.path)));
+        for (key, p) in paths {
+            let t = p.trim_matches('/');
+            if t.split('/').any(|seg| seg == ".." || seg == ".")
+                || p.contains(['\\', '?', '#'])
+                || (key == "feeds.section.path" && t.is_empty())
+            {
+                fail!(
+                    self,
+                    key,
+                    "`{p}` must be a folder under the content directory"
+                );
+            }
+            if key == "feeds.section.path" && f.tag_feeds && t == "tags" {
+                fail!(
+                    self,
+                    key,
+                    "`tags/` holds the tag feeds; name the section otherwise"
+                );
+            }
+        }
         Ok(())
     }
 }

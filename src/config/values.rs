@@ -261,42 +261,116 @@ impl fmt::Display for ByteSize {
     }
 }
 
-/// An article URL pattern such as `/{year}/{month}/{day}/{slug}/`.
-/// Placeholders: `{year}`, `{month}`, `{day}`, `{slug}`, `{section}` (the
-/// article's folder under the content directory, empty at the top).
+/// An article URL pattern such as `/{year}/{month}/{day}/{slug}/`, a
+/// Jekyll preset name (`date`, `pretty`, `ordinal`, `none`), or a pattern
+/// in Jekyll's and Hugo's `:name` form (`/:categories/:year/:title/`).
+/// Placeholders: `{year}`, `{short_year}`, `{month}`, `{i_month}`, `{day}`,
+/// `{i_day}`, `{y_day}`, `{hour}`, `{minute}`, `{second}`, `{slug}` (the
+/// file name without date, or `slug`), `{title}` (the title, slugified),
+/// `{filename}`, `{section}` (the folder that holds the article, a page
+/// bundle's parent), `{categories}` (Jekyll's categories, lower-case,
+/// joined by `/`).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "String")]
 pub struct UrlPattern(String);
 
-const PLACEHOLDERS: &[&str] = &["year", "month", "day", "slug", "section"];
+const PLACEHOLDERS: &[&str] = &[
+    "year",
+    "short_year",
+    "month",
+    "i_month",
+    "day",
+    "i_day",
+    "y_day",
+    "hour",
+    "minute",
+    "second",
+    "slug",
+    "title",
+    "filename",
+    "section",
+    "categories",
+];
+
+/// Jekyll's permalink presets, as herald patterns (`:title` in Jekyll is
+/// the file name, herald's `{slug}`; `:output_ext` is `.html`).
+pub const JEKYLL_PRESETS: &[(&str, &str)] = &[
+    ("date", "/{categories}/{year}/{month}/{day}/{slug}.html"),
+    ("pretty", "/{categories}/{year}/{month}/{day}/{slug}/"),
+    ("ordinal", "/{categories}/{year}/{y_day}/{slug}.html"),
+    ("none", "/{categories}/{slug}.html"),
+];
+
+/// `/:categories/:year/:title:output_ext` -> `/{categories}/{year}/{slug}.html`.
+/// `:title` means what it means in Jekyll, the file name.
+fn from_colon_form(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 16);
+    let mut rest = s;
+    while let Some(i) = rest.find(':') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        let len = after
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(after.len());
+        let name = &after[..len];
+        match name {
+            "output_ext" => out.push_str(".html"),
+            "title" => out.push_str("{slug}"),
+            "contentbasename" => out.push_str("{filename}"),
+            n if PLACEHOLDERS.contains(&n) => {
+                out.push('{');
+                out.push_str(n);
+                out.push('}');
+            }
+            _ => {
+                out.push(':');
+                out.push_str(name);
+            }
+        }
+        rest = &after[len..];
+    }
+    out.push_str(rest);
+    out
+}
 
 impl FromStr for UrlPattern {
     type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    fn from_str(raw: &str) -> Result<Self, String> {
+        let expanded = match JEKYLL_PRESETS.iter().find(|(name, _)| *name == raw.trim()) {
+            Some((_, pattern)) => pattern.to_string(),
+            None if raw.contains(':') => from_colon_form(raw),
+            None => raw.to_string(),
+        };
+        let s = expanded.as_str();
         if !s.starts_with('/') {
-            return Err(format!("`{s}` must start with `/`"));
-        }
-        if !s.contains("{slug}") {
             return Err(format!(
-                "`{s}` must contain `{{slug}}` so that articles get distinct URLs"
+                "`{raw}` must start with `/` or be a preset: date, pretty, ordinal, none"
+            ));
+        }
+        if !["{slug}", "{title}", "{filename}"]
+            .iter()
+            .any(|p| s.contains(p))
+        {
+            return Err(format!(
+                "`{raw}` must contain `{{slug}}`, `{{title}}` or `{{filename}}` so that articles get distinct URLs"
             ));
         }
         let mut rest = s;
         while let Some(open) = rest.find('{') {
             let close = rest[open..]
                 .find('}')
-                .ok_or_else(|| format!("`{s}`: unclosed `{{`"))?;
+                .ok_or_else(|| format!("`{raw}`: unclosed `{{`"))?;
             let name = &rest[open + 1..open + close];
             if !PLACEHOLDERS.contains(&name) {
                 return Err(format!(
-                    "`{s}`: unknown placeholder `{{{name}}}` (known: {})",
+                    "`{raw}`: unknown placeholder `{{{name}}}` (known: {})",
                     PLACEHOLDERS.join(", ")
                 ));
             }
             rest = &rest[open + close + 1..];
         }
         if s.contains("..") || s.contains('?') || s.contains('#') {
-            return Err(format!("`{s}` must be a plain path"));
+            return Err(format!("`{raw}` must be a plain path"));
         }
         Ok(UrlPattern(s.to_string()))
     }

@@ -2,7 +2,6 @@
 //! their fallbacks (dates from file names and paths, titles from headings,
 //! summaries from the body), a permalink, and HTML whose links are absolute.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use chrono::{DateTime, FixedOffset, Utc};
@@ -10,11 +9,14 @@ use url::Url;
 
 use super::dates::{at_midnight, date_from_name, date_from_path, parse_date, strip_date_prefix};
 use super::error::ContentError;
-use super::front_matter::{self, FrontMatter, OneOrMany, RawAuthor, RawImage};
+use super::fields::{self, Fields, RawImage};
+use super::front_matter::{self, Format, Table};
+use super::permalink::permalink;
 use super::scan::{Kind, SourceFile};
+use super::template_tags::{self, Dialect, TagContext};
 use super::{html, markdown, plain};
 use crate::base::text::{collapse_whitespace, slugify, xml_clean};
-use crate::config::{Config, LanguageTag, Person};
+use crate::config::{Config, LanguageTag, Person, Undated};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tag {
@@ -44,6 +46,8 @@ pub struct Image {
 pub struct Article {
     /// Source file relative to the content directory (`posts/a.md`).
     pub source: String,
+    /// The section it belongs to: a folder, `""` for the root.
+    pub section: String,
     pub slug: String,
     pub title: String,
     /// The permalink.
@@ -63,6 +67,12 @@ pub struct Article {
     pub draft: bool,
     /// The date came from neither front matter, file name nor path.
     pub date_assigned: bool,
+    /// Things worth telling the author that did not stop publication
+    /// (a date read leniently, template tags removed).
+    pub notes: Vec<String>,
+    /// The HTML holds markers for links to other articles, resolved once
+    /// every URL is known (`super::links`).
+    pub has_refs: bool,
 }
 
 impl Article {
@@ -86,10 +96,21 @@ pub struct ParseContext<'a> {
     pub content_dir: &'a Path,
     /// Looks up the date an undated file was first given.
     pub assigned_date: &'a (dyn Fn(&SourceFile) -> DateTime<FixedOffset> + Sync),
+    /// The site's sections, so that each article knows its own.
+    pub sections: &'a [super::Section],
+}
+
+/// What one file turned out to be, when it is not broken.
+#[derive(Debug)]
+pub enum FileOutcome {
+    Article(Box<Article>),
+    /// Not an article (a redirect stub, a template page, a data dump, …):
+    /// the reason, for `herald check --verbose`.
+    Skipped(String),
 }
 
 /// Reads and parses one file.
-pub fn parse_file(file: &SourceFile, ctx: &ParseContext<'_>) -> Result<Article, ContentError> {
+pub fn parse_file(file: &SourceFile, ctx: &ParseContext<'_>) -> Result<FileOutcome, ContentError> {
     let shown = ctx.content_dir.join(&file.rel);
     let err = |reason: String| ContentError::new(shown.clone(), reason);
     let max = ctx.config.content.max_file_size.0;
@@ -124,6 +145,7 @@ pub fn parse_file(file: &SourceFile, ctx: &ParseContext<'_>) -> Result<Article, 
 }
 
 type Failure = (Option<usize>, String);
+type Outcome = Result<FileOutcome, Failure>;
 
 /// An article's body, rendered once its URL is known.
 struct Body {
@@ -135,38 +157,87 @@ struct Body {
     needs_html_pass: bool,
 }
 
-fn from_markdown(
-    file: &SourceFile,
-    text: &str,
-    ctx: &ParseContext<'_>,
-) -> Result<Article, Failure> {
+fn from_markdown(file: &SourceFile, text: &str, ctx: &ParseContext<'_>) -> Outcome {
     let split = front_matter::split(text).map_err(|e| (e.line, e.reason))?;
-    let fm = match split.format {
+    let table = match split.format {
         Some(format) => {
             front_matter::parse(format, split.front, 2).map_err(|e| (e.line, e.reason))?
         }
-        None => FrontMatter::default(),
+        None => Table::default(),
     };
-    let key_line = |key: &str| find_key_line(split.front, key).map(|l| l + 1);
-    assemble(file, fm, ctx, &key_line, |url| {
-        let r = markdown::render(split.body, url);
+    let fm = fields::read(&table, &ctx.config.content.fields).map_err(|e| {
+        let format = if split.format == Some(Format::Toml) {
+            "TOML"
+        } else {
+            "YAML"
+        };
+        (
+            e.line,
+            format!("{} (invalid {format} front matter)", e.reason),
+        )
+    })?;
+    if let Some(reason) = &fm.not_article {
+        return Ok(FileOutcome::Skipped(reason.clone()));
+    }
+    let dated = fm.date.is_some() || name_or_path_date(file, &fm).is_some();
+    if fm.aliases_only && !dated {
+        return Ok(FileOutcome::Skipped(
+            "alias stub (`aliases` and no title or date)".into(),
+        ));
+    }
+    if fm.template && !dated {
+        return Ok(FileOutcome::Skipped(
+            "template page (`template` set and no date)".into(),
+        ));
+    }
+    let config = ctx.config;
+    let dialect = Dialect::of(
+        config.content.template_tags,
+        split.format == Some(Format::Yaml),
+        split.format == Some(Format::Toml),
+    );
+    let page = |k: &str| table.get(k).and_then(|n| n.value.scalar_text());
+    let expanded = template_tags::expand(
+        split.body,
+        dialect,
+        &TagContext {
+            site: config.site.base_url.url(),
+            variables: &config.content.variables,
+            page: &page,
+        },
+    );
+    let note = expanded.note();
+    let outcome = assemble(file, fm, ctx, |url| {
+        let r = markdown::render(&expanded.text, url);
         Body {
             html: r.html,
             summary: r.summary,
             title_fallback: r.first_heading,
             needs_html_pass: r.has_raw_html,
         }
+    })?;
+    Ok(match outcome {
+        FileOutcome::Article(mut a) => {
+            a.notes.extend(note);
+            a.has_refs = expanded.has_refs;
+            FileOutcome::Article(a)
+        }
+        skipped => skipped,
     })
 }
 
-fn from_plain(file: &SourceFile, text: &str, ctx: &ParseContext<'_>) -> Result<Article, Failure> {
-    let Some(p) = plain::parse(text) else {
-        return Err((
-            None,
-            "empty file: a text article needs its title on the first line".into(),
-        ));
+fn from_plain(file: &SourceFile, text: &str, ctx: &ParseContext<'_>) -> Outcome {
+    let p = match plain::parse(text) {
+        Ok(p) => p,
+        Err(plain::NotArticle::Empty) => {
+            return Err((
+                None,
+                "empty file: a text article needs its title on the first line".into(),
+            ))
+        }
+        Err(plain::NotArticle::Other(reason)) => return Ok(FileOutcome::Skipped(reason)),
     };
-    assemble(file, FrontMatter::default(), ctx, &|_| None, |_| Body {
+    assemble(file, Fields::default(), ctx, |_| Body {
         html: p.html,
         summary: p.summary,
         title_fallback: Some(p.title),
@@ -174,28 +245,35 @@ fn from_plain(file: &SourceFile, text: &str, ctx: &ParseContext<'_>) -> Result<A
     })
 }
 
+/// A date from the file or folder name, or from a `YYYY/MM/DD` path.
+fn name_or_path_date(file: &SourceFile, fm: &Fields) -> Option<chrono::NaiveDate> {
+    date_from_name(file.stem())
+        .or_else(|| date_from_name(file.name_for_slug()))
+        .or_else(|| fm.path.as_ref().and_then(|p| date_from_path(&p.value)))
+}
+
 fn assemble(
     file: &SourceFile,
-    fm: FrontMatter,
+    fm: Fields,
     ctx: &ParseContext<'_>,
-    key_line: &dyn Fn(&str) -> Option<usize>,
     render_body: impl FnOnce(&Url) -> Body,
-) -> Result<Article, Failure> {
+) -> Outcome {
     let config = ctx.config;
     let tz = config.site.timezone.0;
+    let mut notes = Vec::new();
 
     // Slug: explicit, else the last segment of an explicit path, else the
     // file (or bundle folder) name without its date prefix.
     let slug = match &fm.slug {
         Some(s) => {
-            validate_slug(s).map_err(|r| (key_line("slug"), r))?;
-            s.trim().to_string()
+            validate_slug(&s.value).map_err(|r| (s.line, r))?;
+            s.value.trim().to_string()
         }
         None => {
             let from_path = fm
                 .path
-                .as_deref()
-                .and_then(|p| p.trim_matches('/').rsplit('/').next())
+                .as_ref()
+                .and_then(|p| p.value.trim_matches('/').rsplit('/').next())
                 .filter(|s| !s.is_empty());
             let raw = from_path.unwrap_or_else(|| strip_date_prefix(file.name_for_slug()));
             raw.split_whitespace().collect::<Vec<_>>().join("-")
@@ -206,82 +284,62 @@ fn assemble(
     // date herald assigned when it first saw the file.
     let mut date_assigned = false;
     let published = match &fm.date {
-        Some(raw) => parse_date(&raw.as_text(), tz).map_err(|r| (key_line("date"), r))?,
-        None => {
-            let from_names = date_from_name(file.stem())
-                .or_else(|| date_from_name(file.name_for_slug()))
-                .or_else(|| fm.path.as_deref().and_then(date_from_path));
-            match from_names {
-                Some(d) => at_midnight(d, tz),
-                None => {
-                    date_assigned = true;
-                    (ctx.assigned_date)(file)
-                }
-            }
+        Some(raw) => {
+            let read = parse_date(&raw.value, tz).map_err(|r| (raw.line, r))?;
+            notes.extend(read.note);
+            read.at
         }
+        None => match name_or_path_date(file, &fm) {
+            Some(d) => at_midnight(d, tz),
+            None if config.content.undated == Undated::Skip => {
+                return Ok(FileOutcome::Skipped(
+                    "no date (content.undated = \"skip\")".into(),
+                ))
+            }
+            None => {
+                date_assigned = true;
+                (ctx.assigned_date)(file)
+            }
+        },
     };
     let updated = match &fm.updated {
-        Some(raw) => Some(parse_date(&raw.as_text(), tz).map_err(|r| {
-            (
-                key_line_any(
-                    key_line,
-                    &["updated", "lastmod", "last_modified_at", "modified"],
-                ),
-                r,
-            )
-        })?),
+        Some(raw) => {
+            let read = parse_date(&raw.value, tz).map_err(|r| (raw.line, r))?;
+            notes.extend(read.note);
+            Some(read.at)
+        }
         None => None,
     };
 
-    let url = permalink(file, &fm, &slug, published, config)
-        .map_err(|r| (key_line_any(key_line, &["url", "path", "permalink"]), r))?;
+    let url = permalink(file, &fm, &slug, published, config).map_err(|r| {
+        let line = [&fm.url, &fm.path]
+            .iter()
+            .find_map(|t| t.as_ref().map(|t| t.line));
+        (line.flatten(), r)
+    })?;
     let id = match &fm.id {
-        Some(id) if !id.trim().is_empty() => id.trim().to_string(),
-        Some(_) => {
-            return Err((
-                key_line_any(key_line, &["id", "guid"]),
-                "`id` is empty".into(),
-            ))
-        }
+        Some(id) if !id.value.trim().is_empty() => id.value.trim().to_string(),
+        Some(id) => return Err((id.line, "`id` is empty".into())),
         None => url.to_string(),
     };
 
     let language = match &fm.language {
-        Some(l) => Some(
-            LanguageTag::parse(l.trim())
-                .map_err(|r| (key_line_any(key_line, &["language", "lang"]), r))?,
-        ),
+        Some(l) => Some(LanguageTag::parse(l.value.trim()).map_err(|r| (l.line, r))?),
         None => None,
     };
 
     let image = match &fm.image {
-        Some(raw) => Some(resolve_image(raw, &url, file).map_err(|r| {
-            (
-                key_line_any(key_line, &["image", "cover", "cover_image"]),
-                r,
-            )
-        })?),
+        Some((raw, line)) => Some(resolve_image(raw, &url, file).map_err(|r| (*line, r))?),
         None => None,
     };
 
     let mut authors: Vec<Person> = fm
         .authors
-        .clone()
-        .or(fm.author.clone())
-        .map(OneOrMany::into_vec)
-        .unwrap_or_default()
-        .into_iter()
-        .map(|a| match a {
-            RawAuthor::Name(name) => Person {
-                name: collapse_whitespace(&name),
-                email: None,
-                url: None,
-            },
-            RawAuthor::Full { name, email, url } => Person {
-                name: collapse_whitespace(&name),
-                email,
-                url,
-            },
+        .iter()
+        .map(|a| Person {
+            name: collapse_whitespace(&a.name),
+            email: a.email.clone(),
+            url: a.url.clone(),
         })
         .filter(|p| !p.name.is_empty())
         .collect();
@@ -289,12 +347,12 @@ fn assemble(
         authors.push(config.site.author.clone());
     }
 
-    let tags = collect_tags(&fm);
+    let tags = collect_tags(&fm.tags);
     let body = render_body(&url);
     let title = fm
         .title
-        .as_deref()
-        .map(collapse_whitespace)
+        .as_ref()
+        .map(|t| collapse_whitespace(&t.value))
         .filter(|t| !t.is_empty())
         .or(body.title_fallback);
     let Some(title) = title else {
@@ -304,22 +362,25 @@ fn assemble(
                 .into(),
         ));
     };
-    let summary = fm
-        .summary
-        .as_deref()
-        .or(fm.description.as_deref())
-        .map(collapse_whitespace)
-        .filter(|s| !s.is_empty())
-        .unwrap_or(body.summary);
     let content_html = if body.needs_html_pass {
         html::absolutize_and_clean(&body.html, &url).map_err(|r| (None, r))?
     } else {
         body.html
     };
-    let draft = fm.draft == Some(true) || fm.published == Some(false) || file.in_drafts_folder();
+    // A feed entry always has a description: an article with no text of
+    // its own is summed up by its title.
+    let summary = fm
+        .summary
+        .as_ref()
+        .map(|s| collapse_whitespace(&s.value))
+        .filter(|s| !s.is_empty())
+        .or(Some(body.summary).filter(|s| !s.is_empty()))
+        .unwrap_or_else(|| title.clone());
+    let draft = fm.draft || fm.unpublished || file.in_drafts_folder();
 
-    Ok(Article {
+    Ok(FileOutcome::Article(Box::new(Article {
         source: file.rel.clone(),
+        section: super::sections::section_of(ctx.sections, &file.rel).to_string(),
         slug: xml_clean(slug),
         title: xml_clean(title),
         url,
@@ -347,36 +408,13 @@ fn assemble(
         image,
         draft,
         date_assigned,
-    })
+        notes,
+        has_refs: false,
+    })))
 }
 
-fn key_line_any(key_line: &dyn Fn(&str) -> Option<usize>, keys: &[&str]) -> Option<usize> {
-    keys.iter().find_map(|k| key_line(k))
-}
-
-/// Tags from `tags`, `categories`, `category` and every Zola taxonomy,
-/// deduplicated by slug, in the order written.
-fn collect_tags(fm: &FrontMatter) -> Vec<Tag> {
-    let mut names: Vec<String> = Vec::new();
-    let mut add_list = |v: &Option<OneOrMany<String>>| {
-        if let Some(v) = v.clone() {
-            match v {
-                // Jekyll reads `tags: a b` as two tags.
-                OneOrMany::One(s) => names.extend(s.split_whitespace().map(str::to_string)),
-                OneOrMany::Many(list) => names.extend(list),
-            }
-        }
-    };
-    add_list(&fm.tags);
-    add_list(&fm.categories);
-    if let Some(taxonomies) = &fm.taxonomies {
-        for terms in taxonomies.values() {
-            add_list(&Some(terms.clone()));
-        }
-    }
-    if let Some(c) = &fm.category {
-        names.push(c.clone());
-    }
+/// Tags deduplicated by slug, in the order written.
+fn collect_tags(names: &[String]) -> Vec<Tag> {
     let mut seen = std::collections::BTreeSet::new();
     names
         .iter()
@@ -403,84 +441,9 @@ fn validate_slug(s: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Builds the permalink from `url`, `path`, or the configured pattern.
-fn permalink(
-    file: &SourceFile,
-    fm: &FrontMatter,
-    slug: &str,
-    published: DateTime<FixedOffset>,
-    config: &Config,
-) -> Result<Url, String> {
-    let base = config.site.base_url.url();
-    if let Some(u) = fm.url.as_deref().map(str::trim) {
-        if let Ok(abs) = Url::parse(u) {
-            if abs.scheme() != "http" && abs.scheme() != "https" {
-                return Err(format!("url `{u}` must be an http(s) address or a path"));
-            }
-            return Ok(abs);
-        }
-        return join_site_path(base, u);
-    }
-    if let Some(p) = fm.path.as_deref() {
-        return join_site_path(base, p);
-    }
-    let year = published.format("%Y").to_string();
-    let month = published.format("%m").to_string();
-    let day = published.format("%d").to_string();
-    let vars = BTreeMap::from([
-        ("year", year.as_str()),
-        ("month", month.as_str()),
-        ("day", day.as_str()),
-        ("slug", slug),
-        ("section", file.section()),
-    ]);
-    let path = config.content.article_url.expand(&vars);
-    base.join(&path)
-        .map_err(|e| format!("cannot build the article URL from `{path}`: {e}"))
-}
-
-/// A site-relative path from front matter, checked so that it stays under
-/// the site's base URL. Paths without a file extension get a trailing `/`,
-/// as static-site generators serve them.
-fn join_site_path(base: &Url, p: &str) -> Result<Url, String> {
-    let trimmed = p.trim().trim_start_matches('/');
-    if trimmed.contains("://") || trimmed.starts_with('/') {
-        return Err(format!(
-            "path `{p}` must be relative to the site; use `url` for a full address"
-        ));
-    }
-    if trimmed.split('/').any(|seg| seg == ".." || seg == ".") {
-        return Err(format!("path `{p}` may not contain `.` or `..` segments"));
-    }
-    if trimmed.contains(['?', '#', '\\']) || trimmed.chars().any(char::is_control) {
-        return Err(format!("path `{p}` may not contain `?`, `#` or `\\`"));
-    }
-    let last = trimmed.rsplit('/').next().unwrap_or("");
-    let path = if trimmed.is_empty()
-        || trimmed.ends_with('/')
-        || last.contains('.') && has_file_extension(last)
-    {
-        trimmed.to_string()
-    } else {
-        format!("{trimmed}/")
-    };
-    base.join(&path)
-        .map_err(|e| format!("path `{p}` does not make a valid URL: {e}"))
-}
-
-fn has_file_extension(last: &str) -> bool {
-    matches!(
-        last.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()),
-        Some(e) if ["html", "htm", "xml", "php", "txt"].contains(&e.as_str())
-    )
-}
-
 fn resolve_image(raw: &RawImage, article_url: &Url, file: &SourceFile) -> Result<Image, String> {
-    let (src, mime, length) = match raw {
-        RawImage::Src(s) => (s.as_str(), None, None),
-        RawImage::Full { url, mime, length } => (url.as_str(), mime.clone(), *length),
-    };
-    let src = src.trim();
+    let (mime, length) = (raw.mime.clone(), raw.length);
+    let src = raw.src.trim();
     if src.is_empty() {
         return Err("`image` is empty".into());
     }
@@ -528,19 +491,6 @@ fn mime_from_extension(path: &str) -> Option<&'static str> {
         "pdf" => "application/pdf",
         _ => return None,
     })
-}
-
-/// 0-based line (within the front matter) where `key` is set.
-fn find_key_line(front: &str, key: &str) -> Option<usize> {
-    front
-        .lines()
-        .position(|l| {
-            let l = l.trim_start();
-            l.strip_prefix(key)
-                .map(|rest| rest.trim_start().starts_with(['=', ':']))
-                .unwrap_or(false)
-        })
-        .map(|i| i + 1)
 }
 
 /// 1-based line of byte `pos`.

@@ -2,10 +2,10 @@
 //! only files that are new or whose size or modification time changed.
 
 use std::path::Path;
-use std::sync::Arc;
+
 use std::time::SystemTime;
 
-use super::{parse_all, FirstSeen, Parsed, SourceFile};
+use super::{parse_all, FirstSeen, Parsed, Section, SourceFile};
 use crate::config::Config;
 
 #[derive(Debug, Default)]
@@ -13,6 +13,9 @@ pub struct ContentCache {
     /// Sorted by `rel`, like a scan; a rescan is a merge of two sorted
     /// lists, with no hashing of every path.
     entries: Vec<Entry>,
+    /// The sections the entries were parsed with: articles know their
+    /// section, so a change of sections parses everything again.
+    sections: Vec<Section>,
 }
 
 #[derive(Debug)]
@@ -51,7 +54,13 @@ impl ContentCache {
         config: &Config,
         content_dir: &Path,
         first_seen: &FirstSeen,
+        sections: &[Section],
+        now: chrono::DateTime<chrono::Utc>,
     ) -> (Vec<Parsed>, CacheStats) {
+        if self.sections != sections {
+            self.entries.clear();
+            self.sections = sections.to_vec();
+        }
         debug_assert!(
             files.windows(2).all(|w| w[0].rel < w[1].rel),
             "scan is sorted"
@@ -76,7 +85,7 @@ impl ContentCache {
         stats.parsed = stale.len();
         stats.reused = files.len() - stale.len();
 
-        let mut fresh = parse_all(&stale, config, content_dir, first_seen)
+        let mut fresh = parse_all(&stale, config, content_dir, first_seen, sections, now)
             .into_iter()
             .zip(stale);
         self.entries = kept
@@ -93,14 +102,7 @@ impl ContentCache {
                 })
             })
             .collect();
-        let results = self
-            .entries
-            .iter()
-            .map(|e| match &e.result {
-                Ok(a) => Ok(Arc::clone(a)),
-                Err(err) => Err(err.clone()),
-            })
-            .collect();
+        let results = self.entries.iter().map(|e| e.result.clone()).collect();
         (results, stats)
     }
 }
@@ -109,6 +111,7 @@ impl ContentCache {
 mod tests {
     use super::*;
     use crate::content::scan;
+    use std::sync::Arc;
 
     #[test]
     fn only_new_or_changed_files_are_parsed_again() {
@@ -135,12 +138,19 @@ mod tests {
         let seen = FirstSeen::in_memory();
         let mut cache = ContentCache::new();
         let pass = |cache: &mut ContentCache| {
-            let s = scan(&content).unwrap();
-            cache.parse(&s.files, &config, &content, &seen)
+            let s = scan(&config).unwrap();
+            cache.parse(
+                &s.files,
+                &config,
+                &content,
+                &seen,
+                &s.sections,
+                chrono::Utc::now(),
+            )
         };
         let (r, st) = pass(&mut cache);
         assert_eq!((st.parsed, st.reused, st.removed), (3, 0, 0));
-        let a_first = Arc::clone(r[0].as_ref().unwrap());
+        let a_first = Arc::clone(r[0].article().unwrap());
 
         let (_, st) = pass(&mut cache);
         assert_eq!((st.parsed, st.reused, st.removed), (0, 3, 0));
@@ -153,11 +163,11 @@ mod tests {
         assert_eq!((st.parsed, st.reused, st.removed), (2, 1, 1));
         let titles: Vec<&str> = r
             .iter()
-            .map(|x| x.as_ref().unwrap().title.as_str())
+            .map(|x| x.article().unwrap().title.as_str())
             .collect();
         assert_eq!(titles, ["Zero", "A", "B2"]);
         assert!(
-            Arc::ptr_eq(&a_first, r[1].as_ref().unwrap()),
+            Arc::ptr_eq(&a_first, r[1].article().unwrap()),
             "unchanged articles are shared, not re-parsed"
         );
     }

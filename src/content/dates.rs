@@ -2,15 +2,82 @@
 //! Jekyll's `2013-05-06 02:12:52 +0200`, bare dates, and dates hidden in
 //! file names (`2013-05-06-title.md`) or front-matter paths (`2015/05/15/…`).
 
-use chrono::{DateTime, FixedOffset, LocalResult, NaiveDate, NaiveDateTime, TimeZone};
+use chrono::{DateTime, Datelike, FixedOffset, LocalResult, NaiveDate, NaiveDateTime, TimeZone};
 use chrono_tz::Tz;
 
+/// A date read from front matter, with a note when it was read leniently.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReadDate {
+    pub at: DateTime<FixedOffset>,
+    /// Set when the text was not a standard form but Jekyll would publish
+    /// it: says how it was read.
+    pub note: Option<String>,
+}
+
+/// Earliest and latest years herald accepts: RSS wants four-digit years,
+/// and outside them chrono cannot write RFC 2822 at all.
+pub const YEARS: std::ops::RangeInclusive<i32> = 1..=9999;
+
 /// Parses a date as written in front matter. A value without an offset is
-/// taken in `tz`; a bare date is midnight in `tz`.
-pub fn parse_date(raw: &str, tz: Tz) -> Result<DateTime<FixedOffset>, String> {
-    let s = raw.trim();
+/// taken in `tz`; a bare date is midnight in `tz`. Unpadded months and days
+/// (`2024-4-9`) are read as padded ones.
+pub fn parse_date(raw: &str, tz: Tz) -> Result<ReadDate, String> {
+    let s = pad_date(raw.trim());
+    let at = match strict(&s, tz, raw)? {
+        Some(d) => ReadDate { at: d, note: None },
+        None => match lenient(&s, tz, raw)? {
+            Some(d) => ReadDate {
+                note: Some(format!(
+                    "date `{}` is not a standard form; read as {}, as Jekyll reads it",
+                    raw.trim(),
+                    d.to_rfc3339()
+                )),
+                at: d,
+            },
+            None => return Err(describe_bad_date(&s)),
+        },
+    };
+    check_range(&at.at, raw)?;
+    Ok(at)
+}
+
+/// An error unless `d` has a year in [`YEARS`], in its own offset and in UTC.
+pub fn check_range(d: &DateTime<FixedOffset>, raw: &str) -> Result<(), String> {
+    let utc = d.naive_utc();
+    if YEARS.contains(&d.year()) && YEARS.contains(&utc.year()) {
+        Ok(())
+    } else {
+        Err(format!(
+            "date `{}` is out of range: years {} to {} only",
+            raw.trim(),
+            YEARS.start(),
+            YEARS.end()
+        ))
+    }
+}
+
+/// `2024-4-9…` -> `2024-04-09…`; anything else unchanged.
+fn pad_date(s: &str) -> std::borrow::Cow<'_, str> {
+    let mut parts = s.splitn(3, '-');
+    let (Some(y), Some(m), Some(rest)) = (parts.next(), parts.next(), parts.next()) else {
+        return s.into();
+    };
+    let day_len = rest.bytes().take_while(u8::is_ascii_digit).count();
+    let ok = y.len() == 4
+        && y.bytes().all(|b| b.is_ascii_digit())
+        && (1..=2).contains(&m.len())
+        && m.bytes().all(|b| b.is_ascii_digit())
+        && (1..=2).contains(&day_len);
+    if !ok || (m.len() == 2 && day_len == 2) {
+        return s.into();
+    }
+    format!("{y}-{m:0>2}-{:0>2}{}", &rest[..day_len], &rest[day_len..]).into()
+}
+
+/// The standard forms; `Ok(None)` when none matches.
+fn strict(s: &str, tz: Tz, raw: &str) -> Result<Option<DateTime<FixedOffset>>, String> {
     if let Ok(d) = DateTime::parse_from_rfc3339(s) {
-        return Ok(d);
+        return Ok(Some(d));
     }
     // With an explicit numeric offset, in the shapes Jekyll and Hugo write.
     for fmt in [
@@ -21,11 +88,11 @@ pub fn parse_date(raw: &str, tz: Tz) -> Result<DateTime<FixedOffset>, String> {
         "%Y-%m-%d %H:%M:%S%.f %z",
     ] {
         if let Ok(d) = DateTime::parse_from_str(s, fmt) {
-            return Ok(d);
+            return Ok(Some(d));
         }
     }
     if let Ok(d) = DateTime::parse_from_rfc2822(s) {
-        return Ok(d);
+        return Ok(Some(d));
     }
     for fmt in [
         "%Y-%m-%d %H:%M:%S%.f",
@@ -34,13 +101,59 @@ pub fn parse_date(raw: &str, tz: Tz) -> Result<DateTime<FixedOffset>, String> {
         "%Y-%m-%dT%H:%M",
     ] {
         if let Ok(n) = NaiveDateTime::parse_from_str(s, fmt) {
-            return localize(n, tz, raw);
+            return localize(n, tz, raw).map(Some);
         }
     }
     if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
-        return localize(d.and_hms_opt(0, 0, 0).expect("midnight exists"), tz, raw);
+        return localize(d.and_hms_opt(0, 0, 0).expect("midnight exists"), tz, raw).map(Some);
     }
-    Err(describe_bad_date(s))
+    Ok(None)
+}
+
+/// Jekyll hands dates to Ruby's `Time.parse`, which reads a leading date,
+/// a time after it and a numeric offset anywhere later, and ignores other
+/// words (`2023-01-29 18:30:22 2023 -0800`). Only text that starts with a
+/// real date gets this reading.
+fn lenient(s: &str, tz: Tz, raw: &str) -> Result<Option<DateTime<FixedOffset>>, String> {
+    let Some(date) = s
+        .get(..10)
+        .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+    else {
+        return Ok(None);
+    };
+    let mut words = s[10..]
+        .split(|c: char| c.is_whitespace() || c == 'T')
+        .filter(|w| !w.is_empty())
+        .peekable();
+    let time = words
+        .next_if(|w| w.contains(':') && !w.starts_with(['+', '-']))
+        .and_then(|w| {
+            chrono::NaiveTime::parse_from_str(w, "%H:%M:%S%.f")
+                .or_else(|_| chrono::NaiveTime::parse_from_str(w, "%H:%M"))
+                .ok()
+        });
+    let offset = words.find_map(|w| {
+        if matches!(w, "Z" | "UTC" | "GMT") {
+            return FixedOffset::east_opt(0);
+        }
+        let sign = match w.as_bytes().first()? {
+            b'+' => 1,
+            b'-' => -1,
+            _ => return None,
+        };
+        let digits: String = w[1..].chars().filter(|c| *c != ':').collect();
+        if digits.len() != 4 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let h: i32 = digits[..2].parse().ok()?;
+        let m: i32 = digits[2..].parse().ok()?;
+        FixedOffset::east_opt(sign * (h * 3600 + m * 60))
+    });
+    let naive = date.and_time(time.unwrap_or_default());
+    match offset {
+        Some(o) => Ok(o.from_local_datetime(&naive).single()),
+        None => localize(naive, tz, raw).map(Some),
+    }
 }
 
 fn describe_bad_date(s: &str) -> String {
@@ -83,7 +196,9 @@ pub fn date_from_name(name: &str) -> Option<NaiveDate> {
     if b.len() < 11 || !(b[10] == b'-' || b[10] == b'_') {
         return None;
     }
-    NaiveDate::parse_from_str(&name[..10], "%Y-%m-%d").ok()
+    NaiveDate::parse_from_str(&name[..10], "%Y-%m-%d")
+        .ok()
+        .filter(|d| YEARS.contains(&d.year()))
 }
 
 /// Strips a date prefix from a file stem: `2013-05-06-title` -> `title`.
@@ -102,7 +217,9 @@ pub fn date_from_path(path: &str) -> Option<NaiveDate> {
     segs.windows(3).find_map(|w| {
         let (y, m, d) = (w[0], w[1], w[2]);
         if y.len() == 4 && m.len() == 2 && d.len() == 2 {
-            NaiveDate::parse_from_str(&format!("{y}-{m}-{d}"), "%Y-%m-%d").ok()
+            NaiveDate::parse_from_str(&format!("{y}-{m}-{d}"), "%Y-%m-%d")
+                .ok()
+                .filter(|d| YEARS.contains(&d.year()))
         } else {
             None
         }
@@ -130,15 +247,16 @@ mod tests {
     #[test]
     fn jekyll_offset_is_kept() {
         let d = parse_date("2013-05-06 02:12:52 +0200", chrono_tz::UTC).unwrap();
-        assert_eq!(d.to_rfc3339(), "2013-05-06T02:12:52+02:00");
+        assert_eq!(d.at.to_rfc3339(), "2013-05-06T02:12:52+02:00");
+        assert_eq!(d.note, None);
     }
 
     #[test]
     fn naive_dates_use_the_site_zone() {
         let d = parse_date("2024-07-01 10:00", chrono_tz::Europe::Berlin).unwrap();
-        assert_eq!(d.to_rfc3339(), "2024-07-01T10:00:00+02:00");
+        assert_eq!(d.at.to_rfc3339(), "2024-07-01T10:00:00+02:00");
         let d = parse_date("2024-01-01", chrono_tz::UTC).unwrap();
-        assert_eq!(d.to_rfc3339(), "2024-01-01T00:00:00+00:00");
+        assert_eq!(d.at.to_rfc3339(), "2024-01-01T00:00:00+00:00");
     }
 
     #[test]
@@ -149,8 +267,36 @@ mod tests {
         assert!(parse_date("last tuesday", chrono_tz::UTC)
             .unwrap_err()
             .contains("unknown date format"));
-        let e = parse_date("2023-01-29 18:30:22 2023 -0800", chrono_tz::UTC).unwrap_err();
-        assert!(e.contains("unknown date format"), "{e}");
+    }
+
+    #[test]
+    fn unpadded_and_jekyll_lenient_dates_are_read() {
+        let d = parse_date("2024-4-9", chrono_tz::UTC).unwrap();
+        assert_eq!(d.at.to_rfc3339(), "2024-04-09T00:00:00+00:00");
+        assert_eq!(d.note, None);
+        let d = parse_date("2024-4-09 10:30:00 +0200", chrono_tz::UTC).unwrap();
+        assert_eq!(d.at.to_rfc3339(), "2024-04-09T10:30:00+02:00");
+        let d = parse_date("2023-01-29 18:30:22 2023 -0800", chrono_tz::UTC).unwrap();
+        assert_eq!(d.at.to_rfc3339(), "2023-01-29T18:30:22-08:00");
+        assert!(d.note.unwrap().contains("as Jekyll reads it"));
+    }
+
+    #[test]
+    fn dates_outside_four_digit_years_are_errors() {
+        for raw in [
+            "-0001-01-01",
+            "0000-06-01",
+            "10000-01-01",
+            "9999-12-31T23:00:00-05:00",
+        ] {
+            let e = parse_date(raw, chrono_tz::UTC).unwrap_err();
+            assert!(
+                e.contains("out of range") || e.contains("unknown"),
+                "{raw}: {e}"
+            );
+        }
+        assert!(parse_date("9999-12-31", chrono_tz::UTC).is_ok());
+        assert_eq!(date_from_name("0000-01-01-x"), None);
     }
 
     #[test]

@@ -1,26 +1,27 @@
-//! Post-processing of article HTML: relative links and media sources become
-//! absolute against the article's URL (feed readers and mail clients ignore
-//! `xml:base`), and active content that validators flag and readers strip
-//! (`<script>`, `<embed>`, `<object>`, `on*` handlers, `javascript:` URLs)
-//! is removed.
+//! Post-processing of article HTML: every URL attribute (`href`, `src`,
+//! `srcset`, `poster`, `cite`, `action`, `data`, …) becomes absolute against
+//! the article's URL, with non-ASCII percent-encoded (feed readers and mail
+//! clients ignore `xml:base`), and active content that validators flag and
+//! readers strip (`<script>`, `<embed>`, `<object>`, `<link>`, `<meta>`,
+//! `<style>`, frames, `on*` handlers, `javascript:` URLs) is removed; an
+//! `<iframe>` becomes a link to what it showed.
 
 use lol_html::html_content::Element;
 use lol_html::{element, rewrite_str, RewriteStrSettings};
 use url::Url;
 
-/// Attributes that hold one URL, by element.
+/// Attributes that hold one URL, on whatever element they appear (`<link
+/// href>` pasted into a post too).
 const URL_ATTRS: &[(&str, &str)] = &[
-    ("a[href]", "href"),
-    ("area[href]", "href"),
-    ("img[src]", "src"),
-    ("source[src]", "src"),
-    ("video[src]", "src"),
-    ("video[poster]", "poster"),
-    ("audio[src]", "src"),
-    ("track[src]", "src"),
-    ("iframe[src]", "src"),
-    ("q[cite]", "cite"),
-    ("blockquote[cite]", "cite"),
+    ("[href]", "href"),
+    ("[src]", "src"),
+    ("[poster]", "poster"),
+    ("[cite]", "cite"),
+    ("[action]", "action"),
+    ("[formaction]", "formaction"),
+    ("[data]", "data"),
+    ("[background]", "background"),
+    ("[longdesc]", "longdesc"),
 ];
 
 pub fn absolutize_and_clean(html: &str, base: &Url) -> Result<String, String> {
@@ -31,10 +32,22 @@ pub fn absolutize_and_clean(html: &str, base: &Url) -> Result<String, String> {
     // links would escape the pass below. Feeds carry no scripts, so the
     // fallback content is what readers should get: unwrap it first.
     let unwrapped;
-    let html = if html.contains("<noscript") {
-        let settings =
-            RewriteStrSettings::new().append_element_content_handler(element!("noscript", |el| {
+    let html = if html.contains("<noscript") || html.contains("<iframe") {
+        let settings = RewriteStrSettings::new()
+            .append_element_content_handler(element!("noscript", |el| {
                 el.remove_and_keep_content();
+                Ok(())
+            }))
+            // Readers drop frames; a link keeps what it showed reachable.
+            // Its URL is made absolute by the pass below.
+            .append_element_content_handler(element!("iframe", |el| {
+                match el.get_attribute("src").filter(|s| !s.trim().is_empty()) {
+                    Some(src) => el.replace(
+                        &format!("<a href=\"{src}\">{src}</a>"),
+                        lol_html::html_content::ContentType::Html,
+                    ),
+                    None => el.remove(),
+                }
                 Ok(())
             }));
         unwrapped = rewrite_str(html, settings)
@@ -44,15 +57,20 @@ pub fn absolutize_and_clean(html: &str, base: &Url) -> Result<String, String> {
         html
     };
     let mut settings = RewriteStrSettings::new()
-        .append_element_content_handler(element!("script, embed, object, applet", |el| {
-            el.remove();
-            Ok(())
-        }))
+        // The elements the W3C validator calls a security risk in feed
+        // content, and that readers strip anyway.
+        .append_element_content_handler(element!(
+            "script, embed, object, applet, link, meta, base, basefont, style, frame, frameset, noframes, param, head, title",
+            |el| {
+                el.remove();
+                Ok(())
+            }
+        ))
         .append_element_content_handler(element!("*", |el| {
             strip_event_handlers(el);
             Ok(())
         }))
-        .append_element_content_handler(element!("img[srcset], source[srcset]", |el| {
+        .append_element_content_handler(element!("[srcset]", |el| {
             if let Some(v) = el.get_attribute("srcset") {
                 el.set_attribute("srcset", &absolutize_srcset(&v, base))?;
             }
@@ -103,10 +121,14 @@ pub fn resolve_url(raw: &str, base: &Url) -> Option<Result<String, ()>> {
     if is_script_url(trimmed) {
         return None;
     }
-    // Already absolute and plain: nothing to do (the common case).
-    if trimmed.starts_with("https://")
-        || trimmed.starts_with("http://")
-        || trimmed.starts_with("mailto:")
+    // Already absolute, plain and ASCII: nothing to do (the common case).
+    // Anything else goes through the URL parser, which percent-encodes
+    // non-ASCII paths as RFC 3986 wants.
+    if trimmed.is_ascii()
+        && !trimmed.contains(' ')
+        && (trimmed.starts_with("https://")
+            || trimmed.starts_with("http://")
+            || trimmed.starts_with("mailto:"))
     {
         return Some(Ok(trimmed.to_string()));
     }
@@ -216,6 +238,32 @@ mod tests {
         assert!(out.contains(r#"href="https://x.org/""#), "{out}");
         assert!(
             out.contains(r##"href="https://example.org/2024/05/01/post/#fn1""##),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn every_url_attribute_becomes_absolute_and_ascii() {
+        let html = r#"<link rel="stylesheet" href="style.css"><form action="/s"><input formaction="go"></form><ins cite="why.html">x</ins><a href="https://example.org/café/">c</a><iframe src="v/1"></iframe>"#;
+        let out = absolutize_and_clean(html, &base()).unwrap();
+        // A stylesheet link is removed (validators flag it); a frame
+        // becomes a link.
+        assert!(!out.contains("<link"), "{out}");
+        assert!(
+            out.contains(r#"<a href="https://example.org/2024/05/01/post/v/1">v/1</a>"#),
+            "{out}"
+        );
+        assert!(out.contains(r#"action="https://example.org/s""#), "{out}");
+        assert!(
+            out.contains(r#"formaction="https://example.org/2024/05/01/post/go""#),
+            "{out}"
+        );
+        assert!(
+            out.contains(r#"cite="https://example.org/2024/05/01/post/why.html""#),
+            "{out}"
+        );
+        assert!(
+            out.contains(r#"href="https://example.org/caf%C3%A9/""#),
             "{out}"
         );
     }

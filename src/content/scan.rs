@@ -1,16 +1,26 @@
-//! Walking the content directory: which files are articles. Hidden files and
-//! folders, Zola section files (`_index.md`) and symlinks that lead outside
-//! the content directory are skipped; other file types (images, …) are
-//! ignored.
+//! Walking the content directory: which files are articles. Files are
+//! chosen by extension (`content.markdown_extensions`, `text_extensions`)
+//! and by gitignore-style patterns (`content.include`, `content.exclude`
+//! and `.heraldignore` files in any folder). Hidden files and folders,
+//! symlinks that lead outside the content directory and the assets of page
+//! bundles are left out; Zola and Hugo section files (`_index.md`) are
+//! recorded as sections. Files with an article extension that are left out
+//! are listed with the reason, for `herald check --verbose`.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use std::collections::HashSet;
 use std::sync::Mutex;
 
 use anyhow::Context;
+use ignore::gitignore::{Gitignore, GitignoreBuilder};
+use ignore::Match;
 use rayon::prelude::*;
+
+use super::Skipped;
+use crate::config::{Config, ContentConfig};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kind {
@@ -58,27 +68,154 @@ impl SourceFile {
     }
 }
 
+#[derive(Debug, Default)]
 pub struct Scan {
     pub files: Vec<SourceFile>,
     /// Things skipped that the user may want to know about.
     pub warnings: Vec<String>,
+    /// Files with an article extension that are not articles, and why.
+    pub skipped: Vec<Skipped>,
+    /// Section index files (`_index.md`), relative to the content
+    /// directory; their folders are sections.
+    pub section_files: Vec<String>,
+    /// The sections, from those files and the config.
+    pub sections: Vec<super::Section>,
 }
 
-fn kind_of(name: &str) -> Option<Kind> {
-    let ext = name.rsplit_once('.')?.1.to_ascii_lowercase();
-    match ext.as_str() {
-        "md" | "markdown" => Some(Kind::Markdown),
-        "txt" => Some(Kind::Text),
-        _ => None,
+/// Which files are articles: built once per scan from `[content]`.
+pub struct Select {
+    markdown: Vec<String>,
+    text: Vec<String>,
+    include: Option<Gitignore>,
+    exclude: Gitignore,
+}
+
+impl Select {
+    pub fn new(content: &ContentConfig) -> anyhow::Result<Select> {
+        let lower = |v: &[String]| {
+            v.iter()
+                .map(|e| e.trim_start_matches('.').to_ascii_lowercase())
+                .collect()
+        };
+        let include = if content.include.is_empty() {
+            None
+        } else {
+            Some(patterns(&content.dir, &content.include).context("content.include")?)
+        };
+        Ok(Select {
+            markdown: lower(&content.markdown_extensions),
+            text: lower(&content.text_extensions),
+            include,
+            exclude: patterns(&content.dir, &content.exclude).context("content.exclude")?,
+        })
+    }
+
+    fn kind_of(&self, name: &str) -> Option<Kind> {
+        let ext = name.rsplit_once('.')?.1.to_ascii_lowercase();
+        if self.markdown.contains(&ext) {
+            Some(Kind::Markdown)
+        } else if self.text.contains(&ext) {
+            Some(Kind::Text)
+        } else {
+            None
+        }
     }
 }
 
-/// Lists the article files under `root`, sorted by relative path.
+/// Gitignore-style patterns, matched without regard to case (`README*`
+/// also leaves out `readme.md`).
+pub fn patterns(root: &Path, lines: &[String]) -> anyhow::Result<Gitignore> {
+    let mut b = GitignoreBuilder::new(root);
+    b.case_insensitive(true)?;
+    for l in lines {
+        b.add_line(None, l)
+            .with_context(|| format!("`{l}` is not a valid pattern"))?;
+    }
+    Ok(b.build()?)
+}
+
+/// An `index.md` that lists the folder's posts (a template with no date,
+/// like the Go blog's) rather than being the article of a page bundle.
+fn is_listing_page(path: &Path) -> bool {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return false;
+    };
+    let Ok(split) = super::front_matter::split(&text) else {
+        return false;
+    };
+    let Some(format) = split.format else {
+        return false;
+    };
+    let Ok(t) = super::front_matter::parse(format, split.front, 2) else {
+        return false;
+    };
+    let template = match t.get("template").map(|n| &n.value) {
+        Some(super::front_matter::Value::Bool(b)) => *b,
+        Some(super::front_matter::Value::Text(s)) => !s.is_empty(),
+        _ => false,
+    };
+    template && t.get("date").is_none()
+}
+
+/// A `.heraldignore` file and the folder (relative path) it applies to.
+struct IgnoreFile {
+    dir: String,
+    matcher: Gitignore,
+}
+
+/// Why `rel` is left out by the patterns, if it is.
+fn excluded(
+    select: &Select,
+    ignores: &[Arc<IgnoreFile>],
+    rel: &str,
+    is_dir: bool,
+) -> Option<String> {
+    // The deepest .heraldignore that has a say decides, as with .gitignore;
+    // its `!pattern` lines can bring back what content.exclude leaves out.
+    for f in ignores.iter().rev() {
+        let local = rel
+            .strip_prefix(&f.dir)
+            .unwrap_or(rel)
+            .trim_start_matches('/');
+        match f.matcher.matched(local, is_dir) {
+            Match::Ignore(g) => {
+                return Some(format!(
+                    "excluded by `{}` in {}.heraldignore",
+                    g.original(),
+                    if f.dir.is_empty() {
+                        String::new()
+                    } else {
+                        format!("{}/", f.dir)
+                    }
+                ))
+            }
+            Match::Whitelist(_) => return None,
+            Match::None => {}
+        }
+    }
+    if let Match::Ignore(g) = select.exclude.matched(rel, is_dir) {
+        return Some(format!(
+            "excluded by content.exclude pattern `{}`",
+            g.original()
+        ));
+    }
+    if let (Some(inc), false) = (&select.include, is_dir) {
+        if !inc.matched_path_or_any_parents(rel, false).is_ignore() {
+            return Some("matches no content.include pattern".into());
+        }
+    }
+    None
+}
+
+/// Lists the article files under `content.dir`, sorted by relative path.
 ///
 /// The walk uses the file type `read_dir` already knows (no stat per
 /// entry), stats only article files, and walks sibling folders in
 /// parallel: the daemon runs it on every rescan.
-pub fn scan(root: &Path) -> anyhow::Result<Scan> {
+pub fn scan(config: &Config) -> anyhow::Result<Scan> {
+    let content = &config.content;
+    let root = content.dir.as_path();
+    let select = Select::new(content)?;
     let canonical_root = root
         .canonicalize()
         .with_context(|| format!("content directory {} cannot be opened", root.display()))?;
@@ -87,17 +224,24 @@ pub fn scan(root: &Path) -> anyhow::Result<Scan> {
     }
     let walk = Walk {
         root,
+        select: &select,
         canonical_root: &canonical_root,
         visited: Mutex::new(HashSet::from([canonical_root.clone()])),
     };
-    let mut found = walk.dir(&canonical_root, "")?;
+    let mut found = walk.dir(&canonical_root, "", &[], None)?;
     found.files.sort_by(|a, b| a.rel.cmp(&b.rel));
     found.warnings.sort();
+    found.skipped.sort_by(|a, b| a.path.cmp(&b.path));
+    found.section_files.sort();
+    let mut notes = Vec::new();
+    found.sections = super::sections::find(config, &found, &mut notes);
+    found.warnings.extend(notes);
     Ok(found)
 }
 
 struct Walk<'a> {
     root: &'a Path,
+    select: &'a Select,
     canonical_root: &'a Path,
     /// Folders entered through symbolic links, so that a link loop is
     /// walked once.
@@ -105,11 +249,16 @@ struct Walk<'a> {
 }
 
 impl Walk<'_> {
-    fn dir(&self, dir: &Path, rel_dir: &str) -> anyhow::Result<Scan> {
-        let mut out = Scan {
-            files: Vec::new(),
-            warnings: Vec::new(),
-        };
+    /// Walks one folder. `ignores` are the `.heraldignore` files above it;
+    /// `asset_of` names the article whose assets this folder holds.
+    fn dir(
+        &self,
+        dir: &Path,
+        rel_dir: &str,
+        ignores: &[Arc<IgnoreFile>],
+        asset_of: Option<&str>,
+    ) -> anyhow::Result<Scan> {
+        let mut out = Scan::default();
         let entries = match std::fs::read_dir(dir) {
             Ok(e) => e,
             // The top folder must be readable; a sub-folder that is not is
@@ -125,7 +274,16 @@ impl Walk<'_> {
                 })
             }
         };
+        let join = |name: &str| {
+            if rel_dir.is_empty() {
+                name.to_string()
+            } else {
+                format!("{rel_dir}/{name}")
+            }
+        };
         let mut subdirs: Vec<(PathBuf, String)> = Vec::new();
+        let mut files: Vec<(std::fs::DirEntry, String, Option<std::fs::Metadata>)> = Vec::new();
+        let mut ignores = ignores.to_vec();
         for entry in entries {
             let entry = match entry {
                 Ok(e) => e,
@@ -137,14 +295,22 @@ impl Walk<'_> {
             };
             let name = entry.file_name();
             let name = name.to_string_lossy();
+            if name == ".heraldignore" {
+                let (matcher, err) = Gitignore::new(entry.path());
+                if let Some(e) = err {
+                    out.warnings
+                        .push(format!("{}: {e}", self.shown(&join(&name))));
+                }
+                ignores.push(Arc::new(IgnoreFile {
+                    dir: rel_dir.to_string(),
+                    matcher,
+                }));
+                continue;
+            }
             if name.starts_with('.') {
                 continue;
             }
-            let rel = if rel_dir.is_empty() {
-                name.to_string()
-            } else {
-                format!("{rel_dir}/{name}")
-            };
+            let rel = join(&name);
             let path = entry.path();
             let Ok(file_type) = entry.file_type() else {
                 continue;
@@ -166,12 +332,68 @@ impl Walk<'_> {
             };
             if is_dir {
                 subdirs.push((path, rel));
+            } else {
+                files.push((entry, rel, meta));
+            }
+        }
+
+        // A folder with an `index.md` is a page bundle: its other text
+        // files are the article's assets. So is a folder beside `x.md`
+        // named `x`.
+        let bundle_index = (!rel_dir.is_empty())
+            .then(|| {
+                files.iter().find(|(_, rel, _)| {
+                    let name = rel.rsplit('/').next().unwrap_or(rel);
+                    name.rsplit_once('.')
+                        .is_some_and(|(stem, _)| stem == "index")
+                        && self.select.kind_of(name) == Some(Kind::Markdown)
+                })
+            })
+            .flatten()
+            .map(|(_, rel, _)| rel.clone())
+            // Reading the index is needed only when something could be
+            // its asset: the usual bundle (index.md and pictures) is not
+            // read again on every rescan.
+            .filter(|rel| {
+                let others = subdirs.len()
+                    + files
+                        .iter()
+                        .filter(|(_, r, _)| r != rel && self.select.kind_of(r).is_some())
+                        .count();
+                others == 0 || !is_listing_page(&self.root.join(rel))
+            });
+        let asset_of = asset_of.map(str::to_string).or(bundle_index.clone());
+
+        for (entry, rel, meta) in files {
+            let name = rel.rsplit('/').next().unwrap_or(&rel).to_string();
+            let Some(kind) = self.select.kind_of(&name) else {
+                continue;
+            };
+            if name
+                .rsplit_once('.')
+                .is_some_and(|(stem, _)| stem == "_index")
+            {
+                out.section_files.push(rel);
                 continue;
             }
-            if name == "_index.md" || name == "_index.markdown" {
+            if let Some(reason) = excluded(self.select, &ignores, &rel, false) {
+                out.skipped.push(self.skip(&rel, reason));
                 continue;
             }
-            let Some(kind) = kind_of(&name) else { continue };
+            if let Some(owner) = asset_of.as_deref().filter(|o| **o != rel) {
+                let of = if owner
+                    .rsplit('/')
+                    .next()
+                    .is_some_and(|n| n.starts_with("index."))
+                {
+                    "the page bundle"
+                } else {
+                    "the article beside its folder,"
+                };
+                out.skipped
+                    .push(self.skip(&rel, format!("asset of {of} {owner}")));
+                continue;
+            }
             let meta = match meta.map(Ok).unwrap_or_else(|| entry.metadata()) {
                 Ok(m) if m.is_file() => m,
                 Ok(_) => continue,
@@ -189,16 +411,45 @@ impl Walk<'_> {
                 rel,
             });
         }
+
+        // Stem -> file, for asset folders named like the article.
+        let articles_here: std::collections::HashMap<String, String> = out
+            .files
+            .iter()
+            .filter(|f| f.kind == Kind::Markdown)
+            .map(|f| {
+                let stem = f.rel.rsplit_once('.').map(|(s, _)| s).unwrap_or(&f.rel);
+                (stem.to_string(), f.rel.clone())
+            })
+            .collect();
         let nested: Vec<anyhow::Result<Scan>> = subdirs
             .par_iter()
-            .map(|(p, rel)| self.dir(p, rel))
+            .map(|(p, rel)| {
+                if let Some(reason) = excluded(self.select, &ignores, rel, true) {
+                    return Ok(Scan {
+                        skipped: vec![self.skip(&format!("{rel}/"), reason)],
+                        ..Scan::default()
+                    });
+                }
+                let beside = articles_here.get(rel.as_str()).map(String::as_str);
+                self.dir(p, rel, &ignores, asset_of.as_deref().or(beside))
+            })
             .collect();
         for n in nested {
             let n = n?;
             out.files.extend(n.files);
             out.warnings.extend(n.warnings);
+            out.skipped.extend(n.skipped);
+            out.section_files.extend(n.section_files);
         }
         Ok(out)
+    }
+
+    fn skip(&self, rel: &str, reason: String) -> Skipped {
+        Skipped {
+            path: self.root.join(rel),
+            reason,
+        }
     }
 
     /// Where a symbolic link leads: `Some((true, _))` for a folder inside

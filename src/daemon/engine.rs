@@ -129,10 +129,15 @@ impl Engine {
 
     fn rebuild_inner(&mut self, now: DateTime<Utc>, started: Instant) -> anyhow::Result<Rebuild> {
         let config = Arc::clone(&self.config);
-        let scan = content::scan(&config.content.dir)?;
-        let (parsed, stats) =
-            self.cache
-                .parse(&scan.files, &config, &config.content.dir, &self.first_seen);
+        let scan = content::scan(&config)?;
+        let (parsed, stats) = self.cache.parse(
+            &scan.files,
+            &config,
+            &config.content.dir,
+            &self.first_seen,
+            &scan.sections,
+            now,
+        );
         let due = self.next_scheduled.is_some_and(|t| t <= now);
         if self.built && !stats.changed() && !due {
             return Ok(Rebuild {
@@ -143,7 +148,7 @@ impl Engine {
             });
         }
 
-        let (catalog, report) = content::assemble(scan, parsed, now, &mut self.first_seen);
+        let (catalog, report) = content::assemble(&config, scan, parsed, now, &mut self.first_seen);
         self.first_seen.save()?;
         self.next_scheduled = report.next_scheduled;
         self.published.store(Arc::new(catalog.articles().to_vec()));
@@ -220,7 +225,7 @@ impl Engine {
         changed_urls.sort();
 
         let keep: HashSet<String> = files.keys().cloned().collect();
-        let removed = feeds::remove_stale(out_dir, &keep)?;
+        let removed = feeds::remove_stale(&config, out_dir, &keep)?;
         let published = catalog.len();
         let fresh_files: Vec<Arc<FeedFile>> = changed
             .iter()

@@ -397,7 +397,7 @@ impl Composer {
             .unwrap_or(crate::base::FeedFormat::Atom);
         self.config
             .feeds_base_url()
-            .join(format.file_name())
+            .join(self.config.feed_file_name(format))
             .map(|u| u.to_string())
             .unwrap_or_default()
     }

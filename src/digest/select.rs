@@ -20,8 +20,27 @@ pub struct Reader<'a> {
     pub tags: &'a [String],
 }
 
+/// Subscriber choices name tags by slug and sections as `section:<path>`
+/// (a tag slug never holds `:`); an article matches any one of them.
+pub const SECTION_CHOICE: &str = "section:";
+
 fn matches(article: &Article, wanted: &[String]) -> bool {
-    wanted.is_empty() || article.tags.iter().any(|t| wanted.contains(&t.slug))
+    wanted.is_empty()
+        || article.tags.iter().any(|t| wanted.contains(&t.slug))
+        || wanted.iter().any(|w| {
+            w.strip_prefix(SECTION_CHOICE)
+                .is_some_and(|s| s.trim_matches('/') == article.section)
+        })
+}
+
+/// The digest's own filter: its tags and its sections.
+fn in_digest(article: &Article, digest: &DigestConfig) -> bool {
+    (digest.tags.is_empty() && digest.sections.is_empty())
+        || article.tags.iter().any(|t| digest.tags.contains(&t.slug))
+        || digest
+            .sections
+            .iter()
+            .any(|s| s.trim_matches('/') == article.section)
 }
 
 /// Indices into `articles` (which is newest first, as a catalog is) of
@@ -49,7 +68,7 @@ pub fn select(
         if a.draft || published > tick {
             continue;
         }
-        if !matches(a, &digest.tags) || !matches(a, reader.tags) {
+        if !in_digest(a, digest) || !matches(a, reader.tags) {
             continue;
         }
         if published <= reader.since && eligible >= backfill {
@@ -88,6 +107,9 @@ mod tests {
             image: None,
             draft: false,
             date_assigned: false,
+            notes: Vec::new(),
+            section: String::new(),
+            has_refs: false,
         })
     }
 
@@ -112,6 +134,41 @@ mod tests {
             article("b", 20, &[]),
             article("a", 10, &["rust"]),
         ]
+    }
+
+    #[test]
+    fn digests_and_readers_can_be_limited_to_sections() {
+        let in_section = |id: &str, day: u32, section: &str| {
+            let mut a = Article::clone(&article(id, day, &[]));
+            a.section = section.into();
+            Arc::new(a)
+        };
+        let arts = vec![
+            in_section("inside", 25, "inside-rust"),
+            in_section("root", 24, ""),
+            article("tagged", 23, &["rust"]),
+        ];
+        let all = Reader {
+            since: at(1),
+            first: false,
+            tags: &[],
+        };
+        let d = digest("sections = [\"inside-rust\"]");
+        assert_eq!(titles(&arts, &select(&arts, &d, at(26), all)), ["inside"]);
+        let d = digest("sections = [\"/\"]\ntags = [\"rust\"]");
+        assert_eq!(
+            titles(&arts, &select(&arts, &d, at(26), all)),
+            ["root", "tagged"]
+        );
+        let chosen = ["section:inside-rust".to_string()];
+        let reader = Reader {
+            tags: &chosen,
+            ..all
+        };
+        assert_eq!(
+            titles(&arts, &select(&arts, &digest(""), at(26), reader)),
+            ["inside"]
+        );
     }
 
     fn titles(articles: &[Arc<Article>], picked: &[usize]) -> Vec<String> {

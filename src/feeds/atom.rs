@@ -118,12 +118,15 @@ fn entry(a: &Arc<Article>, config: &Config) -> Entry {
             .collect(),
         links,
         summary: (!a.summary.is_empty()).then(|| Text::plain(a.summary.clone())),
-        content: (config.feeds.content == FeedContent::Full).then(|| Content {
-            value: Some(a.content_html.clone()),
-            content_type: Some("html".into()),
-            lang: a.language.as_ref().map(|l| l.as_str().to_string()),
-            ..Content::default()
-        }),
+        // An article with no body gets no empty `content` (its summary,
+        // the title, stands in).
+        content: (config.feeds.content == FeedContent::Full && !a.content_html.trim().is_empty())
+            .then(|| Content {
+                value: Some(a.content_html.clone()),
+                content_type: Some("html".into()),
+                lang: a.language.as_ref().map(|l| l.as_str().to_string()),
+                ..Content::default()
+            }),
         ..Entry::default()
     }
 }

@@ -119,7 +119,9 @@ fn author(p: &Person) -> JsonAuthor<'_> {
 }
 
 fn item<'a>(a: &'a Arc<Article>, config: &Config) -> JsonItem<'a> {
-    let full = config.feeds.content == FeedContent::Full;
+    // An item needs `content_html` or `content_text`; an article with no
+    // body has its summary (at least its title) as text.
+    let full = config.feeds.content == FeedContent::Full && !a.content_html.trim().is_empty();
     JsonItem {
         id: &a.id,
         url: a.url.as_str(),

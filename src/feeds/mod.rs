@@ -1,5 +1,5 @@
-//! Catalog -> feed files. [`plan`] decides which feeds exist (site-wide and
-//! one per tag) and what each holds; `rss`, `atom` and `json` turn one
+//! Catalog -> feed files. [`plan`] decides which feeds exist (site-wide,
+//! one per section that wants them, one per tag) and what each holds; `rss`, `atom` and `json` turn one
 //! [`FeedSpec`] into bytes; [`write_all`] writes every file atomically and
 //! leaves files whose bytes did not change untouched.
 
@@ -19,7 +19,7 @@ use url::Url;
 
 use crate::base::fs::{write_if_changed_with, Durability};
 use crate::base::FeedFormat;
-use crate::config::Config;
+use crate::config::{Config, SectionFeeds};
 use crate::content::{Article, Catalog, Tag};
 
 pub const GENERATOR: &str = "herald";
@@ -28,8 +28,11 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// One feed, independent of its format.
 #[derive(Debug, Clone)]
 pub struct FeedSpec {
-    /// Folder under the output directory: `""` or `tags/<slug>/`.
+    /// Folder under the output directory: `""`, `<section>/` or
+    /// `tags/<slug>/`.
     pub dir: String,
+    /// File name of each format (`feeds.file_names`).
+    pub names: crate::config::FileNames,
     pub title: String,
     pub description: String,
     pub tag: Option<Tag>,
@@ -43,7 +46,7 @@ pub struct FeedSpec {
 impl FeedSpec {
     /// Path of the file relative to the output directory.
     pub fn rel_path(&self, format: FeedFormat) -> String {
-        format!("{}{}", self.dir, format.file_name())
+        format!("{}{}", self.dir, self.names.get(format))
     }
 
     /// The address the file is served at: its `rel=self` link.
@@ -51,26 +54,76 @@ impl FeedSpec {
         config
             .feeds_base_url()
             .join(&self.rel_path(format))
-            .expect("tag slugs and file names are valid URL paths")
+            .expect("section paths, tag slugs and file names are valid URL paths")
     }
 }
 
 /// Every feed the catalog calls for.
 pub fn plan(config: &Config, catalog: &Catalog) -> Vec<FeedSpec> {
     let site = &config.site;
+    let names = &config.feeds.file_names;
+    let site_sections: Vec<String> = config
+        .feeds
+        .site_sections
+        .iter()
+        .map(|s| crate::content::normalize_section(s))
+        .collect();
+    let site_articles: Vec<Arc<Article>> = catalog
+        .articles()
+        .iter()
+        .filter(|a| catalog.in_sections(a, &site_sections))
+        .cloned()
+        .collect();
     let mut specs = vec![spec(
         String::new(),
+        names,
         site.title.clone(),
         site.description.clone(),
         None,
-        catalog.articles(),
+        &site_articles,
         config.feeds.limit,
     )];
+    for section in catalog.sections() {
+        let wanted = match config.feeds.section_feeds {
+            SectionFeeds::All => true,
+            SectionFeeds::Declared => section.wants_feeds,
+            SectionFeeds::None => false,
+        };
+        // The root section's feed is the site-wide one.
+        if !wanted || section.path.is_empty() {
+            continue;
+        }
+        let only = [section.path.clone()];
+        let articles: Vec<Arc<Article>> = catalog
+            .articles()
+            .iter()
+            .filter(|a| catalog.in_sections(a, &only))
+            .cloned()
+            .collect();
+        let title = section
+            .title
+            .clone()
+            .unwrap_or_else(|| format!("{} – {}", site.title, section.path));
+        let description = section
+            .description
+            .clone()
+            .unwrap_or_else(|| site.description.clone());
+        specs.push(spec(
+            format!("{}/", section.path),
+            names,
+            title,
+            description,
+            None,
+            &articles,
+            config.feeds.section_limit,
+        ));
+    }
     if config.feeds.tag_feeds {
         for (slug, group) in catalog.tags() {
             let description = format!("Articles tagged “{}” on {}", group.tag.name, site.title);
             specs.push(spec(
                 format!("tags/{slug}/"),
+                names,
                 format!("{} – {}", site.title, group.tag.name),
                 description,
                 Some(group.tag),
@@ -84,6 +137,7 @@ pub fn plan(config: &Config, catalog: &Catalog) -> Vec<FeedSpec> {
 
 fn spec(
     dir: String,
+    names: &crate::config::FileNames,
     title: String,
     description: String,
     tag: Option<Tag>,
@@ -103,6 +157,7 @@ fn spec(
         .unwrap_or_else(epoch);
     FeedSpec {
         dir,
+        names: names.clone(),
         title,
         description,
         tag,
@@ -183,7 +238,7 @@ pub fn write_all(
         .chain(&report.unchanged)
         .cloned()
         .collect();
-    report.removed = remove_stale(out_dir, &keep)?;
+    report.removed = remove_stale(config, out_dir, &keep)?;
     report.written.sort();
     report.unchanged.sort();
     Ok(report)
@@ -224,23 +279,36 @@ fn write_one(
     Ok((rel, wrote))
 }
 
-/// Feed files (by herald's own names) under the output root and `tags/*/`
-/// that are not in `keep`.
+/// Feed files (by herald's own names, configured and default) that are
+/// not in `keep`, in the folders herald writes: the output root, `tags/*/`
+/// and the folders of the feeds it keeps. So feeds of tags that no longer
+/// exist go, and files left under old `file_names`; other files in the
+/// output directory (another generator's `index.xml`) are never touched.
+/// Tag folders emptied by this are removed too.
 pub fn remove_stale(
+    config: &Config,
     out_dir: &Path,
     keep: &std::collections::HashSet<String>,
 ) -> anyhow::Result<Vec<String>> {
-    let names: Vec<&str> = FeedFormat::ALL.iter().map(|f| f.file_name()).collect();
-    let mut removed = Vec::new();
-    let mut dirs = vec![String::new()];
+    let mut names: Vec<&str> = FeedFormat::ALL.iter().map(|f| f.file_name()).collect();
+    names.extend(FeedFormat::ALL.iter().map(|&f| config.feed_file_name(f)));
+    let mut dirs: std::collections::BTreeSet<String> = keep
+        .iter()
+        .map(|rel| {
+            rel.rsplit_once('/')
+                .map(|(d, _)| format!("{d}/"))
+                .unwrap_or_default()
+        })
+        .collect();
+    dirs.insert(String::new());
     if let Ok(entries) = std::fs::read_dir(out_dir.join("tags")) {
         for e in entries.flatten() {
             if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-                dirs.push(format!("tags/{}/", e.file_name().to_string_lossy()));
+                dirs.insert(format!("tags/{}/", e.file_name().to_string_lossy()));
             }
         }
     }
-    dirs.sort();
+    let mut removed = Vec::new();
     for dir in dirs {
         for name in &names {
             let rel = format!("{dir}{name}");
@@ -251,11 +319,13 @@ pub fn remove_stale(
                 removed.push(rel);
             }
         }
-        if !dir.is_empty() {
+        if dir.starts_with("tags/") {
             // Only succeeds when empty, which is what we want.
             let _ = std::fs::remove_dir(out_dir.join(&dir));
         }
     }
+    removed.sort();
+    removed.dedup();
     Ok(removed)
 }
 
@@ -288,6 +358,7 @@ author = { name = "Site", email = "site@example.org" }
             .map(|i| {
                 let url = Url::parse(&format!("https://example.org/p/{i}/")).unwrap();
                 Arc::new(Article {
+                    section: String::new(),
                     source: format!("p/{i}.md"),
                     slug: i.to_string(),
                     title: format!("Post {i}: <item> & ]]> “quotes”"),
@@ -310,11 +381,14 @@ author = { name = "Site", email = "site@example.org" }
                     }),
                     draft: false,
                     date_assigned: false,
+                    notes: Vec::new(),
+                    has_refs: false,
                 })
             })
             .collect();
         let spec = FeedSpec {
             dir: String::new(),
+            names: Default::default(),
             title: config.site.title.clone(),
             description: String::new(),
             tag: None,

@@ -1,8 +1,9 @@
 //! RSS 2.0 with the RSS Best Practices Profile: `atom:link rel=self`,
-//! summary in `description` and full HTML in `content:encoded`,
-//! `dc:creator` for names (`author` only where an email is known), RFC 822
-//! dates with four-digit years, `isPermaLink="false"` on ids that are not
-//! the permalink.
+//! summary in `description` and full HTML in `content:encoded` (never an
+//! empty one), one of `author` (a single author with an email) or
+//! `dc:creator` (names) per item and never both, RFC 822 dates with
+//! four-digit years, `isPermaLink="false"` on ids that are not the
+//! permalink.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -82,18 +83,27 @@ fn write_channel(spec: &FeedSpec, config: &Config, items: Vec<Item>) -> anyhow::
 }
 
 fn item(a: &Arc<Article>, config: &Config) -> Item {
-    let author = a
-        .authors
-        .iter()
-        .find_map(|p| p.email.as_ref().map(|e| format!("{e} ({})", p.name)));
+    // The profile: `author` holds one email address; names, and several
+    // authors, go in `dc:creator`. An item carrying both says the same
+    // thing twice, which the W3C validator flags.
+    let author = match a.authors.as_slice() {
+        [p] => p.email.as_ref().map(|e| format!("{e} ({})", p.name)),
+        _ => None,
+    };
+    let creators = if author.is_some() {
+        Vec::new()
+    } else {
+        a.authors.iter().map(|p| p.name.clone()).collect()
+    };
+    let full = config.feeds.content == FeedContent::Full && !a.content_html.trim().is_empty();
     Item {
         title: Some(a.title.clone()),
         link: Some(a.url.to_string()),
-        description: (!a.summary.is_empty()).then(|| a.summary.clone()),
-        content: (config.feeds.content == FeedContent::Full).then(|| a.content_html.clone()),
+        description: Some(a.summary.clone()).filter(|s| !s.is_empty()),
+        content: full.then(|| a.content_html.clone()),
         author,
-        dublin_core_ext: Some(DublinCoreExtension {
-            creators: a.authors.iter().map(|p| p.name.clone()).collect(),
+        dublin_core_ext: (!creators.is_empty()).then(|| DublinCoreExtension {
+            creators,
             ..DublinCoreExtension::default()
         }),
         categories: a

@@ -150,7 +150,7 @@ async fn form(State(subs): State<Arc<Subscriptions>>) -> Response {
         &subs,
         StatusCode::OK,
         "subscribe.html",
-        json!({"action": SUBSCRIBE, "email": "", "error": null, "schedules": schedule_choices(&subs, |_| true), "tags": subs.config().subscribers.tags}),
+        json!({"action": SUBSCRIBE, "email": "", "error": null, "schedules": schedule_choices(&subs, |_| true), "tags": subs.config().subscribers.tags, "sections": section_choices(&subs, &[])}),
     )
 }
 
@@ -219,7 +219,7 @@ async fn submit(State(subs): State<Arc<Subscriptions>>, req: Request) -> Respons
                 &subs,
                 StatusCode::BAD_REQUEST,
                 "subscribe.html",
-                json!({"action": SUBSCRIBE, "email": shown, "error": format!("Please check the form: {e}."), "schedules": schedule_choices(&subs, |n| request.schedules.is_empty() || request.schedules.iter().any(|s| s == n)), "tags": subs.config().subscribers.tags}),
+                json!({"action": SUBSCRIBE, "email": shown, "error": format!("Please check the form: {e}."), "schedules": schedule_choices(&subs, |n| request.schedules.is_empty() || request.schedules.iter().any(|s| s == n)), "tags": subs.config().subscribers.tags, "sections": section_choices(&subs, &[])}),
             )
         }
     }
@@ -350,6 +350,7 @@ fn preferences(
         .map(|t| json!({"name": t, "checked": sub.tags.contains(t)}))
         .collect();
     let schedules = schedule_choices(subs, |n| sub.schedules.iter().any(|s| s == n));
+    let sections = section_choices(subs, &sub.tags);
     render(
         subs,
         StatusCode::OK,
@@ -361,6 +362,25 @@ fn preferences(
             "unsubscribe": subs.page_url("unsubscribe", Some(token)).as_str(),
             "schedules": schedules,
             "tags": tags,
+            "sections": sections,
         }),
     )
+}
+
+/// The `[[feeds.section]]` entries a reader may pick, stored beside tags
+/// as `section:<path>`; `chosen` ticks those already picked.
+fn section_choices(subs: &Subscriptions, chosen: &[String]) -> Vec<Value> {
+    subs.config()
+        .feeds
+        .section
+        .iter()
+        .map(|s| {
+            let value = crate::subscribers::choices::section_choice(&s.path);
+            json!({
+                "value": value,
+                "label": s.title.clone().unwrap_or_else(|| s.path.trim_matches('/').to_string()),
+                "checked": chosen.contains(&value),
+            })
+        })
+        .collect()
 }

@@ -17,7 +17,7 @@ pub const MAX_TAGS: usize = 50;
 pub enum ChoiceError {
     #[error("no [[digest]] named `{name}` ({})", configured(.known))]
     UnknownSchedule { name: String, known: Vec<String> },
-    #[error("`{0}` is not one of the offered tags")]
+    #[error("`{0}` is not one of the offered tags or sections")]
     UnknownTag(String),
     #[error("`{0}` has no letters or digits")]
     EmptyTag(String),
@@ -51,6 +51,13 @@ fn configured(known: &[String]) -> String {
 pub struct Choices {
     schedules: Vec<String>,
     offered_tags: Vec<String>,
+    /// `section:<path>` for each `[[feeds.section]]`.
+    offered_sections: Vec<String>,
+}
+
+/// How a subscriber's section choice is stored beside tag slugs.
+pub fn section_choice(path: &str) -> String {
+    format!("section:{}", path.trim_matches('/'))
 }
 
 impl Choices {
@@ -58,6 +65,12 @@ impl Choices {
         Choices {
             schedules: config.digest.iter().map(|d| d.name.clone()).collect(),
             offered_tags: config.subscribers.tags.clone(),
+            offered_sections: config
+                .feeds
+                .section
+                .iter()
+                .map(|s| section_choice(&s.path))
+                .collect(),
         }
     }
 
@@ -96,7 +109,9 @@ impl Choices {
         chosen: impl IntoIterator<Item = S>,
     ) -> Result<Vec<String>, ChoiceError> {
         each_choice(chosen, |t| {
-            if self.offered_tags.iter().any(|o| o == t) {
+            if self.offered_tags.iter().any(|o| o == t)
+                || self.offered_sections.iter().any(|o| o == t)
+            {
                 Ok(t.to_string())
             } else {
                 Err(ChoiceError::UnknownTag(t.to_string()))
@@ -111,6 +126,9 @@ impl Choices {
         chosen: impl IntoIterator<Item = S>,
     ) -> Result<Vec<String>, ChoiceError> {
         let out = each_choice(chosen, |t| {
+            if let Some(path) = t.strip_prefix("section:") {
+                return Ok(section_choice(path));
+            }
             let slug = slugify(t);
             if slug.is_empty() {
                 Err(ChoiceError::EmptyTag(t.to_string()))
@@ -151,6 +169,7 @@ mod tests {
         Choices {
             schedules: vec!["weekly".into(), "daily".into()],
             offered_tags: vec!["rust".into(), "go".into()],
+            offered_sections: vec!["section:inside-rust".into()],
         }
     }
 
@@ -178,6 +197,12 @@ mod tests {
             c.offered_tags(["go", "rust", "go"]).unwrap(),
             ["go", "rust"]
         );
+        assert_eq!(
+            c.offered_tags(["section:inside-rust", "go"]).unwrap(),
+            ["go", "section:inside-rust"]
+        );
+        assert!(c.offered_tags(["section:secret"]).is_err());
+        assert_eq!(c.any_tags(["section:/news/"]).unwrap(), ["section:news"]);
         assert_eq!(
             c.offered_tags(["python"]).unwrap_err(),
             ChoiceError::UnknownTag("python".into())

@@ -62,11 +62,12 @@ pub fn entry_samples() -> Vec<(&'static str, Vec<Value>)> {
                     "email": "ann@example.net",
                     "error": "Please check the form: the address is empty.",
                     "schedules": schedules,
-                    "tags": ["rust", "web"]
+                    "tags": ["rust", "web"],
+                    "sections": [{"value": "section:inside-rust", "label": "Inside Rust", "checked": false}]
                 })),
                 page(json!({
                     "action": "/subscribe", "email": "", "error": null,
-                    "schedules": [], "tags": []
+                    "schedules": [], "tags": [], "sections": []
                 })),
             ],
         ),
@@ -105,7 +106,8 @@ pub fn entry_samples() -> Vec<(&'static str, Vec<Value>)> {
                     "action": "https://example.org/preferences?token=sample",
                     "unsubscribe": "https://example.org/unsubscribe?token=sample",
                     "schedules": schedules,
-                    "tags": [{"name": "rust", "checked": true}, {"name": "web", "checked": false}]
+                    "tags": [{"name": "rust", "checked": true}, {"name": "web", "checked": false}],
+                    "sections": [{"value": "section:inside-rust", "label": "Inside Rust", "checked": true}]
                 })),
                 page(json!({
                     "email": "ann@example.net",
@@ -113,7 +115,8 @@ pub fn entry_samples() -> Vec<(&'static str, Vec<Value>)> {
                     "action": "https://example.org/preferences?token=sample",
                     "unsubscribe": "https://example.org/unsubscribe?token=sample",
                     "schedules": [],
-                    "tags": []
+                    "tags": [],
+                    "sections": []
                 })),
             ],
         ),

@@ -155,10 +155,17 @@ fn readme_defaults() -> Vec<(String, String)> {
 }
 
 /// A minimal config with `key = value` set (a `[[digest]]` entry is
-/// there for `digest.*` keys).
+/// there for `digest.*` keys, a `[[feeds.section]]` for `feeds.section.*`).
 fn with_key(key: &str, value: Option<&str>) -> String {
     let mut text = String::new();
     let mut digest = "[[digest]]\nname = \"d\"\nschedule = \"0 0 8 * * *\"\n".to_string();
+    if let Some(k) = key.strip_prefix("feeds.section.") {
+        let mut text = with_key("", None) + "[[feeds.section]]\npath = \"s\"\n";
+        if let Some(v) = value {
+            text.push_str(&format!("{k} = {v}\n"));
+        }
+        return text;
+    }
     let mut tables: std::collections::BTreeMap<String, String> = Default::default();
     tables.insert(
         "site".into(),

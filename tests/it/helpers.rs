@@ -275,3 +275,67 @@ pub fn start_herald(site: &mut TestSite) -> (KillOnDrop, u16) {
     }
     (daemon, port)
 }
+
+/// One finding of the W3C feed validator.
+#[derive(Debug, Clone)]
+pub struct ValidatorEvent {
+    pub file: String,
+    pub level: String,
+    pub class: String,
+    pub line: Option<u64>,
+    pub text: String,
+}
+
+/// Runs the W3C Feed Validator (`../shared/tools/validate-feed`, offline)
+/// on each `(file, self URL)` and returns every error and warning. `None`
+/// (after saying so) when the tool or its `html5lib` is missing outside
+/// CI; in CI (`CI` set) that fails the test.
+pub fn validate_feeds(files: &[(PathBuf, String)]) -> Option<Vec<ValidatorEvent>> {
+    let tool = repo_root().join("../shared/tools/validate-feed");
+    let missing = |why: String| {
+        if std::env::var_os("CI").is_some() {
+            panic!("the W3C feed validator cannot run in CI: {why}");
+        }
+        eprintln!("SKIPPED validator checks: {why}");
+        None
+    };
+    if !tool.is_file() {
+        return missing(format!("{} is absent", tool.display()));
+    }
+    match Command::new("python3")
+        .args(["-c", "import html5lib"])
+        .output()
+    {
+        Ok(o) if o.status.success() => {}
+        Ok(_) => {
+            return missing("python module html5lib is not installed (pip install html5lib)".into())
+        }
+        Err(e) => return missing(format!("python3 not runnable: {e}")),
+    }
+    let mut events = Vec::new();
+    for (file, self_url) in files {
+        let out = Command::new("python3")
+            .arg(&tool)
+            .arg(file)
+            .args(["--self", self_url, "--json", "--max-bytes", "50000000"])
+            .output()
+            .expect("python3 runs");
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "validate-feed {}: no JSON ({e}): {}",
+                file.display(),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        for e in report["events"].as_array().expect("events") {
+            events.push(ValidatorEvent {
+                file: file.display().to_string(),
+                level: e["level"].as_str().unwrap_or("").to_string(),
+                class: e["class"].as_str().unwrap_or("").to_string(),
+                line: e["line"].as_u64(),
+                text: e["text"].as_str().unwrap_or("").to_string(),
+            });
+        }
+    }
+    Some(events)
+}

@@ -50,6 +50,9 @@ schedule = "0 0 8 * * Mon"
 [[digest]]
 name = "daily"
 schedule = "0 0 8 * * *"
+[[feeds.section]]
+path = "news"
+title = "Station news"
 "#,
             port = smtp.port()
         );
@@ -95,6 +98,26 @@ schedule = "0 0 8 * * *"
             .await
             .unwrap();
         (r.status(), r.text().await.unwrap())
+    }
+
+    /// A link that manages subscriber `id`'s preferences for 30 days.
+    pub(crate) fn manage_token(&self, id: i64) -> String {
+        self.signer().sign(
+            Purpose::Manage,
+            id,
+            chrono::Utc::now() + chrono::Duration::days(30),
+        )
+    }
+
+    /// Posts the preferences form with `token`.
+    pub(crate) async fn save_preferences(&self, token: &str, form: &[(&str, &str)]) -> StatusCode {
+        self.client
+            .post(format!("{}/preferences?token={token}", self.base))
+            .form(form)
+            .send()
+            .await
+            .unwrap()
+            .status()
     }
 
     pub(crate) async fn get(&self, path_and_query: &str) -> (StatusCode, String) {
@@ -393,39 +416,69 @@ async fn the_preferences_page_changes_schedules_and_tags() {
         return;
     };
     let id = subscribed(&app, "di@example.org").await;
-    let token = app.signer().sign(
-        Purpose::Manage,
-        id,
-        chrono::Utc::now() + chrono::Duration::days(30),
-    );
+    let token = app.manage_token(id);
     let (status, page) = app.get(&format!("/preferences?token={token}")).await;
     assert_eq!(status, StatusCode::OK);
     assert!(page.contains("value=\"daily\""), "{page}");
-    let r = app
-        .client
-        .post(format!("{}/preferences?token={token}", app.base))
-        .form(&[
-            ("schedule", "daily"),
-            ("schedule", "weekly"),
-            ("tag", "web"),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
+    let status = app
+        .save_preferences(
+            &token,
+            &[
+                ("schedule", "daily"),
+                ("schedule", "weekly"),
+                ("tag", "web"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
     let sub = app.db().await.get(id).await.unwrap().unwrap();
     let mut schedules = sub.schedules.clone();
     schedules.sort();
     assert_eq!(schedules, ["daily", "weekly"]);
     assert_eq!(sub.tags, ["web"]);
-    let r = app
-        .client
-        .post(format!("{}/preferences?token={token}", app.base))
-        .form(&[("tag", "not-offered")])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let status = app
+        .save_preferences(&token, &[("tag", "not-offered")])
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_subscribe_form_and_preferences_offer_the_configured_sections() {
+    let Some(app) = App::start(1000).await else {
+        return;
+    };
+    let (status, form) = app.get("/subscribe").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        form.contains("<input type=\"checkbox\" name=\"tag\" value=\"section:news\"> Station news"),
+        "{form}"
+    );
+    let id = subscribed(&app, "sections@example.org").await;
+    let token = app.manage_token(id);
+    let status = app
+        .save_preferences(
+            &token,
+            &[
+                ("schedule", "weekly"),
+                ("tag", "section:news"),
+                ("tag", "rust"),
+            ],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let sub = app.db().await.get(id).await.unwrap().unwrap();
+    assert_eq!(sub.tags, ["rust", "section:news"]);
+    let (_, page) = app.get(&format!("/preferences?token={token}")).await;
+    assert!(
+        page.contains("value=\"section:news\" checked> Station news"),
+        "{page}"
+    );
+    // Only configured sections are offered.
+    let status = app
+        .save_preferences(&token, &[("tag", "section:secret")])
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
     app.stop().await;
 }
 
