@@ -40,10 +40,11 @@ use herald::base::metrics::Metrics;
 use herald::base::shutdown::Shutdown;
 use herald::config::Config;
 use herald::content::FirstSeen;
-use herald::digest::{Articles, Composer, Digests, Recipient};
+use herald::digest::{Articles, Composer, Digests, Published, Recipient};
 use herald::mail::{Mailer, SendError};
 use herald::store::{
-    DeliveryState, NewSubscription, Outcome, Run, SqliteStore, Store, SubscriberEmail, Trigger,
+    Candidate, Claim, DeliveryState, NewSubscription, Outcome, Run, Store, SubscriberEmail,
+    Trigger,
 };
 use herald::subscribers::tokens::Signer;
 use herald::templates::Templates;
@@ -400,7 +401,7 @@ impl Site {
             .enable_all()
             .build()?;
         runtime.block_on(async {
-            let store = SqliteStore::open(&config.database_path()).await?;
+            let store = herald::store::open(&config).await?;
             let confirmed = Utc.with_ymd_and_hms(2014, 6, 1, 9, 0, 0).unwrap();
             let mut added = 0;
             for chunk in (0..n).collect::<Vec<_>>().chunks(20_000) {
@@ -679,7 +680,7 @@ fn child(args: &[String]) -> anyhow::Result<()> {
 /// herald's digest service wired as the daemon wires it.
 struct Service {
     config: Arc<Config>,
-    store: SqliteStore,
+    store: Arc<dyn Store>,
     mailer: Arc<Mailer>,
     digests: Digests,
     articles: Articles,
@@ -687,14 +688,14 @@ struct Service {
 
 impl Service {
     async fn start(config: Arc<Config>) -> anyhow::Result<Service> {
-        let store = SqliteStore::open(&config.database_path()).await?;
+        let store = herald::store::open(&config).await?;
         let mailer = Arc::new(Mailer::from_config(&config).await?);
         let templates = Arc::new(Templates::load(None)?);
         let signer = Signer::new(b"a benchmark signing secret, 32+ bytes long")?;
         let composer = Arc::new(Composer::new(Arc::clone(&config), templates, signer)?);
         let digests = Digests::new(
             Arc::clone(&config),
-            store.clone(),
+            Arc::clone(&store),
             Arc::clone(&mailer),
             composer,
             Arc::new(Metrics::new()),
@@ -708,7 +709,7 @@ impl Service {
             report.rejected
         );
         Ok(Service {
-            articles: Arc::new(catalog.articles().to_vec()),
+            articles: Arc::new(Published::dated(catalog.articles().to_vec(), Utc::now())),
             config,
             store,
             mailer,
@@ -738,13 +739,7 @@ impl Service {
         let composer = self.digests.composer();
         let ctx = composer.context(run.clone(), Arc::clone(&self.articles))?;
         let (mut first, mut total, mut composed) = (None, 0, 0);
-        for c in self
-            .store
-            .digest_candidates(SCHEDULE)
-            .await?
-            .iter()
-            .take(count)
-        {
+        for c in first_candidates(&*self.store, count).await?.iter() {
             let to = Recipient {
                 id: c.id,
                 email: &c.email,
@@ -764,6 +759,11 @@ impl Service {
         let first = first.context("no subscribers to compose for")?;
         Ok((first, total / composed, composed))
     }
+}
+
+/// The first `count` subscribers of the schedule.
+async fn first_candidates(store: &dyn Store, count: usize) -> anyhow::Result<Vec<Candidate>> {
+    Ok(store.candidates_page(SCHEDULE, None, count).await?)
 }
 
 /// Plans and sends the whole run as the daemon would; reports times, peak
@@ -834,7 +834,14 @@ async fn time_phases(s: &Service, n: u64) -> anyhow::Result<String> {
     let (mut claim, mut settle, mut batches, mut rows) = (0.0, 0.0, 0u64, 0u64);
     loop {
         let started = Instant::now();
-        let claimed = store.claim(run.id, Utc::now(), batch).await?;
+        let now = Utc::now();
+        let take = Claim {
+            by: "bench",
+            now,
+            lease_until: now + chrono::Duration::minutes(5),
+            limit: batch,
+        };
+        let claimed = store.claim(run.id, take).await?;
         claim += started.elapsed().as_secs_f64();
         if claimed.is_empty() {
             break;
@@ -845,7 +852,7 @@ async fn time_phases(s: &Service, n: u64) -> anyhow::Result<String> {
             .collect();
         let started = Instant::now();
         store
-            .settle(&run, &outcomes, Utc::now(), s.config.mail.bounce_limit)
+            .settle(&run, "bench", &outcomes, Utc::now(), s.config.mail.bounce_limit)
             .await?;
         settle += started.elapsed().as_secs_f64();
         batches += 1;
@@ -859,7 +866,7 @@ async fn time_phases(s: &Service, n: u64) -> anyhow::Result<String> {
     let message = {
         let composer = s.digests.composer();
         let ctx = composer.context(run.clone(), Arc::clone(&s.articles))?;
-        let c = &s.store.digest_candidates(SCHEDULE).await?[0];
+        let c = &first_candidates(&*s.store, 1).await?[0];
         let to = Recipient {
             id: c.id,
             email: &c.email,

@@ -3,11 +3,13 @@
 //! below and an exit code.
 //!
 //! - [`site`]: `herald build` and `herald check`, one load-and-write pass.
+//! - [`db`]: `herald db migrate|copy`.
 //! - [`digest`]: `herald digest preview|send|status|retry`.
 //! - [`subscribers`]: `herald subscribers add|list|remove|import|export`,
 //!   with the CSV format in [`subscribers_csv`].
 //! - [`healthcheck`]: `herald healthcheck`, the container's probe.
 
+pub mod db;
 pub mod digest;
 pub mod healthcheck;
 pub mod site;

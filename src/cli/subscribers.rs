@@ -1,6 +1,7 @@
 //! `herald subscribers add|list|remove|import|export`: the operator's view
-//! of the subscriber database. It opens the same SQLite file as the daemon
-//! (WAL mode), so it works while `herald run` is running.
+//! of the subscriber database. It opens the same store as the daemon (the
+//! SQLite file in WAL mode, or PostgreSQL), so it works while `herald run`
+//! is running.
 //!
 //! CSV import checks every row before writing anything, reports each bad
 //! row by its line in the file, and writes the good rows in transactions of
@@ -19,7 +20,7 @@ use super::subscribers_csv::{read_rows, rfc3339, write_csv, Row, Rules};
 use crate::base::fs::write_private;
 use crate::config::Config;
 use crate::store::{
-    ListFilter, NewSubscription, SqliteStore, Status, Store, SubscribeOutcome, Subscriber,
+    self, ListFilter, NewSubscription, Status, Store, SubscribeOutcome, Subscriber,
     SubscriberEmail,
 };
 
@@ -107,8 +108,8 @@ pub async fn run_with(
     out: &mut (dyn Write + Send),
     err: &mut (dyn Write + Send),
 ) -> anyhow::Result<ExitCode> {
-    let path = config.database_path();
-    let store = SqliteStore::open(&path).await?;
+    let store = store::open(config).await?;
+    let store = &*store;
     let rules = Rules::new(config);
     let code = match cmd {
         SubscribersCommand::Add {
@@ -143,7 +144,7 @@ pub async fn run_with(
                     None => None,
                 },
             };
-            add(&store, request, out, err).await?
+            add(store, request, out, err).await?
         }
         SubscribersCommand::List { status, format } => {
             let list = store.list(&ListFilter { status }).await?;
@@ -154,7 +155,7 @@ pub async fn run_with(
             writeln!(err, "{} subscribers", list.len())?;
             ExitCode::SUCCESS
         }
-        SubscribersCommand::Remove { email } => remove(&store, &email, out, err).await?,
+        SubscribersCommand::Remove { email } => remove(store, &email, out, err).await?,
         SubscribersCommand::Import { file, dry_run } => {
             let bytes = if file.as_os_str() == "-" {
                 let mut bytes = Vec::new();
@@ -165,7 +166,7 @@ pub async fn run_with(
             } else {
                 std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?
             };
-            import(&store, &rules, &bytes, dry_run, err).await?
+            import(store, &rules, &bytes, dry_run, err).await?
         }
         SubscribersCommand::Export { file } => {
             let list = store.list(&ListFilter::default()).await?;
@@ -189,7 +190,7 @@ pub async fn run_with(
 }
 
 async fn add(
-    store: &SqliteStore,
+    store: &dyn Store,
     request: NewSubscription,
     out: &mut (dyn Write + Send),
     err: &mut (dyn Write + Send),
@@ -219,7 +220,7 @@ async fn add(
 }
 
 async fn remove(
-    store: &SqliteStore,
+    store: &dyn Store,
     email: &str,
     out: &mut (dyn Write + Send),
     err: &mut (dyn Write + Send),
@@ -249,7 +250,7 @@ async fn remove(
 }
 
 async fn import(
-    store: &SqliteStore,
+    store: &dyn Store,
     rules: &Rules,
     bytes: &[u8],
     dry_run: bool,

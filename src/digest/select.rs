@@ -1,18 +1,17 @@
-//! Which articles go in one subscriber's digest: published by the run's
-//! tick, new to them, within the digest's and their tag filters, newest
-//! first, at most `max_articles`.
-
-use std::sync::Arc;
+//! Which articles go in one subscriber's digest: first seen (published by
+//! herald) after their last digest and by the run's horizon, within the
+//! digest's and their tag filters, newest first, at most `max_articles`.
 
 use chrono::{DateTime, Utc};
 
+use super::Published;
 use crate::config::DigestConfig;
 use crate::content::Article;
 
 /// What is known of the recipient.
 #[derive(Debug, Clone, Copy)]
 pub struct Reader<'a> {
-    /// Articles published after this are new to them.
+    /// Articles first seen after this are new to them.
     pub since: DateTime<Utc>,
     /// Their first digest of this schedule.
     pub first: bool,
@@ -24,14 +23,14 @@ fn matches(article: &Article, wanted: &[String]) -> bool {
     wanted.is_empty() || article.tags.iter().any(|t| wanted.contains(&t.slug))
 }
 
-/// Indices into `articles` (which is newest first, as a catalog is) of
-/// the articles for `reader`. Drafts and articles published after `tick`
-/// never appear. A first digest may also carry up to
-/// `first_digest_articles` of the latest older articles.
+/// Indices into `published.articles` (newest first, as a catalog is) of
+/// the articles for `reader`: first seen in `(since, horizon]`. A first
+/// digest may also carry up to `first_digest_articles` of the latest
+/// older articles. Drafts never appear.
 pub fn select(
-    articles: &[Arc<Article>],
+    published: &Published,
     digest: &DigestConfig,
-    tick: DateTime<Utc>,
+    horizon: DateTime<Utc>,
     reader: Reader<'_>,
 ) -> Vec<usize> {
     let backfill = if reader.first {
@@ -40,30 +39,31 @@ pub fn select(
         0
     };
     let mut picked = Vec::new();
-    let mut eligible = 0usize;
-    for (i, a) in articles.iter().enumerate() {
-        if picked.len() == digest.max_articles {
-            break;
-        }
-        let published = a.published_utc();
-        if a.draft || published > tick {
+    for &i in published.by_first_seen() {
+        let a = &published.articles[i];
+        let seen = published.first_seen[i];
+        if a.draft || seen > horizon {
             continue;
         }
         if !matches(a, &digest.tags) || !matches(a, reader.tags) {
             continue;
         }
-        if published <= reader.since && eligible >= backfill {
-            // Newest first: everything after this is old too.
+        if seen <= reader.since && picked.len() >= backfill {
+            // Latest first seen first: everything after this is old too.
             break;
         }
         picked.push(i);
-        eligible += 1;
     }
+    // Newest first, as they are shown; the limit keeps the newest.
+    picked.sort_unstable();
+    picked.truncate(digest.max_articles);
     picked
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
     use crate::config::Config;
     use crate::content::Tag;
@@ -102,20 +102,24 @@ mod tests {
         format!("2026-11-{day:02}T12:00:00Z").parse().unwrap()
     }
 
-    /// Newest first, like a catalog.
-    fn catalog() -> Vec<Arc<Article>> {
-        vec![
+    /// Newest first, like a catalog; first seen at their dates.
+    fn catalog() -> Published {
+        dated(vec![
             article("future", 28, &["rust"]),
             article("e", 25, &["rust"]),
             article("d", 24, &["python"]),
             article("c", 23, &["rust", "python"]),
             article("b", 20, &[]),
             article("a", 10, &["rust"]),
-        ]
+        ])
     }
 
-    fn titles(articles: &[Arc<Article>], picked: &[usize]) -> Vec<String> {
-        picked.iter().map(|&i| articles[i].id.clone()).collect()
+    fn dated(articles: Vec<Arc<Article>>) -> Published {
+        Published::dated(articles, at(28))
+    }
+
+    fn titles(p: &Published, picked: &[usize]) -> Vec<String> {
+        picked.iter().map(|&i| p.articles[i].id.clone()).collect()
     }
 
     #[test]
@@ -181,8 +185,9 @@ mod tests {
 
     #[test]
     fn drafts_never_appear() {
-        let mut arts = catalog();
-        Arc::make_mut(&mut arts[1]).draft = true;
+        let mut list = catalog().articles;
+        Arc::make_mut(&mut list[1]).draft = true;
+        let arts = dated(list);
         let reader = Reader {
             since: at(21),
             first: false,
@@ -192,5 +197,63 @@ mod tests {
             titles(&arts, &select(&arts, &digest(""), at(26), reader)),
             ["d", "c"]
         );
+    }
+}
+
+#[cfg(test)]
+mod first_seen_tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::config::Config;
+
+    fn article(id: &str, date: &str) -> Arc<Article> {
+        Arc::new(Article {
+            source: format!("{id}.md"),
+            slug: id.into(),
+            title: id.into(),
+            url: format!("https://example.org/{id}/").parse().unwrap(),
+            id: id.into(),
+            published: chrono::DateTime::parse_from_rfc3339(date).unwrap(),
+            updated: None,
+            summary: String::new(),
+            content_html: String::new(),
+            authors: Vec::new(),
+            tags: Vec::new(),
+            language: None,
+            image: None,
+            draft: false,
+            date_assigned: false,
+        })
+    }
+
+    fn t(s: &str) -> DateTime<Utc> {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn an_article_dated_before_the_last_digest_but_published_after_it_is_new() {
+        let digest = Config::parse(
+            "[site]\ntitle = \"T\"\nbase_url = \"https://e.org/\"\nauthor = { name = \"A\" }\n[[digest]]\nname = \"d\"\nschedule = \"0 0 8 * * *\"\n",
+        )
+        .unwrap()
+        .digest
+        .remove(0);
+        // Dated 05:00, first seen 09:00, after the 08:00 digest.
+        let late = article("late", "2026-11-30T05:00:00Z");
+        let old = article("old", "2026-11-29T05:00:00Z");
+        let p = Published::new(
+            vec![late, old],
+            vec![t("2026-11-30T09:00:00Z"), t("2026-11-29T05:00:00Z")],
+            t("2026-12-01T08:00:00Z"),
+        );
+        let reader = Reader {
+            since: t("2026-11-30T08:00:00Z"),
+            first: false,
+            tags: &[],
+        };
+        assert_eq!(select(&p, &digest, t("2026-12-01T08:00:00Z"), reader), [0]);
+        // Not before the horizon has reached its first-seen time.
+        assert!(select(&p, &digest, t("2026-11-30T08:30:00Z"), reader).is_empty());
     }
 }

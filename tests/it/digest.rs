@@ -13,10 +13,11 @@ use herald::base::metrics::Metrics;
 use herald::base::shutdown::Shutdown;
 use herald::config::Config;
 use herald::content::FirstSeen;
-use herald::digest::{Articles, Composer, Digests};
+use herald::digest::{Articles, Composer, Digests, Published};
 use herald::mail::Mailer;
 use herald::store::{
-    DeliveryState, NewSubscription, SqliteStore, Status, Store, SubscriberEmail, Trigger,
+    DeliveryState, Ledger, NewSubscription, SqliteStore, Status, Store, SubscriberEmail,
+    Subscribers, Trigger,
 };
 use herald::subscribers::tokens::Signer;
 use herald::templates::Templates;
@@ -30,7 +31,7 @@ struct Harness {
     site: TestSite,
     smtp: SmtpServer,
     config: Arc<Config>,
-    store: SqliteStore,
+    store: Arc<SqliteStore>,
     digests: Digests,
     now: DateTime<Utc>,
 }
@@ -108,14 +109,14 @@ content = "full"
         port = smtp.port()
     );
     let config = Arc::new(site.config());
-    let store = SqliteStore::open(&config.database_path()).await.unwrap();
+    let store = Arc::new(SqliteStore::open(&config.database_path()).await.unwrap());
     let mailer = Arc::new(Mailer::from_config(&config).await.unwrap());
     let templates = Arc::new(Templates::load(None).unwrap());
     let signer = Signer::from_config(&config).unwrap();
     let composer = Arc::new(Composer::new(Arc::clone(&config), templates, signer).unwrap());
     let digests = Digests::new(
         Arc::clone(&config),
-        store.clone(),
+        Arc::clone(&store) as Arc<dyn Store>,
         mailer,
         composer,
         Arc::new(Metrics::new()),
@@ -132,11 +133,16 @@ content = "full"
 }
 
 impl Harness {
-    fn articles(&self) -> Articles {
+    async fn articles(&self) -> Articles {
+        let now = Utc::now();
         let (catalog, report) =
-            herald::content::load(&self.config, Utc::now(), &mut FirstSeen::in_memory()).unwrap();
+            herald::content::load(&self.config, now, &mut FirstSeen::in_memory()).unwrap();
         assert!(report.rejected.is_empty(), "{:?}", report.rejected);
-        Arc::new(catalog.articles().to_vec())
+        // Recorded as first seen now, as the daemon's rebuild would.
+        let published = Published::observe(&*self.store, catalog.articles().to_vec(), now)
+            .await
+            .unwrap();
+        Arc::new(published)
     }
 
     /// An active subscriber who confirmed `hours` ago.
@@ -163,7 +169,7 @@ impl Harness {
 
     /// Plans a run for `tick` and sends it to the end, waiting out retries.
     async fn run(&self, tick: DateTime<Utc>) -> herald::store::Run {
-        let articles = self.articles();
+        let articles = self.articles().await;
         let run = self
             .digests
             .start_run("weekly", tick, Trigger::Manual, &articles)
@@ -461,7 +467,7 @@ async fn a_server_that_is_down_for_a_while_delays_delivery_and_loses_nothing() {
         h.subscriber(&format!("r{i}@example.net"), &[], 24).await;
     }
     h.smtp.stop();
-    let articles = h.articles();
+    let articles = h.articles().await;
     let run = h
         .digests
         .start_run("weekly", Utc::now(), Trigger::Manual, &articles)
@@ -625,7 +631,7 @@ async fn a_tick_runs_once_however_often_it_is_started() {
         return;
     };
     h.subscriber("ann@example.net", &[], 24 * 7).await;
-    let articles = h.articles();
+    let articles = h.articles().await;
     let tick = Utc::now();
     let first = h
         .digests

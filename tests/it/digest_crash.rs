@@ -13,7 +13,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chrono::{SecondsFormat, Utc};
-use herald::store::{DeliveryState, NewSubscription, SqliteStore, Store, SubscriberEmail};
+use herald::store::{
+    DeliveryState, Ledger, NewSubscription, SqliteStore, Store, SubscriberEmail, Subscribers,
+};
 use mail_parser::MessageParser;
 use serde_json::json;
 

@@ -1,5 +1,6 @@
 //! herald's integration tests: one binary, one file per area.
 
+mod backends;
 mod bad_input;
 mod browser;
 mod cli;
@@ -15,6 +16,7 @@ mod healthcheck;
 mod helpers;
 mod http;
 mod mail;
+mod pg;
 mod smtp;
 mod store;
 mod subscribe;
