@@ -168,8 +168,11 @@ impl Harness {
     }
 
     /// Plans a run for `tick` and sends it to the end, waiting out retries.
+    /// The tick is taken before the articles are read: a tick before
+    /// their first-seen time would rightly leave them to the next run.
     async fn run(&self, tick: DateTime<Utc>) -> herald::store::Run {
         let articles = self.articles().await;
+        let tick = tick.max(articles.as_of);
         let run = self
             .digests
             .start_run("weekly", tick, Trigger::Manual, &articles)
@@ -662,4 +665,62 @@ async fn a_tick_runs_once_however_often_it_is_started() {
         .await
         .unwrap();
     assert_eq!(armed, later);
+}
+
+/// Issue 12: "new since the last digest" is decided by when herald first
+/// published an article, not by the date the article gives itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_article_back_dated_before_the_last_run_but_added_after_it_is_in_the_next_run() {
+    let Some(h) = harness(4).await else {
+        return;
+    };
+    h.subscriber("ann@example.net", &[], 24 * 7).await;
+    let first = h.run(Utc::now()).await;
+    assert_eq!(h.store.run_status(first.id).await.unwrap().total(), 1);
+    // Dated three hours before the run that just went out, added after it.
+    h.site.write(
+        "late.md",
+        format!(
+            "+++\ntitle = \"Written earlier, published late\"\ndate = {}\n+++\n\nLate.\n",
+            ago(h.now, 3)
+        ),
+    );
+    let second = h.run(Utc::now()).await;
+    let status = h.store.run_status(second.id).await.unwrap();
+    assert_eq!(status.count(DeliveryState::Sent), 1, "{status:?}");
+    let received = h.received();
+    let mails = &received["ann@example.net"];
+    assert_eq!(mails.len(), 2);
+    let text = String::from_utf8_lossy(&mails[1]).to_string();
+    assert!(text.contains("Written earlier, published late"), "{text}");
+    assert!(!text.contains("Plain news"), "the first digest's articles come once");
+    // Nothing new since: no third digest, and never an article twice.
+    let third = h.run(Utc::now()).await;
+    assert_eq!(h.store.run_status(third.id).await.unwrap().total(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moving_or_renaming_a_file_that_keeps_its_id_or_url_mails_nothing_again() {
+    let Some(h) = harness(4).await else {
+        return;
+    };
+    h.subscriber("ann@example.net", &[], 24 * 7).await;
+    h.site.write(
+        "with-id.md",
+        format!(
+            "+++\ntitle = \"Has an id\"\nid = \"urn:x:1\"\ndate = {}\n+++\n\nx\n",
+            ago(h.now, 2)
+        ),
+    );
+    let first = h.run(Utc::now()).await;
+    assert_eq!(h.store.run_status(first.id).await.unwrap().total(), 1);
+    // Moved into a folder (same slug and URL), and renamed (same id).
+    let content = h.site.content.clone();
+    std::fs::create_dir_all(content.join("archive")).unwrap();
+    std::fs::rename(content.join("new-plain.md"), content.join("archive/new-plain.md")).unwrap();
+    std::fs::rename(content.join("with-id.md"), content.join("renamed.md")).unwrap();
+    let second = h.run(Utc::now()).await;
+    let status = h.store.run_status(second.id).await.unwrap();
+    assert_eq!(status.total(), 0, "nothing is new: {status:?}");
+    assert_eq!(h.received()["ann@example.net"].len(), 1);
 }
