@@ -19,6 +19,7 @@ mod mail;
 mod pg;
 mod smtp;
 mod store;
+mod store_ledger;
 mod subscribe;
 mod subscribers_cli;
 mod websub;
