@@ -43,8 +43,7 @@ use herald::content::FirstSeen;
 use herald::digest::{Articles, Composer, Digests, Published, Recipient};
 use herald::mail::{Mailer, SendError};
 use herald::store::{
-    Candidate, Claim, DeliveryState, NewSubscription, Outcome, Run, Store, SubscriberEmail,
-    Trigger,
+    Candidate, Claim, DeliveryState, NewSubscription, Outcome, Run, Store, SubscriberEmail, Trigger,
 };
 use herald::subscribers::tokens::Signer;
 use herald::templates::Templates;
@@ -852,7 +851,13 @@ async fn time_phases(s: &Service, n: u64) -> anyhow::Result<String> {
             .collect();
         let started = Instant::now();
         store
-            .settle(&run, "bench", &outcomes, Utc::now(), s.config.mail.bounce_limit)
+            .settle(
+                &run,
+                "bench",
+                &outcomes,
+                Utc::now(),
+                s.config.mail.bounce_limit,
+            )
             .await?;
         settle += started.elapsed().as_secs_f64();
         batches += 1;

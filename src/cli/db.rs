@@ -64,11 +64,7 @@ pub async fn run(config: &Config, cmd: DbCommand) -> anyhow::Result<ExitCode> {
                 println!("{}: {n}", part.name());
             }
             move_secret(config, &*source, &*target).await?;
-            println!(
-                "copied {} into {}",
-                source.describe(),
-                target.describe()
-            );
+            println!("copied {} into {}", source.describe(), target.describe());
             source.close().await;
             target.close().await;
         }
@@ -78,7 +74,11 @@ pub async fn run(config: &Config, cmd: DbCommand) -> anyhow::Result<ExitCode> {
 
 /// An SQLite setup keeps a generated signing secret in its data directory;
 /// a PostgreSQL target keeps it in the database for every replica.
-async fn move_secret(config: &Config, source: &dyn Store, target: &dyn Store) -> anyhow::Result<()> {
+async fn move_secret(
+    config: &Config,
+    source: &dyn Store,
+    target: &dyn Store,
+) -> anyhow::Result<()> {
     if source.backend() != Backend::Sqlite || target.backend() != Backend::Postgres {
         return Ok(());
     }

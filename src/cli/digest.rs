@@ -132,10 +132,17 @@ async fn digests(config: &Arc<Config>, store: Arc<dyn Store>) -> anyhow::Result<
 /// would (no feed written), with the dates of undated articles and the
 /// first-seen times of all of them from the store (recorded now for
 /// articles it has never seen).
-async fn articles(config: &Config, store: &dyn Store, now: DateTime<Utc>) -> anyhow::Result<Articles> {
+async fn articles(
+    config: &Config,
+    store: &dyn Store,
+    now: DateTime<Utc>,
+) -> anyhow::Result<Articles> {
     let mut first_seen = store::seen::load_undated(store, &config.data_dir).await?;
     let (mut catalog, mut report) = content::load(config, now, &mut first_seen)?;
-    if !store::seen::share_undated(store, &mut first_seen).await?.is_empty() {
+    if !store::seen::share_undated(store, &mut first_seen)
+        .await?
+        .is_empty()
+    {
         (catalog, report) = content::load(config, now, &mut first_seen)?;
     }
     for e in &report.rejected {
@@ -198,15 +205,13 @@ async fn preview(
                 .find(&email)
                 .await?
                 .with_context(|| format!("{address} is not a subscriber"))?;
-            let c = candidate(store, schedule, sub.id)
-                .await?
-                .with_context(|| {
-                    format!(
-                        "{address} does not receive `{schedule}` (status {}, schedules: {})",
-                        sub.status.as_str(),
-                        sub.schedules.join(", ")
-                    )
-                })?;
+            let c = candidate(store, schedule, sub.id).await?.with_context(|| {
+                format!(
+                    "{address} does not receive `{schedule}` (status {}, schedules: {})",
+                    sub.status.as_str(),
+                    sub.schedules.join(", ")
+                )
+            })?;
             let first = c.received_through.is_none();
             (
                 c.id,

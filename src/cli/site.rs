@@ -12,8 +12,8 @@ use chrono::{DateTime, Utc};
 use crate::config::Config;
 use crate::config::DatabaseLocation;
 use crate::content::{self, Catalog, FirstSeen, LoadReport};
-use crate::store::{self, Store};
 use crate::feeds::{self, WriteReport};
+use crate::store::{self, Store};
 
 /// Runs `f` on the configured store, on a thread of its own (a build is
 /// synchronous code, and may be called from inside a runtime).
@@ -83,8 +83,9 @@ pub struct BuildOutcome {
 pub fn build(config: &Config, opts: BuildOptions) -> anyhow::Result<BuildOutcome> {
     let started = Instant::now();
     let (catalog, load) = if opts.write {
-        let mut first_seen =
-            with_store(config, |s| async move { store::seen::load_undated(&*s, &config.data_dir).await })?;
+        let mut first_seen = with_store(config, |s| async move {
+            store::seen::load_undated(&*s, &config.data_dir).await
+        })?;
         let (catalog, load) = content::load(config, opts.now, &mut first_seen)?;
         // Dates become durable (and agree with other replicas) before any
         // feed shows them.

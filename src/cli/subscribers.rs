@@ -20,8 +20,7 @@ use super::subscribers_csv::{read_rows, rfc3339, write_csv, Row, Rules};
 use crate::base::fs::write_private;
 use crate::config::Config;
 use crate::store::{
-    self, ListFilter, NewSubscription, Status, Store, SubscribeOutcome, Subscriber,
-    SubscriberEmail,
+    self, ListFilter, NewSubscription, Status, Store, SubscribeOutcome, Subscriber, SubscriberEmail,
 };
 
 /// Rows written per transaction by `import`.

@@ -365,11 +365,9 @@ impl FromStr for DatabaseLocation {
         if s.starts_with("postgres://") || s.starts_with("postgresql://") {
             let url = Url::parse(s).map_err(|e| format!("`{s}` is not a valid URL ({e})"))?;
             if url.password().is_some() {
-                return Err(
-                    "the PostgreSQL URL must not carry a password: give it in \
+                return Err("the PostgreSQL URL must not carry a password: give it in \
                      HERALD_SUBSCRIBERS__DATABASE_PASSWORD or subscribers.database_password_file"
-                        .into(),
-                );
+                    .into());
             }
             if url.host_str().unwrap_or("").is_empty() {
                 return Err(format!("`{s}` names no host"));
@@ -415,15 +413,27 @@ mod database_tests {
     #[test]
     fn database_locations_parse_and_refuse_passwords() {
         let sqlite = |s: &str| DatabaseLocation::from_str(s).unwrap();
-        assert_eq!(sqlite("data/h.sqlite3"), DatabaseLocation::Sqlite("data/h.sqlite3".into()));
-        assert_eq!(sqlite("sqlite:/var/h.db"), DatabaseLocation::Sqlite("/var/h.db".into()));
-        assert_eq!(sqlite("sqlite://rel/h.db"), DatabaseLocation::Sqlite("rel/h.db".into()));
+        assert_eq!(
+            sqlite("data/h.sqlite3"),
+            DatabaseLocation::Sqlite("data/h.sqlite3".into())
+        );
+        assert_eq!(
+            sqlite("sqlite:/var/h.db"),
+            DatabaseLocation::Sqlite("/var/h.db".into())
+        );
+        assert_eq!(
+            sqlite("sqlite://rel/h.db"),
+            DatabaseLocation::Sqlite("rel/h.db".into())
+        );
         assert!(matches!(
             sqlite("postgres://herald@db:5432/herald"),
             DatabaseLocation::Postgres(_)
         ));
         let err = DatabaseLocation::from_str("postgres://herald:hunter2@db/herald").unwrap_err();
-        assert!(err.contains("password") && !err.contains("hunter2"), "{err}");
+        assert!(
+            err.contains("password") && !err.contains("hunter2"),
+            "{err}"
+        );
         assert!(DatabaseLocation::from_str("mysql://db/x").is_err());
     }
 }

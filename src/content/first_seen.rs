@@ -42,7 +42,9 @@ impl FirstSeen {
     }
 
     /// A record holding `dates` (as stored), with no changes.
-    pub fn from_dates(dates: impl IntoIterator<Item = (String, DateTime<FixedOffset>)>) -> FirstSeen {
+    pub fn from_dates(
+        dates: impl IntoIterator<Item = (String, DateTime<FixedOffset>)>,
+    ) -> FirstSeen {
         FirstSeen {
             dates: dates.into_iter().collect(),
             ..FirstSeen::default()
@@ -55,8 +57,8 @@ impl FirstSeen {
         let path = data_dir.join("first-seen.json");
         match std::fs::read(&path) {
             Ok(bytes) => {
-                let dates: BTreeMap<String, DateTime<FixedOffset>> =
-                    serde_json::from_slice(&bytes).with_context(|| {
+                let dates: BTreeMap<String, DateTime<FixedOffset>> = serde_json::from_slice(&bytes)
+                    .with_context(|| {
                         format!("{} is damaged; delete it to start afresh", path.display())
                     })?;
                 Ok(Some(FirstSeen::from_dates(dates)))

@@ -180,7 +180,10 @@ impl Engine {
                 self.cache
                     .parse(&scan.files, &config, &config.content.dir, &self.first_seen);
             (catalog, report) = content::assemble(scan, parsed, now, &mut self.first_seen);
-            tracing::debug!(files = again, "parsed again with the dates another replica gave");
+            tracing::debug!(
+                files = again,
+                "parsed again with the dates another replica gave"
+            );
         }
         self.next_scheduled = report.next_scheduled;
         self.observe(catalog.articles().to_vec(), now);
@@ -313,7 +316,8 @@ impl Engine {
     /// last list, and the next rescan tries again.
     fn observe(&mut self, articles: Vec<Arc<Article>>, now: DateTime<Utc>) {
         let Some(shared) = &self.shared else {
-            self.published.store(Arc::new(Published::dated(articles, now)));
+            self.published
+                .store(Arc::new(Published::dated(articles, now)));
             return;
         };
         match shared

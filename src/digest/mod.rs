@@ -35,6 +35,7 @@ use std::fs::File;
 use std::sync::Arc;
 
 use anyhow::Context;
+use backon::{ExponentialBuilder, Retryable};
 use chrono::{DateTime, Utc};
 use tokio::task::JoinSet;
 
@@ -48,8 +49,8 @@ use crate::base::shutdown::ShutdownSignal;
 use crate::config::Config;
 use crate::mail::Mailer;
 use crate::store::{
-    db_time, Backend, Claim, Claimed, DeliveryState, NewDelivery, NewRun, Outcome, Run,
-    RunStatus, Status, Store, Trigger,
+    db_time, Backend, Claim, Claimed, DeliveryState, NewDelivery, NewRun, Outcome, Run, RunStatus,
+    Status, Store, StoreError, Trigger,
 };
 
 /// The articles digests are made from, with their first-seen times.
@@ -121,7 +122,11 @@ fn sender_name() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "herald".into());
-    format!("{host}:{}:{:04x}", std::process::id(), rand::random::<u16>())
+    format!(
+        "{host}:{}:{:04x}",
+        std::process::id(),
+        rand::random::<u16>()
+    )
 }
 
 /// Aborts a background task when dropped.
@@ -431,15 +436,28 @@ impl Digests {
         let Some(outcomes) = outcomes else {
             return Ok(());
         };
-        let settled = self
-            .store
-            .settle(
-                run,
-                &self.sender,
-                &outcomes,
-                self.clock.now(),
-                self.config.mail.bounce_limit,
+        // A busy database (a lock timeout, a serialization failure) is
+        // worth a few more tries: giving up leaves the batch to turn
+        // uncertain, sent but unrecorded.
+        let settle = || async {
+            self.store
+                .settle(
+                    run,
+                    &self.sender,
+                    &outcomes,
+                    self.clock.now(),
+                    self.config.mail.bounce_limit,
+                )
+                .await
+        };
+        let settled = settle
+            .retry(
+                ExponentialBuilder::default()
+                    .with_min_delay(std::time::Duration::from_millis(50))
+                    .with_max_times(6),
             )
+            .when(|e: &StoreError| e.is_unavailable())
+            .notify(|e, after| tracing::warn!("recording sent digests: {e}; again in {after:?}"))
             .await
             .context("recording sent digests in the ledger")?;
         for id in settled.newly_bounced {
@@ -555,4 +573,3 @@ fn email_result(outcome: &Outcome) -> EmailResult {
         Outcome::Skipped { .. } => EmailResult::Skipped,
     }
 }
-

@@ -85,7 +85,6 @@ impl RateLimiter {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -56,7 +56,10 @@ impl Published {
     /// `articles` taken as first seen at their own dates (previews, tests
     /// and benchmarks without a store).
     pub fn dated(articles: Vec<Arc<Article>>, as_of: DateTime<Utc>) -> Published {
-        let times = articles.iter().map(|a| db_time(a.published_utc())).collect();
+        let times = articles
+            .iter()
+            .map(|a| db_time(a.published_utc()))
+            .collect();
         Published::new(articles, times, as_of)
     }
 

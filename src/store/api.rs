@@ -51,8 +51,12 @@ pub trait Subscribers: Send + Sync {
     async fn unsubscribe(&self, id: i64, at: DateTime<Utc>, how: &str) -> StoreResult<bool>;
 
     /// Replaces schedules and tags; `false` when there is no such subscriber.
-    async fn set_preferences(&self, id: i64, schedules: &[String], tags: &[String])
-        -> StoreResult<bool>;
+    async fn set_preferences(
+        &self,
+        id: i64,
+        schedules: &[String],
+        tags: &[String],
+    ) -> StoreResult<bool>;
 
     async fn get(&self, id: i64) -> StoreResult<Option<Subscriber>>;
 

@@ -20,9 +20,7 @@ mod sqlite;
 use chrono::{DateTime, SubsecRound, Utc};
 
 pub use crate::base::{EmailError, SubscriberEmail};
-pub use api::{
-    Backend, Claim, Ledger, SeenArticle, SharedState, Store, Subscribers, Transfer,
-};
+pub use api::{Backend, Claim, Ledger, SeenArticle, SharedState, Store, Subscribers, Transfer};
 pub use error::{StoreError, StoreResult};
 pub use ledger::{
     Candidate, Claimed, DeliveryState, NewDelivery, NewRun, Outcome, Problem, Run, RunStatus,
@@ -46,7 +44,8 @@ pub(crate) fn stored_email(s: &str) -> StoreResult<SubscriberEmail> {
 }
 
 pub(crate) fn stored_status(s: &str) -> StoreResult<Status> {
-    Status::parse(s).ok_or_else(|| StoreError::internal(format!("bad status `{s}` in the database")))
+    Status::parse(s)
+        .ok_or_else(|| StoreError::internal(format!("bad status `{s}` in the database")))
 }
 
 /// Checks that a restored subscriber's status agrees with its consent

@@ -36,7 +36,10 @@ pub(crate) fn resolve(
     let present: HashSet<&str> = articles.iter().map(|a| a.id.as_str()).collect();
     // Slugs of records whose article is gone: a moved file's old self.
     let mut gone_slugs: HashMap<&str, &SeenRow> = HashMap::new();
-    for r in known.iter().filter(|r| !present.contains(r.article_id.as_str())) {
+    for r in known
+        .iter()
+        .filter(|r| !present.contains(r.article_id.as_str()))
+    {
         gone_slugs
             .entry(r.slug.as_str())
             .and_modify(|e| {
@@ -189,7 +192,12 @@ mod tests {
         );
         assert_eq!(times, [t("2026-01-01T00:00:00Z")]);
         assert_eq!(added.len(), 1);
-        let (times, _) = resolve(&[], &[art("b", "u/b", "b", "2026-01-01T00:00:00Z")], false, now);
+        let (times, _) = resolve(
+            &[],
+            &[art("b", "u/b", "b", "2026-01-01T00:00:00Z")],
+            false,
+            now,
+        );
         assert_eq!(times, [now], "after adoption a new article is new now");
     }
 

@@ -17,8 +17,7 @@ use url::Url;
 use crate::config::Config;
 use crate::mail::Mailer;
 use crate::store::{
-    EmailError, NewSubscription, Store, StoreError, SubscribeOutcome, Subscriber,
-    SubscriberEmail,
+    EmailError, NewSubscription, Store, StoreError, SubscribeOutcome, Subscriber, SubscriberEmail,
 };
 use crate::subscribers::choices::{ChoiceError, Choices};
 use crate::subscribers::tokens::{Purpose, Signer, TokenError};

@@ -61,16 +61,19 @@ impl TestDb {
     /// A second, independent handle on the same database (another process
     /// would have one).
     pub async fn open_again(&self) -> Arc<dyn Store> {
-        open_location(&self.location, &self.options()).await.unwrap()
+        open_location(&self.location, &self.options())
+            .await
+            .unwrap()
     }
 
     /// Runs `sql` outside the store, as an operator's shell would.
     pub async fn exec(&self, sql: &str) -> Result<u64, String> {
         match &self.location {
             DatabaseLocation::Sqlite(path) => {
-                let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
-                    .await
-                    .unwrap();
+                let mut c =
+                    sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+                        .await
+                        .unwrap();
                 let r = sqlx::query(sql).execute(&mut c).await;
                 c.close().await.unwrap();
                 r.map(|r| r.rows_affected()).map_err(|e| e.to_string())

@@ -233,7 +233,6 @@ fn an_undated_text_article_keeps_its_first_seen_date_across_touches_and_rebuilds
     assert_eq!(json_date(&site, "Undated note"), "2023-06-01T12:00:00Z");
     // The date is kept in the store, where every replica finds it.
     let record = tokio::runtime::Runtime::new().unwrap().block_on(async {
-        use herald::store::SharedState;
         let store = herald::store::open(&site.config()).await.unwrap();
         store.undated_dates().await.unwrap()
     });

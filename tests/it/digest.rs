@@ -693,7 +693,10 @@ async fn an_article_back_dated_before_the_last_run_but_added_after_it_is_in_the_
     assert_eq!(mails.len(), 2);
     let text = String::from_utf8_lossy(&mails[1]).to_string();
     assert!(text.contains("Written earlier, published late"), "{text}");
-    assert!(!text.contains("Plain news"), "the first digest's articles come once");
+    assert!(
+        !text.contains("Plain news"),
+        "the first digest's articles come once"
+    );
     // Nothing new since: no third digest, and never an article twice.
     let third = h.run(Utc::now()).await;
     assert_eq!(h.store.run_status(third.id).await.unwrap().total(), 0);
@@ -717,7 +720,11 @@ async fn moving_or_renaming_a_file_that_keeps_its_id_or_url_mails_nothing_again(
     // Moved into a folder (same slug and URL), and renamed (same id).
     let content = h.site.content.clone();
     std::fs::create_dir_all(content.join("archive")).unwrap();
-    std::fs::rename(content.join("new-plain.md"), content.join("archive/new-plain.md")).unwrap();
+    std::fs::rename(
+        content.join("new-plain.md"),
+        content.join("archive/new-plain.md"),
+    )
+    .unwrap();
     std::fs::rename(content.join("with-id.md"), content.join("renamed.md")).unwrap();
     let second = h.run(Utc::now()).await;
     let status = h.store.run_status(second.id).await.unwrap();

@@ -17,6 +17,7 @@ mod helpers;
 mod http;
 mod mail;
 mod pg;
+mod replicas;
 mod smtp;
 mod store;
 mod store_ledger;

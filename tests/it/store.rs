@@ -10,8 +10,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, TimeZone, Utc};
 use herald::store::{
-    Store,
-    ListFilter, NewSubscription, SqliteStore, Status, SubscribeOutcome, SubscriberEmail,
+    ListFilter, NewSubscription, SqliteStore, Status, Store, SubscribeOutcome, SubscriberEmail,
     Subscribers,
 };
 use sqlx::Connection;
@@ -541,4 +540,64 @@ async fn import_writes_all_rows_or_none(db: TestDb) {
         .map(|s| s.id)
         .collect();
     assert_eq!(ids, [1, 2, 3]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn several_replicas_migrating_a_new_postgres_database_at_once_all_succeed() {
+    let Some(cluster) = crate::pg::cluster() else {
+        return;
+    };
+    let url = cluster.fresh_db().await;
+    let opens: Vec<_> = (0..4)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move {
+                herald::store::PgStore::open(&url, &crate::pg::options())
+                    .await
+                    .map(|_| ())
+            })
+        })
+        .collect();
+    for o in opens {
+        o.await.unwrap().unwrap();
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_postgres_is_named_with_its_cause_and_a_newer_schema_is_refused() {
+    let port = crate::helpers::free_port();
+    let url: url::Url = format!("postgres://herald@127.0.0.1:{port}/herald")
+        .parse()
+        .unwrap();
+    let mut options = crate::pg::options();
+    options.connect_timeout = std::time::Duration::from_secs(2);
+    let err = format!(
+        "{:#}",
+        herald::store::PgStore::open(&url, &options)
+            .await
+            .unwrap_err()
+    );
+    assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
+    assert!(
+        err.to_lowercase().contains("refused") || err.contains("no answer"),
+        "{err}"
+    );
+
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    db.exec(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
+         VALUES (9999, 'from the future', true, '\\x00', 0)",
+    )
+    .await
+    .unwrap();
+    let err = format!(
+        "{:#}",
+        herald::store::open_location(&db.location, &db.options())
+            .await
+            .err()
+            .unwrap()
+    );
+    assert!(err.contains("9999") && err.contains("newer"), "{err}");
 }

@@ -10,8 +10,8 @@ use std::collections::BTreeSet;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use herald::store::copy::{copy, Part};
 use herald::store::{
-    Claim, DeliveryState, Ledger, NewDelivery, NewRun, NewSubscription, Outcome, SeenArticle,
-    SharedState, Store, SubscriberEmail, Subscribers, Transfer, Trigger,
+    Claim, DeliveryState, NewDelivery, NewRun, NewSubscription, Outcome, SeenArticle, Store,
+    SubscriberEmail, Trigger,
 };
 
 use crate::backends::TestDb;
@@ -28,7 +28,11 @@ async fn subscribers(store: &dyn Store, n: usize) -> Vec<i64> {
             email: SubscriberEmail::parse(&format!("r{i:05}@example.net")).unwrap(),
             name: None,
             schedules: vec!["weekly".into()],
-            tags: if i % 2 == 0 { vec!["rust".into()] } else { vec![] },
+            tags: if i % 2 == 0 {
+                vec!["rust".into()]
+            } else {
+                vec![]
+            },
             at: at(1, 9),
             ip: None,
             source: "import".into(),
@@ -48,7 +52,11 @@ async fn subscribers(store: &dyn Store, n: usize) -> Vec<i64> {
     ids
 }
 
-async fn new_run(store: &dyn Store, ids: &[i64], tick: DateTime<Utc>) -> Option<herald::store::Run> {
+async fn new_run(
+    store: &dyn Store,
+    ids: &[i64],
+    tick: DateTime<Utc>,
+) -> Option<herald::store::Run> {
     let deliveries: Vec<NewDelivery> = ids
         .iter()
         .map(|&id| NewDelivery {
@@ -84,7 +92,10 @@ both!(candidates_come_in_pages_and_each_tick_has_one_run_whoever_plans_it);
 async fn candidates_come_in_pages_and_each_tick_has_one_run_whoever_plans_it(db: TestDb) {
     let ids = subscribers(&*db.store, 30).await;
     assert_eq!(ids.len(), 30);
-    assert!(ids.windows(2).all(|w| w[0] < w[1]), "keyset pages in id order");
+    assert!(
+        ids.windows(2).all(|w| w[0] < w[1]),
+        "keyset pages in id order"
+    );
     // Three handles race to plan the same tick: exactly one run exists.
     let others = [db.open_again().await, db.open_again().await];
     let tick = at(2, 8);
@@ -140,15 +151,33 @@ async fn concurrent_claims_never_overlap_and_only_expired_leases_become_uncertai
     // Settling rows someone else holds changes nothing.
     let stolen: Vec<(i64, Outcome)> = vec![(b[0], Outcome::Sent { article_count: 1 })];
     db.store.settle(&run, "a", &stolen, now, 2).await.unwrap();
-    assert_eq!(db.store.expire_leases(now + Duration::seconds(30)).await.unwrap(), 0);
+    assert_eq!(
+        db.store
+            .expire_leases(now + Duration::seconds(30))
+            .await
+            .unwrap(),
+        0
+    );
     // b renews at 50 s: still alive at 90 s.
     assert_eq!(
-        other.renew_leases("b", now + Duration::seconds(110)).await.unwrap(),
+        other
+            .renew_leases("b", now + Duration::seconds(110))
+            .await
+            .unwrap(),
         b.len() as u64
     );
-    assert_eq!(db.store.expire_leases(now + Duration::seconds(90)).await.unwrap(), 0);
     assert_eq!(
-        db.store.expire_leases(now + Duration::seconds(120)).await.unwrap(),
+        db.store
+            .expire_leases(now + Duration::seconds(90))
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        db.store
+            .expire_leases(now + Duration::seconds(120))
+            .await
+            .unwrap(),
         b.len() as u64
     );
     let status = db.store.run_status(run.id).await.unwrap();
@@ -219,12 +248,26 @@ async fn undated_dates_and_the_signing_secret_are_the_first_writers(db: TestDb) 
         .share_undated(&[("notes/a.txt".into(), theirs)], &[])
         .await
         .unwrap();
-    assert_eq!(kept, [("notes/a.txt".to_string(), mine)], "the first date wins");
-    other.share_undated(&[], &["notes/a.txt".into()]).await.unwrap();
+    assert_eq!(
+        kept,
+        [("notes/a.txt".to_string(), mine)],
+        "the first date wins"
+    );
+    other
+        .share_undated(&[], &["notes/a.txt".into()])
+        .await
+        .unwrap();
     assert!(db.store.undated_dates().await.unwrap().is_empty());
 
-    let first = db.store.shared_secret(b"first-secret-first-secret-first-s").await.unwrap();
-    let second = other.shared_secret(b"second-secret-second-secret-secon").await.unwrap();
+    let first = db
+        .store
+        .shared_secret(b"first-secret-first-secret-first-s")
+        .await
+        .unwrap();
+    let second = other
+        .shared_secret(b"second-secret-second-secret-secon")
+        .await
+        .unwrap();
     assert_eq!(first, second, "every handle signs with one secret");
 }
 
@@ -236,7 +279,11 @@ async fn the_shared_send_rate_hands_out_consecutive_windows(db: TestDb) {
     let a = db.store.reserve_sends(10, step, now).await.unwrap();
     let b = other.reserve_sends(10, step, now).await.unwrap();
     assert_eq!(a, now);
-    assert_eq!(b, now + Duration::seconds(1), "the second replica waits its turn");
+    assert_eq!(
+        b,
+        now + Duration::seconds(1),
+        "the second replica waits its turn"
+    );
     // Slots in the past are not handed out.
     let c = db.store.reserve_sends(1, step, at(6, 0)).await.unwrap();
     assert_eq!(c, at(6, 0));
@@ -255,7 +302,10 @@ async fn dump(store: &dyn Store) -> Vec<herald::store::copy::Rows> {
 /// sent, bounced and uncertain deliveries, cursors, first-seen times.
 async fn sample(store: &dyn Store) {
     let ids = subscribers(store, 40).await;
-    store.unsubscribe(ids[3], at(2, 1), "one-click").await.unwrap();
+    store
+        .unsubscribe(ids[3], at(2, 1), "one-click")
+        .await
+        .unwrap();
     store.unsubscribe(ids[4], at(2, 1), "bounce").await.unwrap();
     store
         .subscribe(NewSubscription {
@@ -279,7 +329,9 @@ async fn sample(store: &dyn Store) {
         .enumerate()
         .map(|(i, c)| {
             let o = if i == 0 {
-                Outcome::Bounced { reply: "550 no".into() }
+                Outcome::Bounced {
+                    reply: "550 no".into(),
+                }
             } else {
                 Outcome::Sent { article_count: 3 }
             };

@@ -23,7 +23,9 @@ fn decode_run(row: &PgRow) -> StoreResult<Run> {
         id: row.try_get("id")?,
         schedule: row.try_get("schedule")?,
         tick,
-        horizon: row.try_get::<Option<DateTime<Utc>>, _>("horizon")?.unwrap_or(tick),
+        horizon: row
+            .try_get::<Option<DateTime<Utc>>, _>("horizon")?
+            .unwrap_or(tick),
         trigger: row.try_get("trigger")?,
         nonce: row.try_get("nonce")?,
         created_at: row.try_get("created_at")?,
@@ -46,10 +48,12 @@ impl Ledger for PgStore {
         .bind(db_time(now))
         .execute(&self.pool)
         .await?;
-        Ok(sqlx::query_scalar("SELECT armed_at FROM digest_schedules WHERE name = $1")
-            .bind(schedule)
-            .fetch_one(&self.pool)
-            .await?)
+        Ok(
+            sqlx::query_scalar("SELECT armed_at FROM digest_schedules WHERE name = $1")
+                .bind(schedule)
+                .fetch_one(&self.pool)
+                .await?,
+        )
     }
 
     async fn last_scheduled_tick(&self, schedule: &str) -> StoreResult<Option<DateTime<Utc>>> {
@@ -196,13 +200,19 @@ impl Ledger for PgStore {
         Ok(done.rows_affected())
     }
 
+    /// Rows locked right now are being settled or renewed by a live
+    /// replica: skipped, never waited for (waiting on rows locked in
+    /// another order is how two replicas deadlock).
     async fn expire_leases(&self, now: DateTime<Utc>) -> StoreResult<u64> {
         let done = sqlx::query(
-            "UPDATE digest_deliveries
+            "UPDATE digest_deliveries d
              SET state = 'uncertain', updated_at = $1,
-                 reply = 'in flight when its sender stopped (lease of ' || claimed_by ||
+                 reply = 'in flight when its sender stopped (lease of ' || d.claimed_by ||
                          ' expired); it may or may not have been delivered'
-             WHERE state = 'sending' AND lease_until < $1",
+             FROM (SELECT run_id, subscriber_id FROM digest_deliveries
+                   WHERE state = 'sending' AND lease_until < $1
+                   FOR UPDATE SKIP LOCKED) e
+             WHERE d.run_id = e.run_id AND d.subscriber_id = e.subscriber_id",
         )
         .bind(db_time(now))
         .execute(&self.pool)
@@ -259,9 +269,14 @@ impl Ledger for PgStore {
     }
 
     async fn renew_leases(&self, by: &str, until: DateTime<Utc>) -> StoreResult<u64> {
+        // Rows being settled at this moment are skipped: their lease no
+        // longer matters, and waiting for them could deadlock.
         let done = sqlx::query(
-            "UPDATE digest_deliveries SET lease_until = $1
-             WHERE claimed_by = $2 AND state = 'sending'",
+            "UPDATE digest_deliveries d SET lease_until = $1
+             FROM (SELECT run_id, subscriber_id FROM digest_deliveries
+                   WHERE claimed_by = $2 AND state = 'sending'
+                   FOR UPDATE SKIP LOCKED) r
+             WHERE d.run_id = r.run_id AND d.subscriber_id = r.subscriber_id",
         )
         .bind(db_time(until))
         .bind(by)
@@ -286,8 +301,12 @@ impl Ledger for PgStore {
         let mut counts: Vec<Option<i32>> = Vec::with_capacity(outcomes.len());
         for (id, outcome) in outcomes {
             let (state, reply, next, count) = match outcome {
-                Outcome::Sent { article_count } => ("sent", None, None, Some(*article_count as i32)),
-                Outcome::Retry { reply, at } => ("pending", Some(reply.as_str()), Some(db_time(*at)), None),
+                Outcome::Sent { article_count } => {
+                    ("sent", None, None, Some(*article_count as i32))
+                }
+                Outcome::Retry { reply, at } => {
+                    ("pending", Some(reply.as_str()), Some(db_time(*at)), None)
+                }
                 Outcome::Failed { reply } => ("failed", Some(reply.as_str()), None, None),
                 Outcome::Bounced { reply } => ("bounced", Some(reply.as_str()), None, None),
                 Outcome::Skipped { reason } => ("skipped", Some(reason.as_str()), None, None),
@@ -442,8 +461,9 @@ impl Ledger for PgStore {
             status.problems.push(Problem {
                 subscriber_id: row.try_get("subscriber_id")?,
                 email: row.try_get("email")?,
-                state: DeliveryState::parse(&state)
-                    .ok_or_else(|| StoreError::internal(format!("unknown delivery state {state}")))?,
+                state: DeliveryState::parse(&state).ok_or_else(|| {
+                    StoreError::internal(format!("unknown delivery state {state}"))
+                })?,
                 attempts: row.try_get::<i32, _>("attempts")?.max(0) as u32,
                 reply: row.try_get("reply")?,
             });
@@ -451,7 +471,12 @@ impl Ledger for PgStore {
         Ok(status)
     }
 
-    async fn requeue(&self, run: i64, state: DeliveryState, now: DateTime<Utc>) -> StoreResult<u64> {
+    async fn requeue(
+        &self,
+        run: i64,
+        state: DeliveryState,
+        now: DateTime<Utc>,
+    ) -> StoreResult<u64> {
         let mut tx = self.pool.begin().await?;
         let exists: Option<i64> =
             sqlx::query_scalar("SELECT id FROM digest_runs WHERE id = $1 FOR UPDATE")
@@ -459,7 +484,9 @@ impl Ledger for PgStore {
                 .fetch_optional(&mut *tx)
                 .await?;
         if exists.is_none() {
-            return Err(StoreError::NotFound(format!("there is no digest run {run}")));
+            return Err(StoreError::NotFound(format!(
+                "there is no digest run {run}"
+            )));
         }
         // Only subscribers still active get mail again.
         let n = sqlx::query(
@@ -476,10 +503,12 @@ impl Ledger for PgStore {
         .await?
         .rows_affected();
         if n > 0 {
-            sqlx::query("UPDATE digest_runs SET state = 'sending', finished_at = NULL WHERE id = $1")
-                .bind(run)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "UPDATE digest_runs SET state = 'sending', finished_at = NULL WHERE id = $1",
+            )
+            .bind(run)
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
         Ok(n)

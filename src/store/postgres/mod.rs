@@ -62,7 +62,19 @@ impl PgStore {
                 )
             })?;
         let what = format!("the PostgreSQL database {name}");
-        migrate_or_check(&PG_MIGRATIONS, &pool, settings.migrate, &what).await?;
+        // Replicas starting together on a new database race to create the
+        // migrations table; the loser finds it there on a second try.
+        let mut attempt = 0;
+        loop {
+            match migrate_or_check(&PG_MIGRATIONS, &pool, settings.migrate, &what).await {
+                Ok(()) => break,
+                Err(e) if attempt < 3 && e.downcast_ref::<super::StoreError>().is_none() => {
+                    attempt += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(200 * attempt)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
         Ok(PgStore { pool, name })
     }
 }

@@ -26,9 +26,9 @@ impl SharedState for PgStore {
             sqlx::query_scalar("SELECT value FROM herald_state WHERE key = 'signing_secret'")
                 .fetch_one(&self.pool)
                 .await?;
-        let secret = STANDARD
-            .decode(stored)
-            .map_err(|e| StoreError::internal(format!("the stored signing secret is damaged: {e}")))?;
+        let secret = STANDARD.decode(stored).map_err(|e| {
+            StoreError::internal(format!("the stored signing secret is damaged: {e}"))
+        })?;
         Ok(Some(secret))
     }
 
@@ -37,7 +37,10 @@ impl SharedState for PgStore {
             sqlx::query_as("SELECT source, assigned FROM undated_articles ORDER BY source")
                 .fetch_all(&self.pool)
                 .await?;
-        Ok(rows.into_iter().map(|(k, v)| (k, v.fixed_offset())).collect())
+        Ok(rows
+            .into_iter()
+            .map(|(k, v)| (k, v.fixed_offset()))
+            .collect())
     }
 
     async fn share_undated(
@@ -55,7 +58,8 @@ impl SharedState for PgStore {
         let mut kept = Vec::new();
         if !recorded.is_empty() {
             let keys: Vec<&str> = recorded.iter().map(|(k, _)| k.as_str()).collect();
-            let dates: Vec<DateTime<Utc>> = recorded.iter().map(|(_, d)| db_time(d.to_utc())).collect();
+            let dates: Vec<DateTime<Utc>> =
+                recorded.iter().map(|(_, d)| db_time(d.to_utc())).collect();
             sqlx::query(
                 "INSERT INTO undated_articles (source, assigned)
                  SELECT * FROM unnest($1::text[], $2::timestamptz[])
@@ -65,12 +69,16 @@ impl SharedState for PgStore {
             .bind(&dates)
             .execute(&mut *tx)
             .await?;
-            let rows: Vec<(String, DateTime<Utc>)> =
-                sqlx::query_as("SELECT source, assigned FROM undated_articles WHERE source = ANY($1)")
-                    .bind(&keys)
-                    .fetch_all(&mut *tx)
-                    .await?;
-            kept = rows.into_iter().map(|(k, v)| (k, v.fixed_offset())).collect();
+            let rows: Vec<(String, DateTime<Utc>)> = sqlx::query_as(
+                "SELECT source, assigned FROM undated_articles WHERE source = ANY($1)",
+            )
+            .bind(&keys)
+            .fetch_all(&mut *tx)
+            .await?;
+            kept = rows
+                .into_iter()
+                .map(|(k, v)| (k, v.fixed_offset()))
+                .collect();
         }
         tx.commit().await?;
         Ok(kept)
@@ -87,10 +95,11 @@ impl SharedState for PgStore {
         sqlx::query("SELECT pg_advisory_xact_lock(hashtext('herald first-seen'))")
             .execute(&mut *tx)
             .await?;
-        let adopted: Option<String> =
-            sqlx::query_scalar("SELECT value FROM herald_state WHERE key = 'first_seen_adopted_at'")
-                .fetch_optional(&mut *tx)
-                .await?;
+        let adopted: Option<String> = sqlx::query_scalar(
+            "SELECT value FROM herald_state WHERE key = 'first_seen_adopted_at'",
+        )
+        .fetch_optional(&mut *tx)
+        .await?;
         let rows = sqlx::query("SELECT article_id, url, slug, first_seen FROM articles_seen")
             .fetch_all(&mut *tx)
             .await?;
@@ -107,10 +116,12 @@ impl SharedState for PgStore {
             .collect::<StoreResult<Vec<_>>>()?;
         let (times, added) = resolve(&known, articles, adopted.is_none(), now);
         if adopted.is_none() {
-            sqlx::query("INSERT INTO herald_state (key, value) VALUES ('first_seen_adopted_at', $1)")
-                .bind(db_time(now).to_rfc3339())
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "INSERT INTO herald_state (key, value) VALUES ('first_seen_adopted_at', $1)",
+            )
+            .bind(db_time(now).to_rfc3339())
+            .execute(&mut *tx)
+            .await?;
         }
         if !added.is_empty() {
             let ids: Vec<&str> = added.iter().map(|r| r.article_id.as_str()).collect();

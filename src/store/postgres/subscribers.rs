@@ -45,7 +45,11 @@ pub(super) fn request_row(req: &NewSubscription) -> NewRow<'_> {
         key: req.email.key(),
         email: req.email.as_str(),
         name: req.name.as_deref(),
-        status: if confirmed { Status::Active } else { Status::Pending },
+        status: if confirmed {
+            Status::Active
+        } else {
+            Status::Pending
+        },
         requested_at: at,
         requested_ip: req.ip.as_deref(),
         source: &req.source,
@@ -196,16 +200,20 @@ impl PgStore {
                 .await?;
         let row = request_row(req);
         let id = match existing {
-            None => insert_rows(&mut tx, std::slice::from_ref(&row)).await?[0].ok_or_else(|| {
-                StoreError::Conflict("the address appeared during the transaction".into())
-            })?,
+            None => {
+                insert_rows(&mut tx, std::slice::from_ref(&row)).await?[0].ok_or_else(|| {
+                    StoreError::Conflict("the address appeared during the transaction".into())
+                })?
+            }
             Some((id, status)) if status == Status::Active.as_str() => {
                 let mut e = entry(id, &key, "subscribe", row.log_at);
                 e.ip = req.ip.as_deref();
                 e.source = Some(&req.source);
                 e.note = Some("already active; nothing changed".into());
                 insert_log(&mut tx, &[e]).await?;
-                let s = by_id(&mut tx, id).await?.ok_or_else(|| StoreError::internal("subscriber vanished"))?;
+                let s = by_id(&mut tx, id)
+                    .await?
+                    .ok_or_else(|| StoreError::internal("subscriber vanished"))?;
                 tx.commit().await?;
                 return Ok(SubscribeOutcome::AlreadyActive(s));
             }
@@ -250,7 +258,9 @@ impl PgStore {
                 id
             }
         };
-        let s = by_id(&mut tx, id).await?.ok_or_else(|| StoreError::internal("subscriber vanished"))?;
+        let s = by_id(&mut tx, id)
+            .await?
+            .ok_or_else(|| StoreError::internal("subscriber vanished"))?;
         tx.commit().await?;
         Ok(if s.status == Status::Active {
             SubscribeOutcome::Active(s)
@@ -331,13 +341,15 @@ impl Subscribers for PgStore {
             } else {
                 Status::Unsubscribed
             };
-            sqlx::query("UPDATE subscribers SET status = $1, left_at = $2, left_how = $3 WHERE id = $4")
-                .bind(new_status.as_str())
-                .bind(at)
-                .bind(how)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "UPDATE subscribers SET status = $1, left_at = $2, left_how = $3 WHERE id = $4",
+            )
+            .bind(new_status.as_str())
+            .bind(at)
+            .bind(how)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
             format!("was {status}")
         } else {
             format!("already {status}; nothing changed")
@@ -350,12 +362,18 @@ impl Subscribers for PgStore {
         Ok(true)
     }
 
-    async fn set_preferences(&self, id: i64, schedules: &[String], tags: &[String]) -> StoreResult<bool> {
+    async fn set_preferences(
+        &self,
+        id: i64,
+        schedules: &[String],
+        tags: &[String],
+    ) -> StoreResult<bool> {
         let mut tx = self.pool.begin().await?;
-        let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM subscribers WHERE id = $1 FOR UPDATE")
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?;
+        let exists: Option<i64> =
+            sqlx::query_scalar("SELECT id FROM subscribers WHERE id = $1 FOR UPDATE")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
         if exists.is_none() {
             return Ok(false);
         }
@@ -401,10 +419,11 @@ impl Subscribers for PgStore {
         .bind(db_time(before))
         .execute(&mut *tx)
         .await?;
-        let done = sqlx::query("DELETE FROM subscribers WHERE status = 'pending' AND requested_at < $1")
-            .bind(db_time(before))
-            .execute(&mut *tx)
-            .await?;
+        let done =
+            sqlx::query("DELETE FROM subscribers WHERE status = 'pending' AND requested_at < $1")
+                .bind(db_time(before))
+                .execute(&mut *tx)
+                .await?;
         tx.commit().await?;
         Ok(done.rows_affected())
     }

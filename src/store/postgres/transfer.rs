@@ -69,11 +69,12 @@ impl Transfer for PgStore {
                 Rows::Subscribers(rows.iter().map(subscriber).collect::<StoreResult<_>>()?)
             }
             Part::ConsentLog => {
-                let rows = sqlx::query("SELECT * FROM consent_log WHERE id > $1 ORDER BY id LIMIT $2")
-                    .bind(a)
-                    .bind(limit)
-                    .fetch_all(pool)
-                    .await?;
+                let rows =
+                    sqlx::query("SELECT * FROM consent_log WHERE id > $1 ORDER BY id LIMIT $2")
+                        .bind(a)
+                        .bind(limit)
+                        .fetch_all(pool)
+                        .await?;
                 Rows::ConsentLog(
                     rows.iter()
                         .map(|r| {
@@ -102,11 +103,12 @@ impl Transfer for PgStore {
                 .await?,
             ),
             Part::Runs => {
-                let rows = sqlx::query("SELECT * FROM digest_runs WHERE id > $1 ORDER BY id LIMIT $2")
-                    .bind(a)
-                    .bind(limit)
-                    .fetch_all(pool)
-                    .await?;
+                let rows =
+                    sqlx::query("SELECT * FROM digest_runs WHERE id > $1 ORDER BY id LIMIT $2")
+                        .bind(a)
+                        .bind(limit)
+                        .fetch_all(pool)
+                        .await?;
                 Rows::Runs(
                     rows.iter()
                         .map(|r| {
@@ -209,14 +211,20 @@ impl Transfer for PgStore {
                 .bind(limit)
                 .fetch_all(pool)
                 .await?;
-                Rows::Undated(rows.into_iter().map(|(s, t)| (s, t.fixed_offset())).collect())
+                Rows::Undated(
+                    rows.into_iter()
+                        .map(|(s, t)| (s, t.fixed_offset()))
+                        .collect(),
+                )
             }
             Part::State => Rows::State(
-                sqlx::query_as("SELECT key, value FROM herald_state WHERE key > $1 ORDER BY key LIMIT $2")
-                    .bind(&text)
-                    .bind(limit)
-                    .fetch_all(pool)
-                    .await?,
+                sqlx::query_as(
+                    "SELECT key, value FROM herald_state WHERE key > $1 ORDER BY key LIMIT $2",
+                )
+                .bind(&text)
+                .bind(limit)
+                .fetch_all(pool)
+                .await?,
             ),
         })
     }
@@ -250,10 +258,14 @@ impl Transfer for PgStore {
                 .bind(col(rs, |s| s.hard_bounces as i32))
                 .execute(&mut *tx)
                 .await?;
-                let schedules: Vec<(i64, &String)> =
-                    rs.iter().flat_map(|s| s.schedules.iter().map(|x| (s.id, x))).collect();
-                let tags: Vec<(i64, &String)> =
-                    rs.iter().flat_map(|s| s.tags.iter().map(|x| (s.id, x))).collect();
+                let schedules: Vec<(i64, &String)> = rs
+                    .iter()
+                    .flat_map(|s| s.schedules.iter().map(|x| (s.id, x)))
+                    .collect();
+                let tags: Vec<(i64, &String)> = rs
+                    .iter()
+                    .flat_map(|s| s.tags.iter().map(|x| (s.id, x)))
+                    .collect();
                 insert_pairs(&mut tx, "subscriber_schedules", "schedule", &schedules).await?;
                 insert_pairs(&mut tx, "subscriber_tags", "tag", &tags).await?;
             }

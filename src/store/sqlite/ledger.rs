@@ -29,11 +29,7 @@ fn decode_run(row: &sqlx::sqlite::SqliteRow) -> StoreResult<Run> {
 
 #[async_trait::async_trait]
 impl Ledger for SqliteStore {
-    async fn arm_schedule(
-        &self,
-        schedule: &str,
-        now: DateTime<Utc>,
-    ) -> StoreResult<DateTime<Utc>> {
+    async fn arm_schedule(&self, schedule: &str, now: DateTime<Utc>) -> StoreResult<DateTime<Utc>> {
         sqlx::query("INSERT OR IGNORE INTO digest_schedules (name, armed_at) VALUES (?, ?)")
             .bind(schedule)
             .bind(format_time(now))
@@ -47,10 +43,7 @@ impl Ledger for SqliteStore {
         parse_time(armed)
     }
 
-    async fn last_scheduled_tick(
-        &self,
-        schedule: &str,
-    ) -> StoreResult<Option<DateTime<Utc>>> {
+    async fn last_scheduled_tick(&self, schedule: &str) -> StoreResult<Option<DateTime<Utc>>> {
         let tick: Option<String> = sqlx::query_scalar(
             "SELECT max(tick) FROM digest_runs WHERE schedule = ? AND trigger <> 'manual'",
         )
@@ -475,8 +468,9 @@ impl Ledger for SqliteStore {
             status.problems.push(Problem {
                 subscriber_id: row.try_get("subscriber_id")?,
                 email: row.try_get("email")?,
-                state: DeliveryState::parse(&state)
-                    .ok_or_else(|| StoreError::internal(format!("unknown delivery state {state}")))?,
+                state: DeliveryState::parse(&state).ok_or_else(|| {
+                    StoreError::internal(format!("unknown delivery state {state}"))
+                })?,
                 attempts: row.try_get::<i64, _>("attempts")?.max(0) as u32,
                 reply: row.try_get("reply")?,
             });
@@ -497,7 +491,9 @@ impl Ledger for SqliteStore {
             .fetch_optional(&mut *tx)
             .await?;
         if exists.is_none() {
-            return Err(StoreError::NotFound(format!("there is no digest run {run}")));
+            return Err(StoreError::NotFound(format!(
+                "there is no digest run {run}"
+            )));
         }
         // Only subscribers still active get mail again.
         let n = sqlx::query(

@@ -34,10 +34,12 @@ impl SharedState for SqliteStore {
     ) -> StoreResult<Vec<(String, DateTime<FixedOffset>)>> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         if !forgotten.is_empty() {
-            sqlx::query("DELETE FROM undated_articles WHERE source IN (SELECT value FROM json_each(?))")
-                .bind(serde_json::to_string(forgotten)?)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "DELETE FROM undated_articles WHERE source IN (SELECT value FROM json_each(?))",
+            )
+            .bind(serde_json::to_string(forgotten)?)
+            .execute(&mut *tx)
+            .await?;
         }
         let mut kept = Vec::with_capacity(recorded.len());
         if !recorded.is_empty() {
@@ -75,10 +77,11 @@ impl SharedState for SqliteStore {
         now: DateTime<Utc>,
     ) -> StoreResult<Vec<DateTime<Utc>>> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let adopted: Option<String> =
-            sqlx::query_scalar("SELECT value FROM herald_state WHERE key = 'first_seen_adopted_at'")
-                .fetch_optional(&mut *tx)
-                .await?;
+        let adopted: Option<String> = sqlx::query_scalar(
+            "SELECT value FROM herald_state WHERE key = 'first_seen_adopted_at'",
+        )
+        .fetch_optional(&mut *tx)
+        .await?;
         let rows = sqlx::query("SELECT article_id, url, slug, first_seen FROM articles_seen")
             .fetch_all(&mut *tx)
             .await?;
@@ -95,10 +98,12 @@ impl SharedState for SqliteStore {
             .collect::<StoreResult<Vec<_>>>()?;
         let (times, added) = resolve(&known, articles, adopted.is_none(), now);
         if adopted.is_none() {
-            sqlx::query("INSERT INTO herald_state (key, value) VALUES ('first_seen_adopted_at', ?)")
-                .bind(format_time(now))
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "INSERT INTO herald_state (key, value) VALUES ('first_seen_adopted_at', ?)",
+            )
+            .bind(format_time(now))
+            .execute(&mut *tx)
+            .await?;
         }
         if !added.is_empty() {
             #[derive(Serialize)]

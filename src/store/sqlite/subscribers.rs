@@ -7,7 +7,7 @@ use super::bulk::{counts, insert_rows, request_row, set_lists, NewRow};
 use super::consent::{insert_log, log, LogRow};
 use super::{by_id, decode, format_time, SqliteStore};
 use crate::store::{
-    ConsentEntry, ImportCounts, StoreError, ListFilter, NewSubscription, Status, StoreResult,
+    ConsentEntry, ImportCounts, ListFilter, NewSubscription, Status, StoreError, StoreResult,
     SubscribeOutcome, Subscriber, SubscriberEmail, Subscribers,
 };
 
@@ -23,8 +23,9 @@ impl Subscribers for SqliteStore {
                 .fetch_optional(&mut *tx)
                 .await?;
         let id = match existing {
-            None => insert_rows(&mut tx, &[request_row(&req, &at)]).await?[0]
-                .ok_or_else(|| StoreError::Conflict("the address appeared during the transaction".into()))?,
+            None => insert_rows(&mut tx, &[request_row(&req, &at)]).await?[0].ok_or_else(|| {
+                StoreError::Conflict("the address appeared during the transaction".into())
+            })?,
             Some((id, status)) if status == Status::Active.as_str() => {
                 let entry = LogRow {
                     id: Some(id),
@@ -36,7 +37,9 @@ impl Subscribers for SqliteStore {
                     note: Some("already active; nothing changed"),
                 };
                 log(&mut tx, entry).await?;
-                let s = by_id(&mut tx, id).await?.ok_or_else(|| StoreError::internal("subscriber vanished"))?;
+                let s = by_id(&mut tx, id)
+                    .await?
+                    .ok_or_else(|| StoreError::internal("subscriber vanished"))?;
                 tx.commit().await?;
                 return Ok(SubscribeOutcome::AlreadyActive(s));
             }
@@ -81,7 +84,9 @@ impl Subscribers for SqliteStore {
                 id
             }
         };
-        let s = by_id(&mut tx, id).await?.ok_or_else(|| StoreError::internal("subscriber vanished"))?;
+        let s = by_id(&mut tx, id)
+            .await?
+            .ok_or_else(|| StoreError::internal("subscriber vanished"))?;
         tx.commit().await?;
         Ok(if s.status == Status::Active {
             SubscribeOutcome::Active(s)

@@ -73,11 +73,12 @@ impl Transfer for SqliteStore {
                 Rows::Subscribers(rows.iter().map(subscriber).collect::<StoreResult<_>>()?)
             }
             Part::ConsentLog => {
-                let rows = sqlx::query("SELECT * FROM consent_log WHERE id > ? ORDER BY id LIMIT ?")
-                    .bind(a)
-                    .bind(limit)
-                    .fetch_all(pool)
-                    .await?;
+                let rows =
+                    sqlx::query("SELECT * FROM consent_log WHERE id > ? ORDER BY id LIMIT ?")
+                        .bind(a)
+                        .bind(limit)
+                        .fetch_all(pool)
+                        .await?;
                 Rows::ConsentLog(
                     rows.iter()
                         .map(|r| {
@@ -110,11 +111,12 @@ impl Transfer for SqliteStore {
                 )
             }
             Part::Runs => {
-                let rows = sqlx::query("SELECT * FROM digest_runs WHERE id > ? ORDER BY id LIMIT ?")
-                    .bind(a)
-                    .bind(limit)
-                    .fetch_all(pool)
-                    .await?;
+                let rows =
+                    sqlx::query("SELECT * FROM digest_runs WHERE id > ? ORDER BY id LIMIT ?")
+                        .bind(a)
+                        .bind(limit)
+                        .fetch_all(pool)
+                        .await?;
                 Rows::Runs(
                     rows.iter()
                         .map(|r| {
@@ -226,11 +228,13 @@ impl Transfer for SqliteStore {
                 )
             }
             Part::State => Rows::State(
-                sqlx::query_as("SELECT key, value FROM herald_state WHERE key > ? ORDER BY key LIMIT ?")
-                    .bind(&text)
-                    .bind(limit)
-                    .fetch_all(pool)
-                    .await?,
+                sqlx::query_as(
+                    "SELECT key, value FROM herald_state WHERE key > ? ORDER BY key LIMIT ?",
+                )
+                .bind(&text)
+                .bind(limit)
+                .fetch_all(pool)
+                .await?,
             ),
         })
     }
