@@ -158,7 +158,9 @@ fn start() -> Option<Cluster> {
         data = data.display(),
         dir = dir.display(),
     );
-    Command::new("sh")
+    // Never waited for: it outlives this process on purpose.
+    #[allow(clippy::zombie_processes)]
+    let _watcher = Command::new("sh")
         .args(["-c", &stop])
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
