@@ -198,62 +198,23 @@ mod tests {
             ["d", "c"]
         );
     }
-}
-
-#[cfg(test)]
-mod first_seen_tests {
-    use std::sync::Arc;
-
-    use super::*;
-    use crate::config::Config;
-
-    fn article(id: &str, date: &str) -> Arc<Article> {
-        Arc::new(Article {
-            source: format!("{id}.md"),
-            slug: id.into(),
-            title: id.into(),
-            url: format!("https://example.org/{id}/").parse().unwrap(),
-            id: id.into(),
-            published: chrono::DateTime::parse_from_rfc3339(date).unwrap(),
-            updated: None,
-            summary: String::new(),
-            content_html: String::new(),
-            authors: Vec::new(),
-            tags: Vec::new(),
-            language: None,
-            image: None,
-            draft: false,
-            date_assigned: false,
-        })
-    }
-
-    fn t(s: &str) -> DateTime<Utc> {
-        s.parse().unwrap()
-    }
 
     #[test]
     fn an_article_dated_before_the_last_digest_but_published_after_it_is_new() {
-        let digest = Config::parse(
-            "[site]\ntitle = \"T\"\nbase_url = \"https://e.org/\"\nauthor = { name = \"A\" }\n[[digest]]\nname = \"d\"\nschedule = \"0 0 8 * * *\"\n",
-        )
-        .unwrap()
-        .digest
-        .remove(0);
-        // Dated 05:00, first seen 09:00, after the 08:00 digest.
-        let late = article("late", "2026-11-30T05:00:00Z");
-        let old = article("old", "2026-11-29T05:00:00Z");
-        let p = Published::new(
-            vec![late, old],
-            vec![t("2026-11-30T09:00:00Z"), t("2026-11-29T05:00:00Z")],
-            t("2026-12-01T08:00:00Z"),
-        );
+        // Dated the 20th, first seen on the 25th, after the digest of the
+        // 24th; "b" is as old as it says.
+        let (late, old) = (article("late", 20, &[]), article("b", 19, &[]));
+        let p = Published::new(vec![late, old], vec![at(25), at(19)], at(27));
         let reader = Reader {
-            since: t("2026-11-30T08:00:00Z"),
+            since: at(24),
             first: false,
             tags: &[],
         };
-        assert_eq!(select(&p, &digest, t("2026-12-01T08:00:00Z"), reader), [0]);
-        // Not before the horizon has reached its first-seen time.
-        assert!(select(&p, &digest, t("2026-11-30T08:30:00Z"), reader).is_empty());
+        assert_eq!(
+            titles(&p, &select(&p, &digest(""), at(26), reader)),
+            ["late"]
+        );
+        // Not before the run's horizon reaches its first-seen time.
+        assert!(select(&p, &digest(""), at(24), reader).is_empty());
     }
 }

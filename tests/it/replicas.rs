@@ -11,7 +11,7 @@
 //! modification time on each replica, included), and a link signed by one
 //! is accepted by the others.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -24,7 +24,7 @@ use herald::store::{
 };
 use mail_parser::MessageParser;
 
-use super::helpers::{free_port, herald_command, KillOnDrop, TestSite};
+use super::helpers::{free_port, herald_command, wait_until, KillOnDrop, TestSite};
 use super::pg::{self, PASSWORD};
 use super::smtp::SmtpServer;
 
@@ -35,22 +35,6 @@ const REPLICAS: usize = 3;
 /// at the second figure.
 const KILL_AT: u64 = 4_000;
 const TERM_AT: u64 = 9_000;
-
-fn accepted(smtp: &SmtpServer) -> u64 {
-    std::fs::read(smtp.store().join("stats.json"))
-        .ok()
-        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-        .and_then(|v| v["messages_accepted"].as_u64())
-        .unwrap_or(0)
-}
-
-fn wait_until(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !check() {
-        assert!(start.elapsed() < limit, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 struct Replica {
     config: PathBuf,
@@ -92,17 +76,6 @@ fn cli(config: &Path, args: &[&str]) -> (bool, String) {
         String::from_utf8_lossy(&out.stderr)
     );
     (out.status.success(), text)
-}
-
-/// Message-IDs received, by recipient.
-fn by_recipient(smtp: &SmtpServer) -> BTreeMap<String, Vec<String>> {
-    let mut by: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for (rcpt, raw) in smtp.messages() {
-        let parsed = MessageParser::default().parse(&raw).expect("parses");
-        let id = parsed.message_id().unwrap_or_default().to_string();
-        by.entry(rcpt).or_default().push(id);
-    }
-    by
 }
 
 /// A plain HTTP client for a test without an async body of its own.
@@ -338,20 +311,20 @@ first_digest_articles = 3
     wait_until(
         &format!("{KILL_AT} messages arrived"),
         Duration::from_secs(120),
-        || accepted(&smtp) >= KILL_AT,
+        || smtp.accepted() >= KILL_AT,
     );
     running[0].0.kill().unwrap(); // SIGKILL
     running[0].0.wait().unwrap();
     eprintln!(
         "{:?}: replica 0 killed at {} messages",
         started.elapsed(),
-        accepted(&smtp)
+        smtp.accepted()
     );
     running[0] = replicas[0].start();
     wait_until(
         &format!("{TERM_AT} messages arrived"),
         Duration::from_secs(120),
-        || accepted(&smtp) >= TERM_AT,
+        || smtp.accepted() >= TERM_AT,
     );
     let term = Command::new("kill")
         .args(["-TERM", &running[1].0.id().to_string()])
@@ -363,7 +336,7 @@ first_digest_articles = 3
     eprintln!(
         "{:?}: replica 1 stopped at {} messages",
         started.elapsed(),
-        accepted(&smtp)
+        smtp.accepted()
     );
 
     let location = DatabaseLocation::Postgres(url.clone());
@@ -392,7 +365,7 @@ first_digest_articles = 3
         .map(|p| p.email.clone())
         .collect();
     let sent = status.count(DeliveryState::Sent);
-    let received = by_recipient(&smtp);
+    let received = smtp.message_ids();
     eprintln!(
         "replica test: {sent} sent, {} uncertain, {} recipients received a copy",
         uncertain.len(),
@@ -469,7 +442,7 @@ first_digest_articles = 3
         &["digest", "retry", "--uncertain", &run.id.to_string()],
     );
     assert!(ok, "{said}");
-    let received = by_recipient(&smtp);
+    let received = smtp.message_ids();
     assert_eq!(received.len(), SUBSCRIBERS);
     for (rcpt, ids) in &received {
         if ids.len() > 1 {
