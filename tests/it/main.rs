@@ -16,6 +16,7 @@ mod healthcheck;
 mod helpers;
 mod http;
 mod mail;
+mod outage;
 mod pg;
 mod replicas;
 mod smtp;
