@@ -406,6 +406,14 @@ impl Digests {
                 next_retry: None,
             });
         }
+        // Another sender may have finished it (replicas, or a run with
+        // nobody in it): done is done, whoever marked it.
+        if self.store.run(run.id).await?.is_some_and(|r| r.done) {
+            return Ok(Drained {
+                done: true,
+                next_retry: None,
+            });
+        }
         Ok(Drained {
             done: false,
             next_retry: self.store.next_retry(run.id).await?,

@@ -267,6 +267,13 @@ first_digest_articles = 3
         "{said}"
     );
     eprintln!("{:?}: {SUBSCRIBERS} subscribers copied", started.elapsed());
+    let location = DatabaseLocation::Postgres(url.clone());
+    let store = rt
+        .block_on(open_location(&location, &pg::options()))
+        .unwrap();
+    // Armed now: should the replicas start after the tick (a slow
+    // machine), they catch it up rather than skip it.
+    rt.block_on(store.arm_schedule("news", now)).unwrap();
 
     let mut running: Vec<KillOnDrop> = replicas.iter().map(Replica::start).collect();
     let http = Http {
@@ -278,7 +285,7 @@ first_digest_articles = 3
             .is_some_and(|a| a.0 == 200)
     };
     for r in &replicas {
-        wait_until("the replicas are ready", Duration::from_secs(60), || {
+        wait_until("the replicas are ready", Duration::from_secs(180), || {
             ready(r)
         });
     }
@@ -310,7 +317,7 @@ first_digest_articles = 3
     // Replica 0 is killed mid-run and started again; replica 1 is stopped.
     wait_until(
         &format!("{KILL_AT} messages arrived"),
-        Duration::from_secs(120),
+        Duration::from_secs(300),
         || smtp.accepted() >= KILL_AT,
     );
     running[0].0.kill().unwrap(); // SIGKILL
@@ -323,7 +330,7 @@ first_digest_articles = 3
     running[0] = replicas[0].start();
     wait_until(
         &format!("{TERM_AT} messages arrived"),
-        Duration::from_secs(120),
+        Duration::from_secs(300),
         || smtp.accepted() >= TERM_AT,
     );
     let term = Command::new("kill")
@@ -339,10 +346,6 @@ first_digest_articles = 3
         smtp.accepted()
     );
 
-    let location = DatabaseLocation::Postgres(url.clone());
-    let store = rt
-        .block_on(open_location(&location, &pg::options()))
-        .unwrap();
     let run = rt.block_on(async {
         let runs = store.runs(10).await.unwrap();
         assert_eq!(
@@ -352,8 +355,8 @@ first_digest_articles = 3
         );
         runs[0].clone()
     });
-    assert_eq!(run.tick, tick);
-    wait_until("the run is finished", Duration::from_secs(120), || {
+    assert_eq!(run.tick, tick, "{run:?}");
+    wait_until("the run is finished", Duration::from_secs(300), || {
         rt.block_on(store.run(run.id)).unwrap().unwrap().done
     });
     eprintln!("{:?}: run finished", started.elapsed());

@@ -601,3 +601,20 @@ async fn an_unreachable_postgres_is_named_with_its_cause_and_a_newer_schema_is_r
     );
     assert!(err.contains("9999") && err.contains("newer"), "{err}");
 }
+
+#[test]
+fn herald_db_migrate_applies_the_schema_and_says_its_version() {
+    let site = crate::helpers::TestSite::new();
+    let out = site.cli(&["db", "migrate"]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        said.contains("SQLite") && said.contains("schema at version 4"),
+        "{said}"
+    );
+    assert!(site.data.join("herald.sqlite3").is_file());
+}
