@@ -1,6 +1,6 @@
 # herald in a container: `herald run` as PID 1, as a non-root user, with the
-# content, the feeds and herald's state (SQLite database, signing secret,
-# first-seen dates) on volumes.
+# content, the feeds and herald's state (SQLite database, signing secret)
+# on volumes; or point it at PostgreSQL (README, "Storage").
 #
 #   docker build -t herald .          (or: podman build --format docker -t herald .)
 #   docker run -d --name herald -p 8080:8080 \

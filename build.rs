@@ -2,5 +2,6 @@
 //! are embedded by `sqlx::migrate!`, which Cargo does not track by itself.
 
 fn main() {
-    println!("cargo:rerun-if-changed=migrations");
+    println!("cargo:rerun-if-changed=migrations/sqlite");
+    println!("cargo:rerun-if-changed=migrations/postgres");
 }

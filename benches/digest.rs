@@ -7,6 +7,14 @@
 //!
 //! `cargo bench --bench digest`, or
 //! `cargo bench --bench digest -- 10000 --pools=4,8,16 --phases`.
+//! `--backends=sqlite,postgres` and `--replicas=1,3` choose the store and
+//! how many herald processes send the run together (each its own child,
+//! claiming from the same ledger; the run is planned once before them).
+//! PostgreSQL needs `HERALD_BENCH_PG=postgres://user@127.0.0.1:PORT` and
+//! `HERALD_BENCH_PG_PASSWORD`: `scripts/bench-digest.sh` starts a private
+//! cluster and sets both. Each run gets a fresh copy of the database
+//! (`CREATE DATABASE … TEMPLATE`); `peak MiB` is then the largest of the
+//! replicas' peaks, `cpu ms/msg` all replicas' CPU over all messages.
 //! `--phases` also times the parts of sending one by one on another copy:
 //! composing (one thread), the ledger's claim and settle transactions
 //! without sending, and the SMTP pool sending one composed message over
@@ -38,12 +46,12 @@ use chrono::{DateTime, TimeZone, Utc};
 use herald::base::clock::SystemClock;
 use herald::base::metrics::Metrics;
 use herald::base::shutdown::Shutdown;
-use herald::config::Config;
+use herald::config::{Config, DatabaseLocation};
 use herald::content::FirstSeen;
-use herald::digest::{Articles, Composer, Digests, Recipient};
+use herald::digest::{Articles, Composer, Digests, Published, Recipient};
 use herald::mail::{Mailer, SendError};
 use herald::store::{
-    DeliveryState, NewSubscription, Outcome, Run, SqliteStore, Store, SubscriberEmail, Trigger,
+    Candidate, Claim, DeliveryState, NewSubscription, Outcome, Run, Store, SubscriberEmail, Trigger,
 };
 use herald::subscribers::tokens::Signer;
 use herald::templates::Templates;
@@ -87,6 +95,8 @@ struct Options {
     sizes: Vec<usize>,
     pools: Vec<u32>,
     phases: bool,
+    backends: Vec<String>,
+    replicas: Vec<usize>,
 }
 
 /// Numbers are subscriber counts, `--pools=4,8` the pool sizes,
@@ -96,9 +106,23 @@ fn parse_options(args: &[String]) -> anyhow::Result<Options> {
     let mut sizes = Vec::new();
     let mut pools = Vec::new();
     let mut phases = false;
+    let mut backends = Vec::new();
+    let mut replicas = Vec::new();
     for arg in args {
         if arg == "--phases" {
             phases = true;
+        } else if let Some(list) = arg.strip_prefix("--backends=") {
+            for b in list.split(',') {
+                ensure!(b == "sqlite" || b == "postgres", "unknown backend {b:?}");
+                backends.push(b.to_string());
+            }
+        } else if let Some(list) = arg.strip_prefix("--replicas=") {
+            for r in list.split(',') {
+                match r.trim().parse::<usize>() {
+                    Ok(n) if n > 0 => replicas.push(n),
+                    _ => bail!("not a positive replica count: {r:?}"),
+                }
+            }
         } else if let Some(list) = arg.strip_prefix("--pools=") {
             for p in list.split(',') {
                 match p.trim().parse::<u32>() {
@@ -119,15 +143,28 @@ fn parse_options(args: &[String]) -> anyhow::Result<Options> {
     if pools.is_empty() {
         pools.extend(DEFAULT_POOLS);
     }
+    if backends.is_empty() {
+        backends.push("sqlite".into());
+        if std::env::var_os("HERALD_BENCH_PG").is_some() {
+            backends.push("postgres".into());
+        }
+    }
+    if replicas.is_empty() {
+        replicas.push(1);
+    }
     Ok(Options {
         sizes,
         pools,
         phases,
+        backends,
+        replicas,
     })
 }
 
 struct Row {
     subscribers: usize,
+    backend: String,
+    replicas: usize,
     pool: u32,
     herald: Report,
     source_secs: f64,
@@ -161,57 +198,76 @@ fn parent(args: &[String]) -> anyhow::Result<()> {
     let mut rows = Vec::new();
     for &n in &options.sizes {
         let site = Site::prepare(root.path(), n)?;
-        for &pool in &options.pools {
-            let tag = format!("[{n} x pool {pool}]");
-            let data = site.dir.join(format!("data-p{pool}"));
-            copy_dir(&site.template_data, &data)?;
-            let config = site.write_config(&format!("p{pool}"), &data, sink.addr.port(), pool)?;
-            eprintln!("{tag} herald sending");
-            let sink_before = sink.cpu_secs();
-            let herald = run_child(&exe, "send", &config, n)?;
-            let sink_herald = sink.cpu_secs() - sink_before;
-            let sample = PathBuf::from(herald.text("sample")?);
-            eprintln!(
-                "{tag} herald: {} sent in {:.2} s ({:.0}/s), plan {:.2} s, cpu {:.2} s, \
-                 peak {:.1} MiB (planning {:.1}, sending {:.1}), {} bytes/message; \
-                 smtp-sink cpu {:.0} us/message",
-                herald.num("sent"),
-                herald.num("send_secs"),
-                herald.num("sent") / herald.num("send_secs"),
-                herald.num("plan_secs"),
-                herald.num("send_cpu_secs"),
-                herald.peak_mib(),
-                herald.num("plan_peak_mib"),
-                herald.num("send_peak_mib"),
-                herald.num("message_bytes"),
-                sink_herald / n as f64 * 1e6
-            );
-            let sink_before = sink.cpu_secs();
-            let source_secs = run_smtp_source(&source_bin, sink.addr, pool, n, &sample)?;
-            let sink_source = sink.cpu_secs() - sink_before;
-            eprintln!(
-                "{tag} smtp-source: {n} in {source_secs:.2} s ({:.0}/s); smtp-sink cpu {:.0} us/message",
-                n as f64 / source_secs,
-                sink_source / n as f64 * 1e6
-            );
-            // The copy goes now, not at the end: 100k runs are large.
-            remove_dir(&data)?;
-            let phases = if options.phases {
-                copy_dir(&site.template_data, &data)?;
-                eprintln!("{tag} timing the phases apart");
-                let report = run_child(&exe, "phases", &config, n)?;
-                remove_dir(&data)?;
-                Some(report)
-            } else {
-                None
-            };
-            rows.push(Row {
-                subscribers: n,
-                pool,
-                herald,
-                source_secs,
-                phases,
-            });
+        for backend in &options.backends {
+            let template = site.template_db(backend, n)?;
+            for &replicas in &options.replicas {
+                for &pool in &options.pools {
+                    let tag = format!("[{n} {backend} x{replicas} pool {pool}]");
+                    let name = format!("{backend}-r{replicas}-p{pool}");
+                    let data = site.dir.join(format!("data-{name}"));
+                    copy_dir(&site.template_data, &data)?;
+                    let database = site.fresh_db(&template, &data, &name)?;
+                    let config =
+                        site.write_config(&name, &data, sink.addr.port(), pool, &database)?;
+                    eprintln!("{tag} herald sending");
+                    let sink_before = sink.cpu_secs();
+                    let herald = if replicas == 1 {
+                        run_child(&exe, "send", &config, n, None)?
+                    } else {
+                        run_fleet(&exe, &config, n, replicas)?
+                    };
+                    let sink_herald = sink.cpu_secs() - sink_before;
+                    let sample = PathBuf::from(herald.text("sample")?);
+                    eprintln!(
+                        "{tag} herald: {} sent in {:.2} s ({:.0}/s), plan {:.2} s, cpu {:.2} s, \
+                         peak {:.1} MiB (planning {:.1}, sending {:.1}), {} bytes/message; \
+                         smtp-sink cpu {:.0} us/message",
+                        herald.num("sent"),
+                        herald.num("send_secs"),
+                        herald.num("sent") / herald.num("send_secs"),
+                        herald.num("plan_secs"),
+                        herald.num("send_cpu_secs"),
+                        herald.peak_mib(),
+                        herald.num("plan_peak_mib"),
+                        herald.num("send_peak_mib"),
+                        herald.num("message_bytes"),
+                        sink_herald / n as f64 * 1e6
+                    );
+                    let sink_before = sink.cpu_secs();
+                    let source_secs = run_smtp_source(&source_bin, sink.addr, pool, n, &sample)?;
+                    let sink_source = sink.cpu_secs() - sink_before;
+                    eprintln!(
+                        "{tag} smtp-source: {n} in {source_secs:.2} s ({:.0}/s); smtp-sink cpu {:.0} us/message",
+                        n as f64 / source_secs,
+                        sink_source / n as f64 * 1e6
+                    );
+                    // The copy goes now, not at the end: 100k runs are large.
+                    remove_dir(&data)?;
+                    site.drop_db(&database)?;
+                    let phases = if options.phases && replicas == 1 {
+                        copy_dir(&site.template_data, &data)?;
+                        let database = site.fresh_db(&template, &data, &name)?;
+                        let config =
+                            site.write_config(&name, &data, sink.addr.port(), pool, &database)?;
+                        eprintln!("{tag} timing the phases apart");
+                        let report = run_child(&exe, "phases", &config, n, None)?;
+                        remove_dir(&data)?;
+                        site.drop_db(&database)?;
+                        Some(report)
+                    } else {
+                        None
+                    };
+                    rows.push(Row {
+                        subscribers: n,
+                        backend: backend.clone(),
+                        replicas,
+                        pool,
+                        herald,
+                        source_secs,
+                        phases,
+                    });
+                }
+            }
         }
     }
     drop(sink);
@@ -232,8 +288,10 @@ fn parent(args: &[String]) -> anyhow::Result<()> {
 
 fn print_table(rows: &[Row]) {
     println!(
-        "{:>11}  {:>4}  {:>8}  {:>6}  {:>7}  {:>7}  {:>10}  {:>8}  {:>13}  {:>9}  {:>9}  {:>5}  targets",
+        "{:>11}  {:>8}  {:>8}  {:>4}  {:>8}  {:>6}  {:>7}  {:>7}  {:>10}  {:>8}  {:>13}  {:>9}  {:>9}  {:>5}  targets",
         "subscribers",
+        "backend",
+        "replicas",
         "pool",
         "messages",
         "plan s",
@@ -252,8 +310,10 @@ fn print_table(rows: &[Row]) {
         let memory_ok = r.subscribers < 100_000 || h.peak_mib() < 150.0;
         let met = r.rate() >= 1500.0 && ratio >= 0.5 && memory_ok;
         println!(
-            "{:>11}  {:>4}  {:>8}  {:>6.2}  {:>7.2}  {:>7.0}  {:>10.3}  {:>8.1}  {:>13}  {:>9}  {:>9.0}  {:>5.2}  {}",
+            "{:>11}  {:>8}  {:>8}  {:>4}  {:>8}  {:>6.2}  {:>7.2}  {:>7.0}  {:>10.3}  {:>8.1}  {:>13}  {:>9}  {:>9.0}  {:>5.2}  {}",
             r.subscribers,
+            r.backend,
+            r.replicas,
             r.pool,
             h.num("sent"),
             h.num("plan_secs"),
@@ -393,14 +453,14 @@ impl Site {
             dir,
         };
         corpus::generate_corpus(&site.content, ARTICLES)?;
-        let config = site.write_config("template", &site.template_data, 25, 1)?;
+        let config = site.write_config("template", &site.template_data, 25, 1, "")?;
         let config = Config::parse(&std::fs::read_to_string(config)?)?;
         let started = Instant::now();
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()?;
         runtime.block_on(async {
-            let store = SqliteStore::open(&config.database_path()).await?;
+            let store = herald::store::open(&config).await?;
             let confirmed = Utc.with_ymd_and_hms(2014, 6, 1, 9, 0, 0).unwrap();
             let mut added = 0;
             for chunk in (0..n).collect::<Vec<_>>().chunks(20_000) {
@@ -421,17 +481,80 @@ impl Site {
         Ok(site)
     }
 
+    /// The PostgreSQL template database for `n` subscribers (copied from
+    /// the SQLite template with the store's own copy); `""` for SQLite.
+    fn template_db(&self, backend: &str, n: usize) -> anyhow::Result<String> {
+        if backend == "sqlite" {
+            return Ok(String::new());
+        }
+        let name = format!("herald_bench_t{n}");
+        pg_admin(&format!("DROP DATABASE IF EXISTS {name}"))?;
+        pg_admin(&format!("CREATE DATABASE {name}"))?;
+        let started = Instant::now();
+        let sqlite = DatabaseLocation::Sqlite(self.template_data.join("herald.sqlite3"));
+        let pg = DatabaseLocation::Postgres(pg_url(&name)?);
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(async {
+                let options = pg_options();
+                let from = herald::store::open_location(&sqlite, &options).await?;
+                let to = herald::store::open_location(&pg, &options).await?;
+                herald::store::copy::copy(&*from, &*to, |_, _| {}).await?;
+                from.close().await;
+                to.close().await;
+                anyhow::Ok(())
+            })?;
+        eprintln!(
+            "[{n}] copied into PostgreSQL in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+        Ok(name)
+    }
+
+    /// A fresh copy of the template database for one run: its
+    /// `subscribers.database` value (`""`: SQLite in `data`).
+    fn fresh_db(&self, template: &str, _data: &Path, name: &str) -> anyhow::Result<String> {
+        if template.is_empty() {
+            return Ok(String::new());
+        }
+        let db = format!("herald_bench_{}", name.replace('-', "_"));
+        pg_admin(&format!("DROP DATABASE IF EXISTS {db}"))?;
+        pg_admin(&format!("CREATE DATABASE {db} TEMPLATE {template}"))?;
+        Ok(pg_url(&db)?.to_string())
+    }
+
+    fn drop_db(&self, database: &str) -> anyhow::Result<()> {
+        if let Some(name) = database.rsplit('/').next().filter(|_| !database.is_empty()) {
+            pg_admin(&format!("DROP DATABASE IF EXISTS {name}"))?;
+        }
+        Ok(())
+    }
+
     /// Writes `herald-<name>.toml` for a run on `data` with `pool`
-    /// connections to the sink at `port`.
+    /// connections to the sink at `port`, on `database` (`""`: SQLite in
+    /// `data`).
     fn write_config(
         &self,
         name: &str,
         data: &Path,
         port: u16,
         pool: u32,
+        database: &str,
     ) -> anyhow::Result<PathBuf> {
+        let subscribers = if database.is_empty() {
+            String::new()
+        } else {
+            let pw = self.dir.join("pg-password");
+            std::fs::write(&pw, pg_password())?;
+            format!(
+                "[subscribers]\ndatabase = \"{database}\"\ndatabase_password_file = {:?}\n",
+                pw.display().to_string()
+            )
+        };
         let text = format!(
             r#"data_dir = {data:?}
+{subscribers}
 
 [site]
 title = "Bench Gazette"
@@ -471,6 +594,45 @@ schedule = "0 0 8 * * Mon"
         std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
         Ok(path)
     }
+}
+
+/// The PostgreSQL server of `HERALD_BENCH_PG`, database `db`.
+fn pg_url(db: &str) -> anyhow::Result<url::Url> {
+    let base = std::env::var("HERALD_BENCH_PG")
+        .context("HERALD_BENCH_PG (postgres://user@host:port) is not set")?;
+    Ok(format!("{}/{db}", base.trim_end_matches('/')).parse()?)
+}
+
+fn pg_password() -> String {
+    std::env::var("HERALD_BENCH_PG_PASSWORD").unwrap_or_default()
+}
+
+fn pg_options() -> herald::store::OpenOptions {
+    herald::store::OpenOptions {
+        pool_size: 4,
+        statement_timeout: Duration::from_secs(600),
+        connect_timeout: Duration::from_secs(10),
+        migrate: true,
+        password: Some(pg_password()),
+    }
+}
+
+/// One statement on the server's `postgres` database.
+fn pg_admin(sql: &str) -> anyhow::Result<()> {
+    use sqlx::Connection;
+    let mut url = pg_url("postgres")?;
+    url.set_password(Some(&pg_password()))
+        .map_err(|_| anyhow::anyhow!("bad URL"))?;
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(async {
+            let mut c = sqlx::PgConnection::connect(url.as_str()).await?;
+            sqlx::query(sql).execute(&mut c).await?;
+            c.close().await?;
+            anyhow::Ok(())
+        })
+        .with_context(|| format!("PostgreSQL: {sql}"))
 }
 
 /// Subscriber `i`: active since `confirmed`, every article, weekly.
@@ -532,23 +694,16 @@ impl Report {
 
 /// `mode` (`send` or `phases`) in a child process. `DIGEST_BENCH_WRAP`
 /// (e.g. `perf record -g -o digest.perf`) is put in front of the command.
-fn run_child(exe: &Path, mode: &str, config: &Path, n: usize) -> anyhow::Result<Report> {
-    let wrap = std::env::var("DIGEST_BENCH_WRAP").unwrap_or_default();
-    let mut words = wrap.split_whitespace();
-    let mut cmd = match words.next() {
-        Some(first) => {
-            let mut c = Command::new(first);
-            c.args(words).arg(exe);
-            c
-        }
-        None => Command::new(exe),
-    };
-    cmd.args(["--child", mode])
-        .arg(config)
-        .arg(n.to_string())
-        .stdin(Stdio::null())
-        .stderr(Stdio::inherit());
-    let output = cmd.output().context("cannot start the bench child")?;
+fn run_child(
+    exe: &Path,
+    mode: &str,
+    config: &Path,
+    n: usize,
+    run: Option<i64>,
+) -> anyhow::Result<Report> {
+    let output = child_command(exe, mode, config, n, run)
+        .output()
+        .context("cannot start the bench child")?;
     ensure!(
         output.status.success(),
         "the {mode} child failed: {}",
@@ -565,6 +720,9 @@ fn run_child(exe: &Path, mode: &str, config: &Path, n: usize) -> anyhow::Result<
             "send_peak_mib",
             "message_bytes",
         ],
+        "plan" => &["run", "plan_secs", "plan_peak_mib"],
+        "drain" => &["send_cpu_secs", "send_peak_mib"],
+        "finish" => &["sent", "message_bytes"],
         _ => &[
             "compose_us",
             "claim_ms",
@@ -581,6 +739,66 @@ fn run_child(exe: &Path, mode: &str, config: &Path, n: usize) -> anyhow::Result<
         );
     }
     Ok(report)
+}
+
+/// `replicas` processes sending one run together: planned once by a
+/// child, drained by `replicas` children started at once, checked and
+/// sampled by a last one. The wall time is from the drains' start to the
+/// last one's end; CPU is all of theirs, peak memory the largest.
+fn run_fleet(exe: &Path, config: &Path, n: usize, replicas: usize) -> anyhow::Result<Report> {
+    let plan = run_child(exe, "plan", config, n, None)?;
+    let run = plan.num("run") as i64;
+    let started = Instant::now();
+    let children: Vec<Child> = (0..replicas)
+        .map(|_| {
+            child_command(exe, "drain", config, n, Some(run))
+                .stdout(Stdio::piped())
+                .spawn()
+                .context("cannot start a drain child")
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let mut cpu = 0.0;
+    let mut peak: f64 = 0.0;
+    for c in children {
+        let out = c.wait_with_output()?;
+        ensure!(out.status.success(), "a drain child failed: {}", out.status);
+        let r = Report::parse(&out.stdout);
+        cpu += r.num("send_cpu_secs");
+        peak = peak.max(r.num("send_peak_mib"));
+    }
+    let send_secs = started.elapsed().as_secs_f64();
+    let finish = run_child(exe, "finish", config, n, Some(run))?;
+    let mut fields = plan.fields;
+    fields.extend(finish.fields);
+    for (k, v) in [
+        ("send_secs", send_secs),
+        ("send_cpu_secs", cpu),
+        ("send_peak_mib", peak),
+    ] {
+        fields.insert(k.into(), v.to_string());
+    }
+    Ok(Report { fields })
+}
+
+/// The command line of a child.
+fn child_command(exe: &Path, mode: &str, config: &Path, n: usize, run: Option<i64>) -> Command {
+    let wrap = std::env::var("DIGEST_BENCH_WRAP").unwrap_or_default();
+    let mut words = wrap.split_whitespace();
+    let mut cmd = match words.next() {
+        Some(first) => {
+            let mut c = Command::new(first);
+            c.args(words).arg(exe);
+            c
+        }
+        None => Command::new(exe),
+    };
+    cmd.args(["--child", mode])
+        .arg(config)
+        .arg(n.to_string())
+        .args(run.map(|r| r.to_string()))
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit());
+    cmd
 }
 
 /// `smtp-source` sending `n` copies of `sample` over `sessions` parallel
@@ -645,8 +863,10 @@ fn remove_dir(dir: &Path) -> anyhow::Result<()> {
 
 /// `--child send|phases CONFIG N`: one run on the database of `CONFIG`.
 fn child(args: &[String]) -> anyhow::Result<()> {
-    let [mode, config, n] = args else {
-        bail!("usage: digest --child send|phases CONFIG SUBSCRIBERS");
+    let (mode, config, n, run) = match args {
+        [mode, config, n] => (mode, config, n, None),
+        [mode, config, n, run] => (mode, config, n, Some(run.parse::<i64>()?)),
+        _ => bail!("usage: digest --child send|phases|plan|drain|finish CONFIG SUBSCRIBERS [RUN]"),
     };
     let n: u64 = n.parse().context("subscriber count")?;
     if std::env::var_os("RUST_LOG").is_some() {
@@ -666,6 +886,25 @@ fn child(args: &[String]) -> anyhow::Result<()> {
         let line = match mode.as_str() {
             "send" => send_run(&service, n).await?,
             "phases" => time_phases(&service, n).await?,
+            "plan" => {
+                let (run, plan_secs) = service.plan().await?;
+                format!(
+                    "run={} plan_secs={plan_secs} plan_peak_mib={}",
+                    run.id,
+                    peak_mib()?
+                )
+            }
+            "drain" | "finish" => {
+                let run = run.context("a run id")?;
+                let run = service.store.run(run).await?.context("no such run")?;
+                if mode == "drain" {
+                    reset_peak()?;
+                    let (_, cpu) = drain_run(&service, &run).await?;
+                    format!("send_cpu_secs={cpu} send_peak_mib={}", peak_mib()?)
+                } else {
+                    finish_run(&service, &run, n).await?
+                }
+            }
             other => bail!("unknown child mode `{other}`"),
         };
         service.mailer.shutdown().await;
@@ -679,7 +918,7 @@ fn child(args: &[String]) -> anyhow::Result<()> {
 /// herald's digest service wired as the daemon wires it.
 struct Service {
     config: Arc<Config>,
-    store: SqliteStore,
+    store: Arc<dyn Store>,
     mailer: Arc<Mailer>,
     digests: Digests,
     articles: Articles,
@@ -687,14 +926,14 @@ struct Service {
 
 impl Service {
     async fn start(config: Arc<Config>) -> anyhow::Result<Service> {
-        let store = SqliteStore::open(&config.database_path()).await?;
+        let store = herald::store::open(&config).await?;
         let mailer = Arc::new(Mailer::from_config(&config).await?);
         let templates = Arc::new(Templates::load(None)?);
         let signer = Signer::new(b"a benchmark signing secret, 32+ bytes long")?;
         let composer = Arc::new(Composer::new(Arc::clone(&config), templates, signer)?);
         let digests = Digests::new(
             Arc::clone(&config),
-            store.clone(),
+            Arc::clone(&store),
             Arc::clone(&mailer),
             composer,
             Arc::new(Metrics::new()),
@@ -708,7 +947,7 @@ impl Service {
             report.rejected
         );
         Ok(Service {
-            articles: Arc::new(catalog.articles().to_vec()),
+            articles: Arc::new(Published::dated(catalog.articles().to_vec(), Utc::now())),
             config,
             store,
             mailer,
@@ -738,13 +977,7 @@ impl Service {
         let composer = self.digests.composer();
         let ctx = composer.context(run.clone(), Arc::clone(&self.articles))?;
         let (mut first, mut total, mut composed) = (None, 0, 0);
-        for c in self
-            .store
-            .digest_candidates(SCHEDULE)
-            .await?
-            .iter()
-            .take(count)
-        {
+        for c in first_candidates(&*self.store, count).await?.iter() {
             let to = Recipient {
                 id: c.id,
                 email: &c.email,
@@ -766,6 +999,11 @@ impl Service {
     }
 }
 
+/// The first `count` subscribers of the schedule.
+async fn first_candidates(store: &dyn Store, count: usize) -> anyhow::Result<Vec<Candidate>> {
+    Ok(store.candidates_page(SCHEDULE, None, count).await?)
+}
+
 /// Plans and sends the whole run as the daemon would; reports times, peak
 /// memory, and the average message size (and writes one message for
 /// smtp-source).
@@ -776,13 +1014,25 @@ async fn send_run(s: &Service, n: u64) -> anyhow::Result<String> {
     let plan_peak_mib = peak_mib()?;
     reset_peak()?;
 
+    let (send_secs, send_cpu_secs) = drain_run(s, &run).await?;
+    let send_peak_mib = peak_mib()?;
+    let finished = finish_run(s, &run, n).await?;
+    Ok(format!(
+        "plan_secs={plan_secs} send_secs={send_secs} send_cpu_secs={send_cpu_secs} \
+         plan_peak_mib={plan_peak_mib} send_peak_mib={send_peak_mib} {finished}"
+    ))
+}
+
+/// Sends `run` until it is done (beside other replicas, if any): wall
+/// seconds and CPU seconds.
+async fn drain_run(s: &Service, run: &Run) -> anyhow::Result<(f64, f64)> {
     let cpu_before = own_cpu_secs()?;
     let started = Instant::now();
     let shutdown = Shutdown::new();
     loop {
         let drained = s
             .digests
-            .drain(&run, &s.articles, &shutdown.signal())
+            .drain(run, &s.articles, &shutdown.signal())
             .await?;
         if drained.done {
             break;
@@ -793,10 +1043,14 @@ async fn send_run(s: &Service, n: u64) -> anyhow::Result<String> {
         });
         tokio::time::sleep(wait).await;
     }
-    let send_secs = started.elapsed().as_secs_f64();
-    let send_cpu_secs = own_cpu_secs()? - cpu_before;
-    let send_peak_mib = peak_mib()?;
+    Ok((
+        started.elapsed().as_secs_f64(),
+        own_cpu_secs()? - cpu_before,
+    ))
+}
 
+/// Checks that everybody got the run; writes one message for smtp-source.
+async fn finish_run(s: &Service, run: &Run, n: u64) -> anyhow::Result<String> {
     let status = s.digests.status(run.id).await?;
     let sent = status.count(DeliveryState::Sent);
     ensure!(
@@ -804,16 +1058,14 @@ async fn send_run(s: &Service, n: u64) -> anyhow::Result<String> {
         "expected {n} sent, the ledger says {status:?}"
     );
 
-    let (first, message_bytes, _) = s.compose_some(&run, SIZE_SAMPLES).await?;
+    let (first, message_bytes, _) = s.compose_some(run, SIZE_SAMPLES).await?;
     let sample_path = s.config.data_dir.join("sample.eml");
     // smtp-source -F reads lines and ends each with CRLF itself.
     let sample = String::from_utf8(first)?.replace("\r\n", "\n");
     std::fs::write(&sample_path, sample)?;
 
     Ok(format!(
-        "plan_secs={plan_secs} send_secs={send_secs} send_cpu_secs={send_cpu_secs} \
-         sent={sent} plan_peak_mib={plan_peak_mib} send_peak_mib={send_peak_mib} \
-         message_bytes={message_bytes} sample={}",
+        "sent={sent} message_bytes={message_bytes} sample={}",
         sample_path.display()
     ))
 }
@@ -834,7 +1086,14 @@ async fn time_phases(s: &Service, n: u64) -> anyhow::Result<String> {
     let (mut claim, mut settle, mut batches, mut rows) = (0.0, 0.0, 0u64, 0u64);
     loop {
         let started = Instant::now();
-        let claimed = store.claim(run.id, Utc::now(), batch).await?;
+        let now = Utc::now();
+        let take = Claim {
+            by: "bench",
+            now,
+            lease_until: now + chrono::Duration::minutes(5),
+            limit: batch,
+        };
+        let claimed = store.claim(run.id, take).await?;
         claim += started.elapsed().as_secs_f64();
         if claimed.is_empty() {
             break;
@@ -845,7 +1104,13 @@ async fn time_phases(s: &Service, n: u64) -> anyhow::Result<String> {
             .collect();
         let started = Instant::now();
         store
-            .settle(&run, &outcomes, Utc::now(), s.config.mail.bounce_limit)
+            .settle(
+                &run,
+                "bench",
+                &outcomes,
+                Utc::now(),
+                s.config.mail.bounce_limit,
+            )
             .await?;
         settle += started.elapsed().as_secs_f64();
         batches += 1;
@@ -859,7 +1124,7 @@ async fn time_phases(s: &Service, n: u64) -> anyhow::Result<String> {
     let message = {
         let composer = s.digests.composer();
         let ctx = composer.context(run.clone(), Arc::clone(&s.articles))?;
-        let c = &s.store.digest_candidates(SCHEDULE).await?[0];
+        let c = &first_candidates(&*s.store, 1).await?[0];
         let to = Recipient {
             id: c.id,
             email: &c.email,

@@ -12,7 +12,8 @@
 //! - [`feeds`]: catalog -> feed files, written atomically and only when
 //!   their bytes change.
 //! - [`templates`]: Handlebars pages and mail, overridable per file.
-//! - [`store`]: subscribers, the consent log and the digest ledger in SQLite.
+//! - [`store`]: subscribers, the consent log, the digest ledger and the
+//!   state replicas share, behind traits; SQLite or PostgreSQL.
 //! - [`mail`]: messages (plain text and HTML) and their transport: SMTP
 //!   pool or file outbox, errors sorted into transient and permanent.
 //! - [`subscribers`]: double opt-in, confirmation, unsubscribe,
@@ -23,7 +24,7 @@
 //!   the subscribe pages, `/healthz`, `/readyz`, `/metrics`.
 //! - [`daemon`]: `herald run`: the rebuild loop and engine, WebSub pings,
 //!   the digest and purge loops, wired to the HTTP server.
-//! - [`cli`]: the other commands: `build`/`check`, `digest`,
+//! - [`cli`]: the other commands: `build`/`check`, `db`, `digest`,
 //!   `subscribers`, `healthcheck`.
 
 pub mod base;

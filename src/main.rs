@@ -90,6 +90,12 @@ enum Command {
         #[command(subcommand)]
         cmd: herald::cli::digest::DigestCommand,
     },
+    /// The subscriber database: apply migrations, or copy everything from
+    /// one database into another (SQLite to PostgreSQL).
+    Db {
+        #[command(subcommand)]
+        cmd: herald::cli::db::DbCommand,
+    },
     /// Ask the running daemon whether it answers: GET /healthz at
     /// `server.listen` (0.0.0.0 and :: are reached through loopback), with a
     /// 5 s timeout. Exits 0 on 200 OK, 1 with one line saying why otherwise,
@@ -130,6 +136,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .build()
                 .context("cannot start the async runtime")?;
             return runtime.block_on(herald::cli::subscribers::run(&config, cmd));
+        }
+        Command::Db { cmd } => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
+            return runtime.block_on(herald::cli::db::run(&config, cmd));
         }
         Command::Digest { cmd } => {
             let runtime = tokio::runtime::Builder::new_multi_thread()

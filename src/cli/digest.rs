@@ -1,9 +1,10 @@
 //! `herald digest preview|send|status|retry`: digests from the command
-//! line, on the same SQLite ledger as the daemon.
+//! line, on the same ledger as the daemon.
 //!
-//! `send` and `retry` send themselves when no other process holds the send
-//! lock; while the daemon runs they queue the work in the ledger and the
-//! daemon sends it within `mail.queue_poll`.
+//! With SQLite, `send` and `retry` send themselves when no other process
+//! holds the send lock; while the daemon runs they queue the work in the
+//! ledger and the daemon sends it within `mail.queue_poll`. With
+//! PostgreSQL they send beside the replicas (claims never overlap).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -17,10 +18,10 @@ use crate::base::clock::SystemClock;
 use crate::base::metrics::Metrics;
 use crate::base::shutdown::Shutdown;
 use crate::config::Config;
-use crate::content::{self, FirstSeen};
-use crate::digest::{Articles, Composer, Digests, Recipient, SendLock};
+use crate::content;
+use crate::digest::{Articles, Composer, Digests, Published, Recipient};
 use crate::mail::Mailer;
-use crate::store::{DeliveryState, Run, RunStatus, SqliteStore, Store, SubscriberEmail, Trigger};
+use crate::store::{self, DeliveryState, Run, RunStatus, Store, SubscriberEmail, Trigger};
 use crate::subscribers::tokens::Signer;
 use crate::templates::Templates;
 
@@ -81,16 +82,26 @@ pub enum DigestCommand {
 
 pub async fn run(config: Config, cmd: DigestCommand) -> anyhow::Result<ExitCode> {
     let config = Arc::new(config);
-    let store = SqliteStore::open(&config.database_path()).await?;
+    let store = store::open(&config).await?;
+    let code = run_with(config, Arc::clone(&store), cmd).await;
+    store.close().await;
+    code
+}
+
+async fn run_with(
+    config: Arc<Config>,
+    store: Arc<dyn Store>,
+    cmd: DigestCommand,
+) -> anyhow::Result<ExitCode> {
     match cmd {
-        DigestCommand::Status { run } => status(&config, &store, run).await,
+        DigestCommand::Status { run } => status(&config, &*store, run).await,
         DigestCommand::Preview {
             schedule,
             subscriber,
             out,
         } => {
-            let composer = composer(&config)?;
-            preview(&config, &store, &composer, &schedule, subscriber, &out).await
+            let composer = composer(&config, &*store).await?;
+            preview(&config, &*store, &composer, &schedule, subscriber, &out).await
         }
         DigestCommand::Send { schedule, dry_run } => {
             let digests = digests(&config, store).await?;
@@ -112,34 +123,67 @@ pub async fn run(config: Config, cmd: DigestCommand) -> anyhow::Result<ExitCode>
     }
 }
 
-fn composer(config: &Arc<Config>) -> anyhow::Result<Composer> {
-    let signer = Signer::from_config(config)?;
+async fn composer(config: &Arc<Config>, store: &dyn Store) -> anyhow::Result<Composer> {
+    let signer = Signer::for_store(config, store).await?;
     let templates = Arc::new(Templates::load(Some(&config.templates_dir))?);
     Composer::new(Arc::clone(config), templates, signer)
 }
 
-async fn digests(config: &Arc<Config>, store: SqliteStore) -> anyhow::Result<Digests> {
+async fn digests(config: &Arc<Config>, store: Arc<dyn Store>) -> anyhow::Result<Digests> {
     let mailer = Arc::new(Mailer::from_config(config).await?);
+    let composer = Arc::new(composer(config, &*store).await?);
     Ok(Digests::new(
         Arc::clone(config),
         store,
         mailer,
-        Arc::new(composer(config)?),
+        composer,
         Arc::new(Metrics::new()),
         Arc::new(SystemClock),
     ))
 }
 
 /// The published articles, read from the content directory as a build
-/// would (without writing anything).
-fn articles(config: &Config, now: DateTime<Utc>) -> anyhow::Result<Articles> {
-    let mut first_seen =
-        FirstSeen::open(&config.data_dir).unwrap_or_else(|_| FirstSeen::in_memory());
-    let (catalog, report) = content::load(config, now, &mut first_seen)?;
+/// would (no feed written), with the dates of undated articles and the
+/// first-seen times of all of them from the store (recorded now for
+/// articles it has never seen).
+async fn articles(
+    config: &Config,
+    store: &dyn Store,
+    now: DateTime<Utc>,
+) -> anyhow::Result<Articles> {
+    let mut first_seen = store::seen::load_undated(store, &config.data_dir).await?;
+    let (mut catalog, mut report) = content::load(config, now, &mut first_seen)?;
+    if !store::seen::share_undated(store, &mut first_seen)
+        .await?
+        .is_empty()
+    {
+        (catalog, report) = content::load(config, now, &mut first_seen)?;
+    }
     for e in &report.rejected {
         eprintln!("rejected: {e}");
     }
-    Ok(Arc::new(catalog.articles().to_vec()))
+    Ok(Arc::new(
+        Published::observe(store, catalog.articles().to_vec(), now).await?,
+    ))
+}
+
+/// The candidate `id` of `schedule`, read page by page.
+async fn candidate(
+    store: &dyn Store,
+    schedule: &str,
+    id: i64,
+) -> anyhow::Result<Option<store::Candidate>> {
+    let mut after = None;
+    loop {
+        let page = store.candidates_page(schedule, after, 5_000).await?;
+        let Some(last) = page.last() else {
+            return Ok(None);
+        };
+        after = Some(last.id);
+        if let Some(c) = page.into_iter().find(|c| c.id == id) {
+            return Ok(Some(c));
+        }
+    }
 }
 
 fn schedule_exists(config: &Config, schedule: &str) -> anyhow::Result<()> {
@@ -159,7 +203,7 @@ fn schedule_exists(config: &Config, schedule: &str) -> anyhow::Result<()> {
 
 async fn preview(
     config: &Config,
-    store: &SqliteStore,
+    store: &dyn Store,
     composer: &Composer,
     schedule: &str,
     subscriber: Option<String>,
@@ -167,7 +211,7 @@ async fn preview(
 ) -> anyhow::Result<ExitCode> {
     schedule_exists(config, schedule)?;
     let now = Utc::now();
-    let articles = articles(config, now)?;
+    let articles = articles(config, store, now).await?;
     let (id, email, since, first, tags) = match subscriber {
         Some(address) => {
             let email = SubscriberEmail::parse(&address)?;
@@ -175,18 +219,13 @@ async fn preview(
                 .find(&email)
                 .await?
                 .with_context(|| format!("{address} is not a subscriber"))?;
-            let c = store
-                .digest_candidates(schedule)
-                .await?
-                .into_iter()
-                .find(|c| c.id == sub.id)
-                .with_context(|| {
-                    format!(
-                        "{address} does not receive `{schedule}` (status {}, schedules: {})",
-                        sub.status.as_str(),
-                        sub.schedules.join(", ")
-                    )
-                })?;
+            let c = candidate(store, schedule, sub.id).await?.with_context(|| {
+                format!(
+                    "{address} does not receive `{schedule}` (status {}, schedules: {})",
+                    sub.status.as_str(),
+                    sub.schedules.join(", ")
+                )
+            })?;
             let first = c.received_through.is_none();
             (
                 c.id,
@@ -208,6 +247,7 @@ async fn preview(
         id: 0,
         schedule: schedule.to_string(),
         tick: now,
+        horizon: now,
         trigger: "preview".into(),
         nonce: "preview".into(),
         created_at: now,
@@ -254,8 +294,8 @@ async fn send(
     dry_run: bool,
 ) -> anyhow::Result<ExitCode> {
     schedule_exists(config, schedule)?;
-    let now = Utc::now();
-    let articles = articles(config, now)?;
+    let now = store::db_time(Utc::now());
+    let articles = articles(config, &**digests.store(), now).await?;
     if dry_run {
         let planned = digests.plan(schedule, now, &articles).await?;
         outln!(
@@ -293,28 +333,25 @@ async fn retry(
         .with_context(|| format!("there is no digest run {run_id}"))?;
     let n = digests.store().requeue(run_id, state, Utc::now()).await?;
     outln!("run {run_id}: {n} {state} deliveries queued again")?;
-    let articles = articles(config, Utc::now())?;
+    let articles = articles(config, &**digests.store(), Utc::now()).await?;
     send_now_or_queue(digests, &run, &articles).await
 }
 
-/// Sends `run` to the end (waiting out retries) when this process can take
-/// the send lock; otherwise leaves it to the daemon that holds it.
+/// Sends `run` to the end (waiting out retries) when this process may send
+/// (PostgreSQL: always; SQLite: when it can take the send lock); otherwise
+/// leaves it to the daemon that holds the lock.
 async fn send_now_or_queue(
     digests: &Digests,
     run: &Run,
     articles: &Articles,
 ) -> anyhow::Result<ExitCode> {
-    let Some(_lock) = SendLock::try_acquire(digests.composer().config())? else {
+    let Some(_right) = digests.acquire().await? else {
         outln!(
             "run {}: queued; the running herald daemon sends it (check with `herald digest status {}`)",
             run.id, run.id
         )?;
         return Ok(ExitCode::SUCCESS);
     };
-    let interrupted = digests.store().resolve_interrupted(Utc::now()).await?;
-    if interrupted > 0 {
-        eprintln!("warning: {interrupted} deliveries were in flight when a sender stopped; marked uncertain");
-    }
     let shutdown = Shutdown::new();
     let trigger = shutdown.clone();
     tokio::spawn(async move {
@@ -382,11 +419,7 @@ fn settled(status: &RunStatus) -> u64 {
     status.total() - status.count(DeliveryState::Pending) - status.count(DeliveryState::Sending)
 }
 
-async fn status(
-    config: &Config,
-    store: &SqliteStore,
-    run: Option<i64>,
-) -> anyhow::Result<ExitCode> {
+async fn status(config: &Config, store: &dyn Store, run: Option<i64>) -> anyhow::Result<ExitCode> {
     match run {
         Some(id) => {
             let run = store

@@ -3,6 +3,7 @@
 //! below and an exit code.
 //!
 //! - [`site`]: `herald build` and `herald check`, one load-and-write pass.
+//! - [`db`]: `herald db migrate|copy`.
 //! - [`digest`]: `herald digest preview|send|status|retry`.
 //! - [`subscribers`]: `herald subscribers add|list|remove|import|export`,
 //!   with the CSV format in [`subscribers_csv`].
@@ -33,6 +34,7 @@ pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
     })
 }
 
+pub mod db;
 pub mod digest;
 pub mod healthcheck;
 mod progress;

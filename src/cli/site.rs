@@ -1,13 +1,66 @@
 //! One build: load the content directory, plan the feeds, write them.
-//! `herald build` and `herald check` call this; the daemon will too.
+//! `herald build` and `herald check` call this.
+//!
+//! The dates of undated articles come from the store, so that a build
+//! agrees with the daemon (and every replica); `build` records new ones
+//! there before any feed shows them, `check` only reads.
 
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
 use crate::config::Config;
+use crate::config::DatabaseLocation;
 use crate::content::{self, Catalog, FirstSeen, LoadReport};
 use crate::feeds::{self, WriteReport};
+use crate::store::{self, Store};
+
+/// Runs `f` on the configured store, on a thread of its own (a build is
+/// synchronous code, and may be called from inside a runtime).
+fn with_store<T, F, Fut>(config: &Config, f: F) -> anyhow::Result<T>
+where
+    T: Send,
+    F: FnOnce(std::sync::Arc<dyn Store>) -> Fut + Send,
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
+{
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?;
+                rt.block_on(async {
+                    let s = store::open(config).await?;
+                    let out = f(std::sync::Arc::clone(&s)).await;
+                    s.close().await;
+                    out
+                })
+            })
+            .join()
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("the store thread panicked")))
+    })
+}
+
+/// The dates of undated articles for `herald check`: from the store when
+/// there is one already (never creating it), else from the file herald
+/// kept before, else none.
+fn read_dates(config: &Config) -> FirstSeen {
+    let exists = match config.database() {
+        DatabaseLocation::Sqlite(path) => path.exists(),
+        DatabaseLocation::Postgres(_) => true,
+    };
+    let stored = exists
+        .then(|| with_store(config, |s| async move { Ok(s.undated_dates().await?) }))
+        .and_then(Result::ok)
+        .filter(|d| !d.is_empty());
+    match stored {
+        Some(dates) => FirstSeen::from_dates(dates),
+        None => FirstSeen::read_legacy(&config.data_dir)
+            .ok()
+            .flatten()
+            .unwrap_or_default(),
+    }
+}
 
 #[derive(Debug, Clone, Copy)]
 pub struct BuildOptions {
@@ -32,13 +85,27 @@ pub fn build(config: &Config, opts: BuildOptions) -> anyhow::Result<BuildOutcome
     if opts.write {
         feeds::remove_leftovers(config);
     }
-    let mut first_seen = if opts.write {
-        FirstSeen::open(&config.data_dir)?
+    let (catalog, load) = if opts.write {
+        let mut first_seen = with_store(config, |s| async move {
+            store::seen::load_undated(&*s, &config.data_dir).await
+        })?;
+        let (catalog, load) = content::load(config, opts.now, &mut first_seen)?;
+        // Dates become durable (and agree with other replicas) before any
+        // feed shows them.
+        let differ = with_store(config, |s| {
+            let fs = &mut first_seen;
+            async move { Ok(store::seen::share_undated(&*s, fs).await?) }
+        })?;
+        if differ.is_empty() {
+            (catalog, load)
+        } else {
+            content::load(config, opts.now, &mut first_seen)?
+        }
     } else {
         // Read the record if there is one, but never write it.
-        FirstSeen::open(&config.data_dir).unwrap_or_else(|_| FirstSeen::in_memory())
+        let mut first_seen = read_dates(config);
+        content::load(config, opts.now, &mut first_seen)?
     };
-    let (catalog, load) = content::load(config, opts.now, &mut first_seen)?;
     tracing::info!(
         files = load.files,
         published = catalog.len(),
@@ -48,8 +115,6 @@ pub fn build(config: &Config, opts: BuildOptions) -> anyhow::Result<BuildOutcome
     );
     let specs = feeds::plan(config, &catalog);
     let write = if opts.write {
-        // Dates become durable before any feed shows them.
-        first_seen.save()?;
         let report = feeds::write_all(config, &specs, &config.feeds.dir)?;
         tracing::info!(
             written = report.written.len(),

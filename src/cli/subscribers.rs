@@ -1,6 +1,7 @@
 //! `herald subscribers add|list|remove|import|export`: the operator's view
-//! of the subscriber database. It opens the same SQLite file as the daemon
-//! (WAL mode), so it works while `herald run` is running.
+//! of the subscriber database. It opens the same store as the daemon (the
+//! SQLite file in WAL mode, or PostgreSQL), so it works while `herald run`
+//! is running.
 //!
 //! CSV import checks every row before writing anything, reports each bad
 //! row by its line in the file, and writes the good rows in transactions of
@@ -20,8 +21,7 @@ use crate::base::fs::write_private;
 use crate::config::Config;
 use crate::mail::Mailer;
 use crate::store::{
-    ListFilter, NewSubscription, SqliteStore, Status, Store, SubscribeOutcome, Subscriber,
-    SubscriberEmail,
+    self, ListFilter, NewSubscription, Status, Store, SubscribeOutcome, Subscriber, SubscriberEmail,
 };
 use crate::subscribers::optin::{Confirmation, Subscriptions};
 use crate::subscribers::tokens::Signer;
@@ -133,8 +133,8 @@ pub async fn run_with(
     out: &mut (dyn Write + Send),
     err: &mut (dyn Write + Send),
 ) -> anyhow::Result<ExitCode> {
-    let path = config.database_path();
-    let store = SqliteStore::open(&path).await?;
+    let shared = store::open(config).await?;
+    let store = &*shared;
     let rules = Rules::new(config);
     let code = match cmd {
         SubscribersCommand::Add {
@@ -169,7 +169,7 @@ pub async fn run_with(
                     None => None,
                 },
             };
-            add(&store, purge_after(config), request, out, err).await?
+            add(store, purge_after(config), request, out, err).await?
         }
         SubscribersCommand::List { status, format } => {
             let list = store.list(&ListFilter { status }).await?;
@@ -180,7 +180,7 @@ pub async fn run_with(
             writeln!(err, "{} subscribers", list.len())?;
             ExitCode::SUCCESS
         }
-        SubscribersCommand::Remove { email } => remove(&store, &email, out, err).await?,
+        SubscribersCommand::Remove { email } => remove(store, &email, out, err).await?,
         SubscribersCommand::Import { file, dry_run } => {
             let bytes = if file.as_os_str() == "-" {
                 let mut bytes = Vec::new();
@@ -191,10 +191,10 @@ pub async fn run_with(
             } else {
                 std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?
             };
-            import(&store, &rules, purge_after(config), &bytes, dry_run, err).await?
+            import(store, &rules, purge_after(config), &bytes, dry_run, err).await?
         }
         SubscribersCommand::ConfirmAgain { emails, dry_run } => {
-            confirm_again(config, &store, &emails, dry_run, out, err).await?
+            confirm_again(config, &shared, &emails, dry_run, out, err).await?
         }
         SubscribersCommand::Export { file } => {
             let list = store.list(&ListFilter::default()).await?;
@@ -218,7 +218,7 @@ pub async fn run_with(
 }
 
 async fn add(
-    store: &SqliteStore,
+    store: &dyn Store,
     purge_after: chrono::Duration,
     request: NewSubscription,
     out: &mut (dyn Write + Send),
@@ -252,7 +252,7 @@ async fn add(
 }
 
 async fn remove(
-    store: &SqliteStore,
+    store: &dyn Store,
     email: &str,
     out: &mut (dyn Write + Send),
     err: &mut (dyn Write + Send),
@@ -282,7 +282,7 @@ async fn remove(
 }
 
 async fn import(
-    store: &SqliteStore,
+    store: &dyn Store,
     rules: &Rules,
     purge_after: chrono::Duration,
     bytes: &[u8],
@@ -414,7 +414,7 @@ async fn import(
 /// [`SubscribersCommand::ConfirmAgain`].
 async fn confirm_again(
     config: &Config,
-    store: &SqliteStore,
+    store: &std::sync::Arc<dyn Store>,
     emails: &[String],
     dry_run: bool,
     out: &mut (dyn Write + Send),
@@ -452,9 +452,9 @@ async fn confirm_again(
     let config = std::sync::Arc::new(config.clone());
     let subs = Subscriptions::new(
         std::sync::Arc::clone(&config),
-        std::sync::Arc::new(store.clone()),
+        std::sync::Arc::clone(store),
         std::sync::Arc::new(Mailer::from_config(&config).await?),
-        Signer::from_config(&config)?,
+        Signer::for_store(&config, &**store).await?,
         std::sync::Arc::new(Templates::load(Some(&config.templates_dir))?),
     );
     let (mut sent, mut skipped, mut failed) = (0u64, 0u64, 0u64);

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 /// their own), never from `herald.toml`, and never quoted in a message.
 pub const SECRET_KEYS: &[&str] = &[
     "subscribers.secret",
+    "subscribers.database_password",
     "mail.smtp.password",
     "mail.dkim.private_key",
 ];

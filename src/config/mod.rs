@@ -37,7 +37,8 @@ pub use sections::{
     SubscribersConfig, WebSubConfig,
 };
 pub use values::{
-    BaseUrl, BaseUrlLike, ByteSize, Duration, LanguageTag, Secret, Sender, TimeZone, UrlPattern,
+    BaseUrl, BaseUrlLike, ByteSize, DatabaseLocation, Duration, LanguageTag, Secret, Sender,
+    TimeZone, UrlPattern,
 };
 
 #[derive(Debug, Clone, Deserialize)]
@@ -130,12 +131,22 @@ impl Config {
         self.feeds.formats.dedup();
     }
 
-    /// The SQLite database of subscribers.
-    pub fn database_path(&self) -> PathBuf {
+    /// Where subscribers and the ledger live.
+    pub fn database(&self) -> DatabaseLocation {
         self.subscribers
             .database
             .clone()
-            .unwrap_or_else(|| self.data_dir.join("herald.sqlite3"))
+            .unwrap_or_else(|| DatabaseLocation::Sqlite(self.data_dir.join("herald.sqlite3")))
+    }
+
+    /// The SQLite file, when the database is one (the default is
+    /// `<data_dir>/herald.sqlite3`, which is also what a PostgreSQL setup
+    /// would have used).
+    pub fn database_path(&self) -> PathBuf {
+        match self.database() {
+            DatabaseLocation::Sqlite(p) => p,
+            DatabaseLocation::Postgres(_) => self.data_dir.join("herald.sqlite3"),
+        }
     }
 
     /// Where the feeds are served from; their `rel=self` links start here.

@@ -13,7 +13,8 @@ use super::content::{
 };
 use super::cron::CronSchedule;
 use super::values::{
-    BaseUrl, BaseUrlLike, ByteSize, Duration, LanguageTag, Secret, Sender, TimeZone, UrlPattern,
+    BaseUrl, BaseUrlLike, ByteSize, DatabaseLocation, Duration, LanguageTag, Secret, Sender,
+    TimeZone, UrlPattern,
 };
 use crate::base::FeedFormat;
 
@@ -247,8 +248,23 @@ pub struct WebSubConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SubscribersConfig {
-    /// SQLite database file; default `<data_dir>/herald.sqlite3`.
-    pub database: Option<PathBuf>,
+    /// SQLite file (a path or `sqlite:path`; default
+    /// `<data_dir>/herald.sqlite3`) or a PostgreSQL URL without password.
+    pub database: Option<DatabaseLocation>,
+    /// The PostgreSQL password: only from the environment
+    /// (`HERALD_SUBSCRIBERS__DATABASE_PASSWORD`) or `database_password_file`.
+    pub database_password: Option<Secret>,
+    pub database_password_file: Option<PathBuf>,
+    /// Connections each herald process keeps to the database.
+    pub database_pool_size: u32,
+    /// Longest a PostgreSQL statement may run before it is cancelled (and
+    /// the caller told the database is unavailable).
+    pub database_statement_timeout: Duration,
+    /// Longest wait for a connection (at start, and from the pool).
+    pub database_connect_timeout: Duration,
+    /// Apply pending migrations when herald opens the database; when false
+    /// only `herald db migrate` does, and herald refuses an older schema.
+    pub database_migrate: bool,
     /// Secret that signs confirmation and unsubscribe links. Give it only
     /// through the environment (`HERALD_SUBSCRIBERS__SECRET`) or
     /// `secret_file`; without either herald creates one in `data_dir`.
@@ -271,6 +287,12 @@ impl Default for SubscribersConfig {
     fn default() -> Self {
         SubscribersConfig {
             database: None,
+            database_password: None,
+            database_password_file: None,
+            database_pool_size: 8,
+            database_statement_timeout: secs(30),
+            database_connect_timeout: secs(10),
+            database_migrate: true,
             secret: None,
             secret_file: None,
             confirm_expiry: secs(48 * 3600),
@@ -330,6 +352,10 @@ pub struct MailConfig {
     /// How often the daemon looks in the ledger for digests queued by
     /// `herald digest send|retry` from the command line.
     pub queue_poll: Duration,
+    /// How long a replica's claim on a batch lasts unless renewed: a
+    /// replica that dies leaves its batches `sending` this long before
+    /// they turn `uncertain`.
+    pub claim_lease: Duration,
     pub dkim: Option<DkimConfig>,
     /// The SMTP server accepts SMTPUTF8 (RFC 6531): addresses with letters
     /// other than ASCII before the @ (`jörg@example.org`) are accepted at
@@ -355,6 +381,7 @@ impl Default for MailConfig {
             bounce_limit: 2,
             batch_size: 64,
             queue_poll: secs(5),
+            claim_lease: secs(60),
             dkim: None,
             smtputf8: false,
         }

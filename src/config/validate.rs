@@ -132,6 +132,31 @@ impl Config {
                 "only line breaks may separate its lines"
             );
         }
+        let s = &self.subscribers;
+        if !(1..=1000).contains(&s.database_pool_size) {
+            fail!(
+                self,
+                "subscribers.database_pool_size",
+                "must be between 1 and 1000"
+            );
+        }
+        if s.database_statement_timeout.0.is_zero() {
+            fail!(
+                self,
+                "subscribers.database_statement_timeout",
+                "must be longer than 0"
+            );
+        }
+        if s.database_connect_timeout.0.is_zero() {
+            fail!(
+                self,
+                "subscribers.database_connect_timeout",
+                "must be longer than 0"
+            );
+        }
+        if m.claim_lease.0 < std::time::Duration::from_secs(1) {
+            fail!(self, "mail.claim_lease", "must be at least 1s");
+        }
         if self.content.max_file_size.0 == 0 {
             fail!(self, "content.max_file_size", "must be larger than 0");
         }

@@ -404,3 +404,92 @@ impl UrlPattern {
         out.trim_start_matches('/').to_string()
     }
 }
+
+/// Where subscribers and the ledger live: an SQLite file (a plain path, or
+/// `sqlite:path`) or a PostgreSQL URL (`postgres://user@host:5432/db`)
+/// that carries no password (that comes from the environment or a file).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub enum DatabaseLocation {
+    Sqlite(std::path::PathBuf),
+    Postgres(Url),
+}
+
+impl FromStr for DatabaseLocation {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+            let url = Url::parse(s).map_err(|e| format!("`{s}` is not a valid URL ({e})"))?;
+            if url.password().is_some() {
+                return Err("the PostgreSQL URL must not carry a password: give it in \
+                     HERALD_SUBSCRIBERS__DATABASE_PASSWORD or subscribers.database_password_file"
+                    .into());
+            }
+            if url.host_str().unwrap_or("").is_empty() {
+                return Err(format!("`{s}` names no host"));
+            }
+            return Ok(DatabaseLocation::Postgres(url));
+        }
+        let path = s
+            .strip_prefix("sqlite://")
+            .or_else(|| s.strip_prefix("sqlite:"))
+            .unwrap_or(s);
+        if path.is_empty() {
+            return Err("empty database path".into());
+        }
+        if path.contains("://") {
+            return Err(format!(
+                "`{s}`: only sqlite: paths and postgres:// URLs are supported"
+            ));
+        }
+        Ok(DatabaseLocation::Sqlite(path.into()))
+    }
+}
+
+impl TryFrom<String> for DatabaseLocation {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        DatabaseLocation::from_str(&s)
+    }
+}
+
+impl fmt::Display for DatabaseLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DatabaseLocation::Sqlite(p) => write!(f, "sqlite:{}", p.display()),
+            DatabaseLocation::Postgres(u) => f.write_str(u.as_str()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod database_tests {
+    use super::*;
+
+    #[test]
+    fn database_locations_parse_and_refuse_passwords() {
+        let sqlite = |s: &str| DatabaseLocation::from_str(s).unwrap();
+        assert_eq!(
+            sqlite("data/h.sqlite3"),
+            DatabaseLocation::Sqlite("data/h.sqlite3".into())
+        );
+        assert_eq!(
+            sqlite("sqlite:/var/h.db"),
+            DatabaseLocation::Sqlite("/var/h.db".into())
+        );
+        assert_eq!(
+            sqlite("sqlite://rel/h.db"),
+            DatabaseLocation::Sqlite("rel/h.db".into())
+        );
+        assert!(matches!(
+            sqlite("postgres://herald@db:5432/herald"),
+            DatabaseLocation::Postgres(_)
+        ));
+        let err = DatabaseLocation::from_str("postgres://herald:hunter2@db/herald").unwrap_err();
+        assert!(
+            err.contains("password") && !err.contains("hunter2"),
+            "{err}"
+        );
+        assert!(DatabaseLocation::from_str("mysql://db/x").is_err());
+    }
+}

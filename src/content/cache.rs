@@ -45,6 +45,12 @@ impl ContentCache {
         ContentCache::default()
     }
 
+    /// Drops the results for `rels`: their files are parsed again next time
+    /// (their assigned date changed, say).
+    pub fn forget(&mut self, rels: &[String]) {
+        self.entries.retain(|e| !rels.contains(&e.rel));
+    }
+
     /// Results for `files` (sorted by `rel`, as [`super::scan`] returns
     /// them), in order: cached where size and mtime match, parsed (in
     /// parallel) otherwise. Entries for files no longer present are dropped.

@@ -28,7 +28,7 @@ use rayon::prelude::*;
 pub use article::{Article, Image, Tag};
 pub use cache::{CacheStats, ContentCache};
 pub use error::ContentError;
-pub use first_seen::FirstSeen;
+pub use first_seen::{FirstSeen, FirstSeenChanges};
 pub use scan::{scan, Kind, Scan, SourceFile};
 pub use sections::{normalize as normalize_section, Section};
 

@@ -4,6 +4,11 @@
 //! no scheduled article fell due it stops there. Otherwise only the feeds
 //! whose articles changed are rendered again, only files whose bytes changed
 //! are written, and the served snapshot is replaced in one step.
+//!
+//! With a store, the dates given to undated articles are shared through it
+//! (the first replica to date a file wins; the others parse it again with
+//! that date), and every rebuild records the first-seen time of each
+//! published article for the digests.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -20,7 +25,17 @@ use crate::base::served::{FeedFile, ServedFeeds, Snapshot};
 use crate::base::FeedFormat;
 use crate::config::Config;
 use crate::content::{self, Article, CacheStats, ContentCache, FirstSeen, LoadReport};
+use crate::digest::Published;
 use crate::feeds::{self, FeedSpec};
+use crate::store::seen::share_undated;
+use crate::store::Store;
+
+/// The store the engine shares dates and first-seen times through, and
+/// the runtime to reach it from the blocking rebuild thread.
+pub struct Shared {
+    pub store: Arc<dyn Store>,
+    pub runtime: tokio::runtime::Handle,
+}
 
 pub struct Engine {
     config: Arc<Config>,
@@ -34,9 +49,12 @@ pub struct Engine {
     rendered: HashMap<String, Vec<Arc<Article>>>,
     next_scheduled: Option<DateTime<Utc>>,
     built: bool,
-    /// The published articles (newest first) of the last build, for the
-    /// digests.
-    published: Arc<arc_swap::ArcSwap<Vec<Arc<Article>>>>,
+    /// The published articles (newest first) of the last build with their
+    /// first-seen times, for the digests.
+    published: Arc<arc_swap::ArcSwap<Published>>,
+    shared: Option<Shared>,
+    /// The last first-seen update failed: the next rescan must not skip.
+    observe_pending: bool,
 }
 
 /// What one rebuild did.
@@ -62,23 +80,32 @@ impl Engine {
         served: Arc<ServedFeeds>,
         metrics: Arc<Metrics>,
     ) -> anyhow::Result<Engine> {
-        let first_seen = FirstSeen::open(&config.data_dir)?;
         Ok(Engine {
             config,
             cache: ContentCache::new(),
-            first_seen,
+            first_seen: FirstSeen::in_memory(),
             served,
             metrics,
             rendered: HashMap::new(),
             next_scheduled: None,
             built: false,
             published: Arc::default(),
+            shared: None,
+            observe_pending: false,
         })
     }
 
-    /// The articles of the last successful build, newest first; updated in
-    /// place by every rebuild.
-    pub fn published(&self) -> Arc<arc_swap::ArcSwap<Vec<Arc<Article>>>> {
+    /// Keeps dates and first-seen times in `shared.store`, starting from
+    /// `first_seen` (the dates it holds).
+    pub fn with_store(mut self, shared: Shared, first_seen: FirstSeen) -> Engine {
+        self.shared = Some(shared);
+        self.first_seen = first_seen;
+        self
+    }
+
+    /// The articles of the last successful build, newest first, with their
+    /// first-seen times; updated in place by every rebuild.
+    pub fn published(&self) -> Arc<arc_swap::ArcSwap<Published>> {
         Arc::clone(&self.published)
     }
 
@@ -139,7 +166,10 @@ impl Engine {
             now,
         );
         let due = self.next_scheduled.is_some_and(|t| t <= now);
-        if self.built && !stats.changed() && !due {
+        if self.built && !stats.changed() && !due && !self.observe_pending {
+            // Unchanged: the articles are as of now.
+            let p = self.published.load_full();
+            self.published.store(Arc::new(p.with_as_of(now)));
             return Ok(Rebuild {
                 skipped: true,
                 stats,
@@ -148,10 +178,26 @@ impl Engine {
             });
         }
 
-        let (catalog, report) = content::assemble(&config, scan, parsed, now, &mut self.first_seen);
-        self.first_seen.save()?;
+        let (mut catalog, mut report) =
+            content::assemble(&config, scan, parsed, now, &mut self.first_seen);
+        if let Some(again) = self.share_dates()? {
+            let scan = content::scan(&config)?;
+            let (parsed, _) = self.cache.parse(
+                &scan.files,
+                &config,
+                &config.content.dir,
+                &self.first_seen,
+                &scan.sections,
+                now,
+            );
+            (catalog, report) = content::assemble(&config, scan, parsed, now, &mut self.first_seen);
+            tracing::debug!(
+                files = again,
+                "parsed again with the dates another replica gave"
+            );
+        }
         self.next_scheduled = report.next_scheduled;
-        self.published.store(Arc::new(catalog.articles().to_vec()));
+        self.observe(catalog.articles().to_vec(), now);
         let specs = feeds::plan(&config, &catalog);
         let formats = config.formats();
 
@@ -249,6 +295,55 @@ impl Engine {
             removed,
             elapsed: started.elapsed(),
         })
+    }
+}
+
+impl Engine {
+    /// Offers new dates of undated articles to the store. `Some(n)` when
+    /// another replica dated `n` of these files first: they are parsed
+    /// again. Without the database this replica's dates serve meanwhile.
+    fn share_dates(&mut self) -> anyhow::Result<Option<usize>> {
+        let Some(shared) = &self.shared else {
+            return Ok(None);
+        };
+        match shared
+            .runtime
+            .block_on(share_undated(&*shared.store, &mut self.first_seen))
+        {
+            Ok(differ) if differ.is_empty() => Ok(None),
+            Ok(differ) => {
+                self.cache.forget(&differ);
+                Ok(Some(differ.len()))
+            }
+            Err(e) => {
+                tracing::warn!("cannot share the dates of undated articles ({e}); using this replica's until the database answers");
+                Ok(None)
+            }
+        }
+    }
+
+    /// Records the first-seen times of the published articles and hands
+    /// them to the digests. Without the database the digests keep the
+    /// last list, and the next rescan tries again.
+    fn observe(&mut self, articles: Vec<Arc<Article>>, now: DateTime<Utc>) {
+        let Some(shared) = &self.shared else {
+            self.published
+                .store(Arc::new(Published::dated(articles, now)));
+            return;
+        };
+        match shared
+            .runtime
+            .block_on(Published::observe(&*shared.store, articles, now))
+        {
+            Ok(p) => {
+                self.published.store(Arc::new(p));
+                self.observe_pending = false;
+            }
+            Err(e) => {
+                tracing::warn!("cannot record when articles were first published ({e}); digests wait for the database");
+                self.observe_pending = true;
+            }
+        }
     }
 }
 

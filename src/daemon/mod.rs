@@ -26,18 +26,17 @@ use crate::base::metrics::Metrics;
 use crate::base::served::ServedFeeds;
 use crate::base::shutdown::{Shutdown, ShutdownSignal};
 use crate::config::Config;
-use crate::content::Article;
-use crate::daemon::engine::Engine;
+use crate::daemon::engine::{Engine, Shared};
 use crate::daemon::rebuild::{LoopSettings, Reason, Rebuilder};
 use crate::daemon::websub::{RetryPolicy, WebSub};
 use crate::digest::schedule::{DigestWork, Entry};
-use crate::digest::{self, Composer, Digests, SendLock};
+use crate::digest::{self, Composer, Digests, Published, SendRight};
 use crate::http::{self, AppState};
 use crate::mail::Mailer;
-use crate::store::SqliteStore;
-use crate::store::Trigger;
+use crate::store::{self, Store, Trigger};
 use crate::subscribers::optin::Subscriptions;
 use crate::subscribers::tokens::Signer;
+use crate::templates::Templates;
 
 /// What `run` is given; tests pass their own clock and shutdown.
 pub struct Runtime {
@@ -54,8 +53,16 @@ pub async fn run(config: Config, listener: TcpListener, runtime: Runtime) -> any
     let shutdown = runtime.shutdown;
     let grace = config.server.shutdown_grace.0;
     crate::feeds::remove_leftovers(&config);
+    // The checks `herald check` makes too, before anything is created.
+    let checked = preflight::preflight(&config)?;
+    for w in &checked.warnings {
+        tracing::warn!("{w}");
+    }
+    let store = store::open(&config).await?;
     let (subscriptions, digests) = open_subscriptions(
         Arc::clone(&config),
+        Arc::clone(&store),
+        checked.templates,
         Arc::clone(&metrics),
         Arc::clone(&runtime.clock),
     )
@@ -63,11 +70,19 @@ pub async fn run(config: Config, listener: TcpListener, runtime: Runtime) -> any
     let subscriptions = Arc::new(subscriptions);
     let purge = tokio::spawn(purge_loop(Arc::clone(&subscriptions), shutdown.signal()));
 
+    let first_seen = store::seen::load_undated(&*store, &config.data_dir).await?;
     let engine = Engine::new(
         Arc::clone(&config),
         Arc::clone(&served),
         Arc::clone(&metrics),
-    )?;
+    )?
+    .with_store(
+        Shared {
+            store: Arc::clone(&store),
+            runtime: tokio::runtime::Handle::current(),
+        },
+        first_seen,
+    );
     let hubs = config.websub.hubs.iter().map(|h| h.0.clone()).collect();
     let websub = WebSub::new(
         hubs,
@@ -156,34 +171,28 @@ pub async fn run(config: Config, listener: TcpListener, runtime: Runtime) -> any
     subscriptions.mailer().shutdown().await;
     // Closing the last connection checkpoints the WAL into the database
     // file, so a copy of herald.sqlite3 alone is complete after a stop.
-    digests.store().close().await;
+    store.close().await;
     served
 }
 
-/// The subscriber store, mail transport, signing secret and templates,
-/// and the digests made with them. A broken template, subject or DKIM key,
-/// or an unreadable secret, stops herald here, at start
-/// ([`preflight::preflight`]).
+/// The mail transport, signing secret and templates, and the digests made
+/// with them. A broken template, subject or DKIM key, or an unreadable
+/// secret, stops herald at start ([`preflight::preflight`], and here for
+/// what needs the store).
 async fn open_subscriptions(
     config: Arc<Config>,
+    store: Arc<dyn Store>,
+    templates: Arc<Templates>,
     metrics: Arc<Metrics>,
     clock: Arc<dyn Clock>,
 ) -> anyhow::Result<(Subscriptions, Arc<Digests>)> {
-    // The checks `herald check` makes too, before anything is created.
-    let checked = preflight::preflight(&config)?;
-    for w in &checked.warnings {
-        tracing::warn!("{w}");
-    }
-    let db = config.database_path();
-    let store = SqliteStore::open(&db).await?;
     let mailer = Arc::new(Mailer::from_config(&config).await?);
     tracing::info!(
         "subscribers in {}; mail via {}",
-        db.display(),
+        store.describe(),
         mailer.describe()
     );
-    let signer = Signer::from_config(&config)?;
-    let templates = checked.templates;
+    let signer = Signer::for_store(&config, &*store).await?;
     let composer = Arc::new(Composer::new(
         Arc::clone(&config),
         Arc::clone(&templates),
@@ -191,30 +200,35 @@ async fn open_subscriptions(
     )?);
     let digests = Arc::new(Digests::new(
         Arc::clone(&config),
-        store.clone(),
+        Arc::clone(&store),
         Arc::clone(&mailer),
         composer,
         metrics,
         clock,
     ));
-    let subscriptions = Subscriptions::new(config, Arc::new(store), mailer, signer, templates);
+    let subscriptions = Subscriptions::new(config, store, mailer, signer, templates);
     Ok((subscriptions, digests))
 }
 
 /// The digest loop's view of the daemon: plans runs from the articles of
-/// the last build, and sends only while holding the send lock (a
-/// `herald digest send` on the command line may hold it for a while).
+/// the last build, and sends only with the right to (with SQLite, a
+/// `herald digest send` on the command line may hold the lock a while).
 struct DaemonDigests {
-    config: Arc<Config>,
     digests: Arc<Digests>,
-    articles: Arc<arc_swap::ArcSwap<Vec<Arc<Article>>>>,
-    lock: Option<SendLock>,
+    articles: Arc<arc_swap::ArcSwap<Published>>,
+    right: Option<SendRight>,
     shutdown: ShutdownSignal,
 }
 
 impl DigestWork for DaemonDigests {
     async fn start(&mut self, schedule: &str, tick: DateTime<Utc>, trigger: Trigger) {
         let articles = self.articles.load_full();
+        if articles.as_of == DateTime::<Utc>::default() {
+            // No first-seen times yet (the database did not answer): a run
+            // planned now would carry nothing and use up the tick.
+            tracing::warn!(schedule, %tick, "not planning the digest: the first-seen times of the articles are not known yet");
+            return;
+        }
         if let Err(e) = self
             .digests
             .start_run(schedule, tick, trigger, &articles)
@@ -222,31 +236,16 @@ impl DigestWork for DaemonDigests {
         {
             tracing::error!(schedule, %tick, "cannot plan the digest run: {e:#}");
         }
-        if let Some(d) = self.config.digest.iter().find(|d| d.name == schedule) {
-            tracing::info!(
-                "{}",
-                d.describe_next(&self.config.site, tick.max(Utc::now()))
-            );
+        let config = self.digests.composer().config();
+        if let Some(d) = config.digest.iter().find(|d| d.name == schedule) {
+            tracing::info!("{}", d.describe_next(&config.site, tick.max(Utc::now())));
         }
     }
 
     async fn drain(&mut self) -> Option<DateTime<Utc>> {
-        if self.lock.is_none() {
-            match SendLock::try_acquire(&self.config) {
-                Ok(Some(lock)) => {
-                    self.lock = Some(lock);
-                    match self.digests.store().resolve_interrupted(Utc::now()).await {
-                        Ok(0) => {}
-                        Ok(n) => tracing::warn!(
-                            "{n} digest deliveries were in flight when herald last stopped; they are marked uncertain (see `herald digest status`, resend with `herald digest retry --uncertain RUN`)"
-                        ),
-                        Err(e) => {
-                            tracing::error!("cannot check the digest ledger: {e:#}");
-                            self.lock = None;
-                            return None;
-                        }
-                    }
-                }
+        if self.right.is_none() {
+            match self.digests.acquire().await {
+                Ok(Some(right)) => self.right = Some(right),
                 Ok(None) => {
                     tracing::debug!("another herald process is sending digests; waiting");
                     return None;
@@ -275,7 +274,7 @@ impl DigestWork for DaemonDigests {
 async fn digest_loop(
     config: Arc<Config>,
     digests: Arc<Digests>,
-    articles: Arc<arc_swap::ArcSwap<Vec<Arc<Article>>>>,
+    articles: Arc<arc_swap::ArcSwap<Published>>,
     ready: Arc<AtomicBool>,
     clock: Arc<dyn Clock>,
     mut shutdown: ShutdownSignal,
@@ -310,10 +309,9 @@ async fn digest_loop(
         });
     }
     let work = DaemonDigests {
-        config: Arc::clone(&config),
         digests,
         articles,
-        lock: None,
+        right: None,
         shutdown: shutdown.clone(),
     };
     digest::schedule::run_loop(

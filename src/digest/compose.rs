@@ -19,6 +19,7 @@ use lettre::Message;
 use serde::Serialize;
 
 use super::select::{self, Reader};
+use super::Articles;
 use crate::base::text::html_to_text;
 use crate::config::{Config, DigestConfig, DkimAlgorithm, FeedContent};
 use crate::content::Article;
@@ -43,7 +44,7 @@ pub struct Composer {
 pub struct RunContext {
     pub run: Run,
     pub digest: DigestConfig,
-    articles: Arc<Vec<Arc<Article>>>,
+    articles: Articles,
     views: Vec<OnceLock<ArticleView>>,
     date: String,
 }
@@ -170,11 +171,7 @@ impl Composer {
     }
 
     /// The context for sending `run` from `articles` (newest first).
-    pub fn context(
-        &self,
-        run: Run,
-        articles: Arc<Vec<Arc<Article>>>,
-    ) -> anyhow::Result<RunContext> {
+    pub fn context(&self, run: Run, articles: Articles) -> anyhow::Result<RunContext> {
         let digest = self
             .config
             .digest
@@ -215,13 +212,15 @@ impl Composer {
             first: to.first,
             tags: to.tags,
         };
-        let picked = select::select(&ctx.articles, &ctx.digest, ctx.run.tick, reader);
+        let picked = select::select(&ctx.articles, &ctx.digest, ctx.run.horizon, reader);
         if picked.is_empty() {
             return Ok(None);
         }
         let articles: Vec<&ArticleView> = picked
             .iter()
-            .map(|&i| ctx.views[i].get_or_init(|| self.view(&ctx.digest, &ctx.articles[i])))
+            .map(|&i| {
+                ctx.views[i].get_or_init(|| self.view(&ctx.digest, &ctx.articles.articles[i]))
+            })
             .collect();
         let site = &self.config.site;
         let token = self.signer.manage_token(to.id, now);

@@ -2,61 +2,74 @@
 //! and sent from it.
 //!
 //! - [`select`]: which articles one subscriber gets.
+//! - [`published`]: the articles with the time herald first published each.
 //! - [`compose`]: the email (templates, list headers, DKIM).
 //! - [`schedule`]: ticks in a time zone, catch-up after downtime, the
 //!   daemon's loop.
+//! - [`pace`]: retry backoff and the (shared) send rate.
 //!
 //! A run is planned whole (one delivery row per recipient, in one
-//! transaction) before anything is sent; sending then takes deliveries in
-//! batches of `mail.batch_size`, marks them `sending`, sends them over the
-//! SMTP pool at up to `mail.rate_limit` per second, and settles the batch in
-//! one transaction while the next batch is being sent (so at most two
-//! batches are `sending`). Temporary failures go back to `pending` with an
-//! exponential, jittered delay until `mail.max_attempts`; a 5xx for the
-//! recipient is a hard bounce and is not retried.
+//! transaction) before anything is sent; candidates are read from the
+//! store in pages, so planning holds one page of them at a time. Sending
+//! then claims deliveries in batches of `mail.batch_size` (`sending`,
+//! leased to this process for `mail.claim_lease` and renewed while it
+//! works), sends them over the SMTP pool at up to `mail.rate_limit` per
+//! second, and settles the batch in one transaction while the next batch
+//! is being sent (so a process holds at most two batches). Temporary
+//! failures go back to `pending` with an exponential, jittered delay until
+//! `mail.max_attempts`; a 5xx for the recipient is a hard bounce.
 //!
-//! Only one process sends at a time: the sender holds an exclusive lock on
-//! `<data_dir>/digest.lock`. Whoever takes the lock first marks deliveries
-//! left in `sending` by a dead process `uncertain`, since only a lock
-//! holder ever sets `sending`.
+//! Who may send: with SQLite one process at a time, the holder of an
+//! exclusive lock on `<data_dir>/digest.lock`, which marks deliveries left
+//! `sending` by a dead process `uncertain` as it takes the lock. With
+//! PostgreSQL every replica sends: claims skip rows another replica holds,
+//! and only rows whose lease ran out while `sending` become `uncertain`.
 
 pub mod compose;
+pub mod pace;
+pub mod published;
 pub mod schedule;
 pub mod select;
 
 use std::fs::File;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
 use anyhow::Context;
+use backon::{ExponentialBuilder, Retryable};
 use chrono::{DateTime, Utc};
-use rand::Rng;
 use tokio::task::JoinSet;
 
 pub use compose::{Composed, Composer, Recipient, RunContext};
+pub use pace::{RateLimiter, RetryPolicy};
+pub use published::Published;
 
 use crate::base::clock::Clock;
 use crate::base::metrics::{EmailResult, Metrics};
 use crate::base::shutdown::ShutdownSignal;
 use crate::config::Config;
-use crate::content::Article;
 use crate::mail::Mailer;
 use crate::store::{
-    Claimed, DeliveryState, NewDelivery, Outcome, Run, RunStatus, SqliteStore, Status, Trigger,
+    db_time, Backend, Claim, Claimed, DeliveryState, NewDelivery, NewRun, Outcome, Run, RunStatus,
+    Status, Store, StoreError, Trigger,
 };
 
-/// The articles digests are made from, newest first.
-pub type Articles = Arc<Vec<Arc<Article>>>;
+/// The articles digests are made from, with their first-seen times.
+pub type Articles = Arc<Published>;
+
+/// Candidates read from the store at a time while planning.
+const PLAN_PAGE: usize = 2_000;
 
 /// Plans and sends digest runs.
 pub struct Digests {
     config: Arc<Config>,
-    store: SqliteStore,
+    store: Arc<dyn Store>,
     mailer: Arc<Mailer>,
     composer: Arc<Composer>,
     metrics: Arc<Metrics>,
     limiter: Arc<RateLimiter>,
     clock: Arc<dyn Clock>,
+    /// This process, as `claimed_by` names it in the ledger.
+    sender: String,
 }
 
 /// How far one call to [`Digests::drain`] got.
@@ -94,10 +107,41 @@ impl SendLock {
     }
 }
 
+/// The right to send digests, as the backend grants it.
+pub enum SendRight {
+    /// SQLite: this process holds the send lock.
+    Exclusive(SendLock),
+    /// PostgreSQL: every replica may send; claims are leased.
+    Shared,
+}
+
+/// A name for this process in the ledger's `claimed_by`: host, process id
+/// and a random part (a restarted process never takes over the leases of
+/// the one before it).
+fn sender_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "herald".into());
+    format!(
+        "{host}:{}:{:04x}",
+        std::process::id(),
+        rand::random::<u16>()
+    )
+}
+
+/// Aborts a background task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 impl Digests {
     pub fn new(
         config: Arc<Config>,
-        store: SqliteStore,
+        store: Arc<dyn Store>,
         mailer: Arc<Mailer>,
         composer: Arc<Composer>,
         metrics: Arc<Metrics>,
@@ -112,10 +156,11 @@ impl Digests {
             metrics,
             limiter,
             clock,
+            sender: sender_name(),
         }
     }
 
-    pub fn store(&self) -> &SqliteStore {
+    pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
     }
 
@@ -123,8 +168,45 @@ impl Digests {
         &self.composer
     }
 
+    /// This process's name in `claimed_by`.
+    pub fn sender(&self) -> &str {
+        &self.sender
+    }
+
+    /// Takes the right to send if it can be had now. With SQLite that is
+    /// the send lock, and taking it marks what a dead sender left in
+    /// `sending` uncertain (only a lock holder ever sets `sending`).
+    pub async fn acquire(&self) -> anyhow::Result<Option<SendRight>> {
+        if self.store.backend() == Backend::Postgres {
+            return Ok(Some(SendRight::Shared));
+        }
+        let Some(lock) = SendLock::try_acquire(&self.config)? else {
+            return Ok(None);
+        };
+        let n = self
+            .store
+            .resolve_interrupted(self.clock.now())
+            .await
+            .context("cannot check the digest ledger")?;
+        if n > 0 {
+            tracing::warn!(
+                "{n} digest deliveries were in flight when herald last stopped; they are marked uncertain (see `herald digest status`, resend with `herald digest retry --uncertain RUN`)"
+            );
+        }
+        Ok(Some(SendRight::Exclusive(lock)))
+    }
+
+    /// The run's horizon: articles first seen by then are in it. The
+    /// earlier of the tick and the moment `articles` was read, so that an
+    /// article another process saw after that waits for the next run
+    /// instead of falling between two.
+    fn horizon(tick: DateTime<Utc>, articles: &Published) -> DateTime<Utc> {
+        db_time(tick.min(articles.as_of))
+    }
+
     /// Who would get the digest of `schedule` for `tick`: every active
-    /// subscriber of it with at least one article new to them.
+    /// subscriber of it with at least one article new to them. Reads the
+    /// candidates page by page.
     pub async fn plan(
         &self,
         schedule: &str,
@@ -137,31 +219,42 @@ impl Digests {
             .iter()
             .find(|d| d.name == schedule)
             .with_context(|| format!("there is no digest schedule called `{schedule}`"))?;
-        let candidates = self.store.digest_candidates(schedule).await?;
+        let horizon = Self::horizon(tick, articles);
         let mut planned = Vec::new();
-        for c in candidates {
-            let first = c.received_through.is_none();
-            let since = c.received_through.unwrap_or(c.confirmed_at);
-            let reader = select::Reader {
-                since,
-                first,
-                tags: &c.tags,
+        let mut after = None;
+        loop {
+            let page = self
+                .store
+                .candidates_page(schedule, after, PLAN_PAGE)
+                .await?;
+            let Some(last) = page.last() else {
+                break;
             };
-            if select::select(articles, digest, tick, reader).is_empty() {
-                continue;
+            after = Some(last.id);
+            for c in page {
+                let first = c.received_through.is_none();
+                let since = c.received_through.unwrap_or(c.confirmed_at);
+                let reader = select::Reader {
+                    since,
+                    first,
+                    tags: &c.tags,
+                };
+                if select::select(articles, digest, horizon, reader).is_empty() {
+                    continue;
+                }
+                planned.push(NewDelivery {
+                    subscriber_id: c.id,
+                    email: c.email,
+                    since,
+                    first,
+                });
             }
-            planned.push(NewDelivery {
-                subscriber_id: c.id,
-                email: c.email,
-                since,
-                first,
-            });
         }
         Ok(planned)
     }
 
     /// Plans and records the run for `(schedule, tick)`; `None` when that
-    /// run exists already.
+    /// run exists already (another replica planned it).
     pub async fn start_run(
         &self,
         schedule: &str,
@@ -169,10 +262,22 @@ impl Digests {
         trigger: Trigger,
         articles: &Articles,
     ) -> anyhow::Result<Option<Run>> {
+        let tick = db_time(tick);
+        if self.store.run_exists(schedule, tick).await? {
+            tracing::debug!(schedule, %tick, "digest run exists already");
+            return Ok(None);
+        }
         let planned = self.plan(schedule, tick, articles).await?;
         let run = self
             .store
-            .create_run(schedule, tick, trigger, self.clock.now(), &planned)
+            .create_run(NewRun {
+                schedule,
+                tick,
+                horizon: Self::horizon(tick, articles),
+                trigger,
+                now: self.clock.now(),
+                deliveries: &planned,
+            })
             .await?;
         match &run {
             Some(r) => tracing::info!(
@@ -189,13 +294,18 @@ impl Digests {
     }
 
     /// Sends what is due in every unfinished run, oldest first. Returns
-    /// when the next retry is due, if any. Call only while holding the
-    /// [`SendLock`].
+    /// when the next retry is due, if any. Call only with a [`SendRight`].
     pub async fn drain_all(
         &self,
         articles: &Articles,
         shutdown: &ShutdownSignal,
     ) -> anyhow::Result<Option<DateTime<Utc>>> {
+        let expired = self.store.expire_leases(self.clock.now()).await?;
+        if expired > 0 {
+            tracing::warn!(
+                "{expired} digest deliveries were in flight at a sender that stopped (its lease ran out); they are marked uncertain (see `herald digest status`, resend with `herald digest retry --uncertain RUN`)"
+            );
+        }
         let mut next: Option<DateTime<Utc>> = None;
         for run in self.store.unfinished_runs().await? {
             if shutdown.is_triggered() {
@@ -209,6 +319,24 @@ impl Digests {
         Ok(next)
     }
 
+    /// Keeps this process's leases alive while it sends: renewed every
+    /// third of `mail.claim_lease`.
+    fn renew_leases(&self) -> AbortOnDrop {
+        let store = Arc::clone(&self.store);
+        let clock = Arc::clone(&self.clock);
+        let sender = self.sender.clone();
+        let lease = self.config.mail.claim_lease.0;
+        AbortOnDrop(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(lease / 3).await;
+                let until = clock.now() + chrono::Duration::from_std(lease).unwrap_or_default();
+                if let Err(e) = store.renew_leases(&sender, until).await {
+                    tracing::warn!("cannot renew the leases on digest deliveries: {e}");
+                }
+            }
+        }))
+    }
+
     /// Sends every delivery of `run` that is due now, batch by batch, until
     /// none is left or shutdown is asked for (the batch in hand is
     /// finished first).
@@ -220,23 +348,30 @@ impl Digests {
     ) -> anyhow::Result<Drained> {
         let ctx = Arc::new(self.composer.context(run.clone(), Arc::clone(articles))?);
         let batch_size = self.config.mail.batch_size;
+        let lease = chrono::Duration::from_std(self.config.mail.claim_lease.0).unwrap_or_default();
+        let _renewing = self.renew_leases();
         // Two stages overlap: while one batch is being sent, the outcomes
         // of the previous one are written to the ledger. At most two
-        // batches are therefore `sending` at any moment.
+        // batches are therefore `sending` here at any moment.
         let mut unsettled: Option<Vec<(i64, Outcome)>> = None;
         loop {
             if shutdown.is_triggered() {
                 break;
             }
             let t = std::time::Instant::now();
-            let batch = self
-                .store
-                .claim(run.id, self.clock.now(), batch_size)
-                .await?;
+            let now = self.clock.now();
+            let claim = Claim {
+                by: &self.sender,
+                now,
+                lease_until: now + lease,
+                limit: batch_size,
+            };
+            let batch = self.store.claim(run.id, claim).await?;
             if batch.is_empty() {
                 break;
             }
             let size = batch.len();
+            self.reserve_rate(size).await?;
             let previous = unsettled.take();
             let (outcomes, settled) =
                 tokio::join!(self.send_batch(&ctx, batch), self.settle(run, previous));
@@ -271,10 +406,37 @@ impl Digests {
                 next_retry: None,
             });
         }
+        // Another sender may have finished it (replicas, or a run with
+        // nobody in it): done is done, whoever marked it.
+        if self.store.run(run.id).await?.is_some_and(|r| r.done) {
+            return Ok(Drained {
+                done: true,
+                next_retry: None,
+            });
+        }
         Ok(Drained {
             done: false,
             next_retry: self.store.next_retry(run.id).await?,
         })
+    }
+
+    /// With a rate limit and replicas sharing it, reserves this batch's
+    /// slots from the shared rate before sending it.
+    async fn reserve_rate(&self, count: usize) -> anyhow::Result<()> {
+        let Some(interval) = self.limiter.interval() else {
+            return Ok(());
+        };
+        if self.store.backend() != Backend::Postgres {
+            return Ok(());
+        }
+        let now = self.clock.now();
+        let start = self
+            .store
+            .reserve_sends(count as u32, interval, now)
+            .await
+            .context("reserving send slots from the shared rate")?;
+        self.limiter.not_before(start, now);
+        Ok(())
     }
 
     /// Records a batch's outcomes in the ledger (in one transaction).
@@ -282,14 +444,28 @@ impl Digests {
         let Some(outcomes) = outcomes else {
             return Ok(());
         };
-        let settled = self
-            .store
-            .settle(
-                run,
-                &outcomes,
-                self.clock.now(),
-                self.config.mail.bounce_limit,
+        // A busy database (a lock timeout, a serialization failure) is
+        // worth a few more tries: giving up leaves the batch to turn
+        // uncertain, sent but unrecorded.
+        let settle = || async {
+            self.store
+                .settle(
+                    run,
+                    &self.sender,
+                    &outcomes,
+                    self.clock.now(),
+                    self.config.mail.bounce_limit,
+                )
+                .await
+        };
+        let settled = settle
+            .retry(
+                ExponentialBuilder::default()
+                    .with_min_delay(std::time::Duration::from_millis(50))
+                    .with_max_times(6),
             )
+            .when(|e: &StoreError| e.is_unavailable())
+            .notify(|e, after| tracing::warn!("recording sent digests: {e}; again in {after:?}"))
             .await
             .context("recording sent digests in the ledger")?;
         for id in settled.newly_bounced {
@@ -327,7 +503,7 @@ impl Digests {
             match joined {
                 Ok(pair) => outcomes.push(pair),
                 // A panic in one delivery: it stays `sending` and becomes
-                // uncertain at the next start, like a crash.
+                // uncertain when its lease runs out, like a crash.
                 Err(e) => tracing::error!("a digest delivery task failed: {e}"),
             }
         }
@@ -336,7 +512,7 @@ impl Digests {
 
     /// Counts by state and problems of `run`.
     pub async fn status(&self, run: i64) -> anyhow::Result<RunStatus> {
-        self.store.run_status(run).await
+        Ok(self.store.run_status(run).await?)
     }
 }
 
@@ -395,66 +571,6 @@ async fn deliver(
     }
 }
 
-/// Exponential backoff with jitter between attempts.
-#[derive(Debug, Clone, Copy)]
-pub struct RetryPolicy {
-    pub max_attempts: u32,
-    pub base: Duration,
-    pub max: Duration,
-}
-
-impl RetryPolicy {
-    pub fn from_config(config: &Config) -> RetryPolicy {
-        RetryPolicy {
-            max_attempts: config.mail.max_attempts,
-            base: config.mail.retry_base.0,
-            max: config.mail.retry_max.0,
-        }
-    }
-
-    /// The wait after attempt `attempt` (1-based) failed: `base * 2^(n-1)`
-    /// capped at `max`, then a random point in its upper half, so that
-    /// retries of one failed batch do not arrive together.
-    pub fn delay(&self, attempt: u32) -> chrono::Duration {
-        let exp = self
-            .base
-            .saturating_mul(1u32 << attempt.saturating_sub(1).min(20))
-            .min(self.max);
-        let jittered = exp.mul_f64(rand::thread_rng().gen_range(0.5..=1.0));
-        chrono::Duration::from_std(jittered).unwrap_or(chrono::Duration::MAX)
-    }
-}
-
-/// At most `rate` sends per second, spread evenly (no bursts).
-pub struct RateLimiter {
-    interval: Option<Duration>,
-    next: Mutex<Option<tokio::time::Instant>>,
-}
-
-impl RateLimiter {
-    pub fn new(per_second: f64) -> RateLimiter {
-        let interval = (per_second > 0.0).then(|| Duration::from_secs_f64(1.0 / per_second));
-        RateLimiter {
-            interval,
-            next: Mutex::new(None),
-        }
-    }
-
-    pub async fn wait(&self) {
-        let Some(interval) = self.interval else {
-            return;
-        };
-        let slot = {
-            let mut next = self.next.lock().expect("rate limiter lock");
-            let now = tokio::time::Instant::now();
-            let slot = next.map_or(now, |n| n.max(now));
-            *next = Some(slot + interval);
-            slot
-        };
-        tokio::time::sleep_until(slot).await;
-    }
-}
-
 /// The `/metrics` label of a delivery attempt's outcome.
 fn email_result(outcome: &Outcome) -> EmailResult {
     match outcome {
@@ -463,44 +579,5 @@ fn email_result(outcome: &Outcome) -> EmailResult {
         Outcome::Failed { .. } => EmailResult::Failed,
         Outcome::Bounced { .. } => EmailResult::Bounced,
         Outcome::Skipped { .. } => EmailResult::Skipped,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_with_jitter_and_is_capped() {
-        let p = RetryPolicy {
-            max_attempts: 5,
-            base: Duration::from_secs(10),
-            max: Duration::from_secs(60),
-        };
-        for _ in 0..50 {
-            let d1 = p.delay(1).num_milliseconds();
-            assert!((5_000..=10_000).contains(&d1), "{d1}");
-            let d3 = p.delay(3).num_milliseconds();
-            assert!((20_000..=40_000).contains(&d3), "{d3}");
-            let d9 = p.delay(9).num_milliseconds();
-            assert!((30_000..=60_000).contains(&d9), "{d9}");
-        }
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn the_rate_limiter_spaces_sends_evenly() {
-        let limiter = RateLimiter::new(10.0);
-        let start = tokio::time::Instant::now();
-        for _ in 0..21 {
-            limiter.wait().await;
-        }
-        // 21 sends at 10 per second: the last one 2 s after the first.
-        assert_eq!(start.elapsed(), Duration::from_secs(2));
-        let unlimited = RateLimiter::new(0.0);
-        let start = tokio::time::Instant::now();
-        for _ in 0..1000 {
-            unlimited.wait().await;
-        }
-        assert_eq!(start.elapsed(), Duration::ZERO);
     }
 }

@@ -1,18 +1,17 @@
-//! Which articles go in one subscriber's digest: published by the run's
-//! tick, new to them, within the digest's and their tag filters, newest
-//! first, at most `max_articles`.
-
-use std::sync::Arc;
+//! Which articles go in one subscriber's digest: first seen (published by
+//! herald) after their last digest and by the run's horizon, within the
+//! digest's and their tag filters, newest first, at most `max_articles`.
 
 use chrono::{DateTime, Utc};
 
+use super::Published;
 use crate::config::DigestConfig;
 use crate::content::Article;
 
 /// What is known of the recipient.
 #[derive(Debug, Clone, Copy)]
 pub struct Reader<'a> {
-    /// Articles published after this are new to them.
+    /// Articles first seen after this are new to them.
     pub since: DateTime<Utc>,
     /// Their first digest of this schedule.
     pub first: bool,
@@ -43,14 +42,14 @@ fn in_digest(article: &Article, digest: &DigestConfig) -> bool {
             .any(|s| s.trim_matches('/') == article.section)
 }
 
-/// Indices into `articles` (which is newest first, as a catalog is) of
-/// the articles for `reader`. Drafts and articles published after `tick`
-/// never appear. A first digest may also carry up to
-/// `first_digest_articles` of the latest older articles.
+/// Indices into `published.articles` (newest first, as a catalog is) of
+/// the articles for `reader`: first seen in `(since, horizon]`. A first
+/// digest may also carry up to `first_digest_articles` of the latest
+/// older articles. Drafts never appear.
 pub fn select(
-    articles: &[Arc<Article>],
+    published: &Published,
     digest: &DigestConfig,
-    tick: DateTime<Utc>,
+    horizon: DateTime<Utc>,
     reader: Reader<'_>,
 ) -> Vec<usize> {
     let backfill = if reader.first {
@@ -59,30 +58,31 @@ pub fn select(
         0
     };
     let mut picked = Vec::new();
-    let mut eligible = 0usize;
-    for (i, a) in articles.iter().enumerate() {
-        if picked.len() == digest.max_articles {
-            break;
-        }
-        let published = a.published_utc();
-        if a.draft || published > tick {
+    for &i in published.by_first_seen() {
+        let a = &published.articles[i];
+        let seen = published.first_seen[i];
+        if a.draft || seen > horizon {
             continue;
         }
         if !in_digest(a, digest) || !matches(a, reader.tags) {
             continue;
         }
-        if published <= reader.since && eligible >= backfill {
-            // Newest first: everything after this is old too.
+        if seen <= reader.since && picked.len() >= backfill {
+            // Latest first seen first: everything after this is old too.
             break;
         }
         picked.push(i);
-        eligible += 1;
     }
+    // Newest first, as they are shown; the limit keeps the newest.
+    picked.sort_unstable();
+    picked.truncate(digest.max_articles);
     picked
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
     use crate::config::Config;
     use crate::content::Tag;
@@ -124,16 +124,16 @@ mod tests {
         format!("2026-11-{day:02}T12:00:00Z").parse().unwrap()
     }
 
-    /// Newest first, like a catalog.
-    fn catalog() -> Vec<Arc<Article>> {
-        vec![
+    /// Newest first, like a catalog; first seen at their dates.
+    fn catalog() -> Published {
+        dated(vec![
             article("future", 28, &["rust"]),
             article("e", 25, &["rust"]),
             article("d", 24, &["python"]),
             article("c", 23, &["rust", "python"]),
             article("b", 20, &[]),
             article("a", 10, &["rust"]),
-        ]
+        ])
     }
 
     #[test]
@@ -143,11 +143,11 @@ mod tests {
             a.section = section.into();
             Arc::new(a)
         };
-        let arts = vec![
+        let arts = dated(vec![
             in_section("inside", 25, "inside-rust"),
             in_section("root", 24, ""),
             article("tagged", 23, &["rust"]),
-        ];
+        ]);
         let all = Reader {
             since: at(1),
             first: false,
@@ -171,8 +171,12 @@ mod tests {
         );
     }
 
-    fn titles(articles: &[Arc<Article>], picked: &[usize]) -> Vec<String> {
-        picked.iter().map(|&i| articles[i].id.clone()).collect()
+    fn dated(articles: Vec<Arc<Article>>) -> Published {
+        Published::dated(articles, at(28))
+    }
+
+    fn titles(p: &Published, picked: &[usize]) -> Vec<String> {
+        picked.iter().map(|&i| p.articles[i].id.clone()).collect()
     }
 
     #[test]
@@ -238,8 +242,9 @@ mod tests {
 
     #[test]
     fn drafts_never_appear() {
-        let mut arts = catalog();
-        Arc::make_mut(&mut arts[1]).draft = true;
+        let mut list = catalog().articles;
+        Arc::make_mut(&mut list[1]).draft = true;
+        let arts = dated(list);
         let reader = Reader {
             since: at(21),
             first: false,
@@ -249,5 +254,24 @@ mod tests {
             titles(&arts, &select(&arts, &digest(""), at(26), reader)),
             ["d", "c"]
         );
+    }
+
+    #[test]
+    fn an_article_dated_before_the_last_digest_but_published_after_it_is_new() {
+        // Dated the 20th, first seen on the 25th, after the digest of the
+        // 24th; "b" is as old as it says.
+        let (late, old) = (article("late", 20, &[]), article("b", 19, &[]));
+        let p = Published::new(vec![late, old], vec![at(25), at(19)], at(27));
+        let reader = Reader {
+            since: at(24),
+            first: false,
+            tags: &[],
+        };
+        assert_eq!(
+            titles(&p, &select(&p, &digest(""), at(26), reader)),
+            ["late"]
+        );
+        // Not before the run's horizon reaches its first-seen time.
+        assert!(select(&p, &digest(""), at(24), reader).is_empty());
     }
 }

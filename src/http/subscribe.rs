@@ -116,6 +116,18 @@ fn token_problem(subs: &Subscriptions, e: TokenError) -> Response {
             "error",
             "The link is incomplete or was altered. Nothing was changed. Copy the whole link from the email.",
         ),
+        // The link may be fine: the database did not answer.
+        TokenError::Unavailable => {
+            let mut res = message(
+                subs,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Please try again in a few minutes",
+                "error",
+                "We could not look up your subscription just now. Nothing was changed, and the link still works: please follow it again in a few minutes.",
+            );
+            res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
+            res
+        }
     }
 }
 

@@ -3,12 +3,13 @@
 //!
 //! A run and all its deliveries are written in one transaction, so a run
 //! either exists with every recipient or not at all. Deliveries are taken
-//! (`pending` -> `sending`) and settled in batches, each batch one
-//! transaction; a crash can therefore leave at most one batch in `sending`,
-//! which the next start marks `uncertain` (see
-//! [`super::SqliteStore::resolve_interrupted`]).
+//! (`pending` -> `sending`, leased to the taking replica) and settled in
+//! batches, each batch one transaction; a crash can therefore leave at most
+//! the batches in hand in `sending`, which become `uncertain` when their
+//! lease runs out (or at once, for the holder of the SQLite send lock).
 //!
-//! These are the ledger's domain types; the SQL is in `sqlite/ledger.rs`.
+//! These are the ledger's domain types; the SQL is in `sqlite/ledger.rs`
+//! and `postgres/ledger.rs`.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -90,6 +91,10 @@ pub struct Run {
     pub id: i64,
     pub schedule: String,
     pub tick: DateTime<Utc>,
+    /// Articles first seen up to this time are in the run: the earlier of
+    /// the tick and the moment the planner's articles were read (an
+    /// article seen later waits for the next run instead of being skipped).
+    pub horizon: DateTime<Utc>,
     pub trigger: String,
     pub nonce: String,
     pub created_at: DateTime<Utc>,
@@ -106,8 +111,19 @@ pub struct Candidate {
     pub confirmed_at: DateTime<Utc>,
     /// Tag slugs they filter on; empty means all.
     pub tags: Vec<String>,
-    /// Articles published up to this time were in an earlier digest.
+    /// Articles first seen up to this time were in an earlier digest.
     pub received_through: Option<DateTime<Utc>>,
+}
+
+/// A run to create, with every delivery in it.
+#[derive(Debug, Clone)]
+pub struct NewRun<'a> {
+    pub schedule: &'a str,
+    pub tick: DateTime<Utc>,
+    pub horizon: DateTime<Utc>,
+    pub trigger: Trigger,
+    pub now: DateTime<Utc>,
+    pub deliveries: &'a [NewDelivery],
 }
 
 /// One delivery to write with a new run.

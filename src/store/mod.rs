@@ -1,22 +1,100 @@
-//! Where subscribers and the digest ledger live. Callers use the
-//! [`Store`] trait only, so that a PostgreSQL implementation can follow the
-//! SQLite one without touching them.
+//! Where subscribers, the consent log, the digest ledger and the state
+//! replicas share live. Callers hold an `Arc<dyn Store>` ([`open`] picks
+//! the backend from `subscribers.database`) and see [`StoreError`]s, never
+//! a concrete pool: `sqlite/` and `postgres/` implement the traits of
+//! [`api`] side by side.
 //!
 //! Nothing about a subscriber is deleted silently: unsubscribing and
 //! removal keep the record and say when and how the person left; purging
 //! unconfirmed sign-ups keeps their attempt in the consent log.
 
+mod api;
+pub mod copy;
+mod error;
 mod ledger;
+mod open;
+mod postgres;
+pub mod seen;
 mod sqlite;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 
 pub use crate::base::{EmailError, SubscriberEmail};
+pub use api::{Backend, Claim, Ledger, SeenArticle, SharedState, Store, Subscribers, Transfer};
+pub use error::{StoreError, StoreResult};
 pub use ledger::{
-    Candidate, Claimed, DeliveryState, NewDelivery, Outcome, Problem, Run, RunStatus, Settled,
-    Trigger,
+    Candidate, Claimed, DeliveryState, NewDelivery, NewRun, Outcome, Problem, Run, RunStatus,
+    Settled, Trigger,
 };
-pub use sqlite::{ConsentEntry, SqliteStore};
+pub use open::{open, open_location, schema_version, OpenOptions};
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
+
+/// A time as both databases keep it: PostgreSQL stores microseconds, so
+/// every time that goes in is cut to them first, and what comes back
+/// compares equal to what went in.
+pub fn db_time(t: DateTime<Utc>) -> DateTime<Utc> {
+    t.trunc_subsecs(6)
+}
+
+/// An address read back from the database.
+pub(crate) fn stored_email(s: &str) -> StoreResult<SubscriberEmail> {
+    SubscriberEmail::parse(s)
+        .map_err(|e| StoreError::internal(format!("bad address `{s}` in the database: {e}")))
+}
+
+pub(crate) fn stored_status(s: &str) -> StoreResult<Status> {
+    Status::parse(s)
+        .ok_or_else(|| StoreError::internal(format!("bad status `{s}` in the database")))
+}
+
+/// Checks that a restored subscriber's status agrees with its consent
+/// times, and says in the consent log where it came from.
+pub(crate) fn restore_note(s: &Subscriber) -> StoreResult<String> {
+    let c = &s.consent;
+    let left = matches!(s.status, Status::Unsubscribed | Status::Bounced);
+    if (s.status == Status::Active && c.confirmed_at.is_none())
+        || (s.status == Status::Pending && c.confirmed_at.is_some())
+        || left != c.left_at.is_some()
+    {
+        return Err(StoreError::Conflict(format!(
+            "{}: status {} does not agree with its consent times",
+            s.email,
+            s.status.as_str()
+        )));
+    }
+    let time = |t: DateTime<Utc>| db_time(t).to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+    let mut note = format!(
+        "restored from an export: {}, requested {}",
+        s.status.as_str(),
+        time(c.requested_at)
+    );
+    if let Some(t) = c.confirmed_at {
+        note.push_str(&format!(", confirmed {}", time(t)));
+    }
+    if let Some(t) = c.left_at {
+        let how = c.left_how.as_deref().unwrap_or("?");
+        note.push_str(&format!(", left {} ({how})", time(t)));
+    }
+    Ok(note)
+}
+
+/// One entry of the append-only consent log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsentEntry {
+    pub at: DateTime<Utc>,
+    /// `subscribe`, `confirm`, `unsubscribe`, `bounce`, `operator-removal`,
+    /// `purge` or `restore`.
+    pub event: String,
+    /// The subscriber row it was about (purged rows no longer exist; their
+    /// ids are never reused).
+    pub subscriber_id: Option<i64>,
+    /// The address lower-cased.
+    pub email_key: String,
+    pub ip: Option<String>,
+    pub source: Option<String>,
+    pub note: Option<String>,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Status {
@@ -111,48 +189,6 @@ pub enum SubscribeOutcome {
 #[derive(Debug, Clone, Default)]
 pub struct ListFilter {
     pub status: Option<Status>,
-}
-
-#[async_trait::async_trait]
-pub trait Store: Send + Sync + 'static {
-    /// Records a subscription request with its consent data. An address
-    /// already pending gets its request updated; one that had left or
-    /// bounced becomes pending again (a new consent), keeping the history.
-    async fn subscribe(&self, req: NewSubscription) -> anyhow::Result<SubscribeOutcome>;
-
-    /// Notes that a confirmation email went out now.
-    async fn confirmation_sent(&self, id: i64, at: DateTime<Utc>) -> anyhow::Result<()>;
-
-    /// Pending -> active. Returns the subscriber, or `None` when there is no
-    /// such subscriber or they are not pending (already active is `Some`).
-    async fn confirm(&self, id: i64, at: DateTime<Utc>) -> anyhow::Result<Option<Subscriber>>;
-
-    /// Active or pending -> unsubscribed, recording when and how. Returns
-    /// `false` when there is no such subscriber; leaving twice is fine.
-    async fn unsubscribe(&self, id: i64, at: DateTime<Utc>, how: &str) -> anyhow::Result<bool>;
-
-    async fn set_preferences(
-        &self,
-        id: i64,
-        schedules: &[String],
-        tags: &[String],
-    ) -> anyhow::Result<bool>;
-
-    async fn get(&self, id: i64) -> anyhow::Result<Option<Subscriber>>;
-
-    async fn find(&self, email: &SubscriberEmail) -> anyhow::Result<Option<Subscriber>>;
-
-    /// Ordered by id.
-    async fn list(&self, filter: &ListFilter) -> anyhow::Result<Vec<Subscriber>>;
-
-    /// Removes pending sign-ups requested, and last sent a confirmation,
-    /// before `before`, keeping each attempt in the consent log. Returns
-    /// how many.
-    async fn purge_pending(&self, before: DateTime<Utc>) -> anyhow::Result<u64>;
-
-    /// Adds many subscriptions in one transaction (for CSV import): all of
-    /// them or, on error, none.
-    async fn import(&self, rows: Vec<NewSubscription>) -> anyhow::Result<ImportCounts>;
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]

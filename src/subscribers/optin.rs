@@ -17,7 +17,7 @@ use url::Url;
 use crate::config::Config;
 use crate::mail::Mailer;
 use crate::store::{
-    EmailError, NewSubscription, Store, SubscribeOutcome, Subscriber, SubscriberEmail,
+    EmailError, NewSubscription, Store, StoreError, SubscribeOutcome, Subscriber, SubscriberEmail,
 };
 use crate::subscribers::choices::{ChoiceError, Choices};
 use crate::subscribers::tokens::{Purpose, Signer, TokenError};
@@ -39,7 +39,8 @@ pub enum RequestError {
     UnknownChoice(String),
     #[error("too many requests from this address; try again later")]
     RateLimited,
-    /// The confirmation could not be sent right now.
+    /// The confirmation could not be sent right now, or the database did
+    /// not answer.
     #[error("the confirmation email could not be sent; try again later")]
     Unavailable,
     #[error(transparent)]
@@ -141,13 +142,22 @@ impl Subscriptions {
                 source: "web-form".into(),
                 confirmed_note: None,
             })
-            .await?;
+            .await
+            .map_err(request_error)?;
         let sub = match outcome {
             SubscribeOutcome::Pending(sub) => sub,
             // Already active: nothing to send, and the same answer.
             SubscribeOutcome::AlreadyActive(_) | SubscribeOutcome::Active(_) => return Ok(()),
         };
-        match self.send_confirmation(&sub, now).await? {
+        let sent = self.send_confirmation(&sub, now).await.map_err(|e| {
+            // A database outage while noting the mail asks the visitor to
+            // come back, as any other outage does.
+            match e.downcast::<StoreError>() {
+                Ok(store) => request_error(store),
+                Err(e) => RequestError::Internal(e),
+            }
+        })?;
+        match sent {
             Confirmation::Sent => Ok(()),
             Confirmation::Throttled { .. } => {
                 tracing::info!(subscriber = sub.id, "confirmation re-send throttled");
@@ -205,22 +215,18 @@ impl Subscriptions {
         match self.store.confirm(id, now).await {
             Ok(Some(sub)) => Ok(sub),
             Ok(None) => Err(TokenError::Invalid),
-            Err(e) => {
-                tracing::error!("confirming subscriber {id}: {e:#}");
-                Err(TokenError::Invalid)
-            }
+            Err(e) => Err(link_error(id, "confirming", e)),
         }
     }
 
     /// The subscriber a management token belongs to (changes nothing).
     pub async fn manage(&self, token: &str, now: DateTime<Utc>) -> Result<Subscriber, TokenError> {
         let id = self.signer.verify(token, Purpose::Manage, now)?;
-        self.store
-            .get(id)
-            .await
-            .ok()
-            .flatten()
-            .ok_or(TokenError::Invalid)
+        match self.store.get(id).await {
+            Ok(Some(sub)) => Ok(sub),
+            Ok(None) => Err(TokenError::Invalid),
+            Err(e) => Err(link_error(id, "looking up", e)),
+        }
     }
 
     pub async fn unsubscribe(
@@ -233,10 +239,7 @@ impl Subscriptions {
         self.store
             .unsubscribe(sub.id, now, how)
             .await
-            .map_err(|e| {
-                tracing::error!("unsubscribing {}: {e:#}", sub.id);
-                TokenError::Invalid
-            })?;
+            .map_err(|e| link_error(sub.id, "unsubscribing", e))?;
         Ok(sub)
     }
 
@@ -256,7 +259,7 @@ impl Subscriptions {
             Err(e) => return Ok(Err(e)),
         };
         if let Err(e) = self.store.set_preferences(sub.id, &schedules, &tags).await {
-            return Ok(Err(RequestError::Internal(e)));
+            return Ok(Err(request_error(e)));
         }
         Ok(self
             .manage(token, now)
@@ -269,7 +272,7 @@ impl Subscriptions {
     pub async fn purge(&self, now: DateTime<Utc>) -> anyhow::Result<u64> {
         let age = chrono::Duration::from_std(self.config.subscribers.pending_purge_after.0)
             .unwrap_or_default();
-        self.store.purge_pending(now - age).await
+        Ok(self.store.purge_pending(now - age).await?)
     }
 
     fn count_request(&self, ip: IpAddr, now: DateTime<Utc>) -> Result<(), RequestError> {
@@ -334,6 +337,27 @@ impl Subscriptions {
             .build()
             .context("building the confirmation email")?;
         Ok(message)
+    }
+}
+
+/// A store error behind a signed link: an outage is "try again later",
+/// anything else a logged internal error; neither says the link is bad.
+fn link_error(id: i64, doing: &str, e: StoreError) -> TokenError {
+    if e.is_unavailable() {
+        tracing::warn!("{doing} subscriber {id}: {e}");
+    } else {
+        tracing::error!("{doing} subscriber {id}: {e:#}");
+    }
+    TokenError::Unavailable
+}
+
+fn request_error(e: StoreError) -> RequestError {
+    match e {
+        StoreError::Unavailable(why) => {
+            tracing::warn!("subscribe: {why}");
+            RequestError::Unavailable
+        }
+        other => RequestError::Internal(other.into()),
     }
 }
 

@@ -6,8 +6,11 @@
 //!
 //! Also where the signing secret comes from: the environment
 //! (`HERALD_SUBSCRIBERS__SECRET`), a file (`subscribers.secret_file`), or,
-//! failing both, a random secret created once in the data directory with
-//! owner-only permissions.
+//! failing both, a random secret created once: in the data directory with
+//! owner-only permissions (SQLite), or in the database that all replicas
+//! share (PostgreSQL). A secret generated in one replica's data directory
+//! is refused with PostgreSQL: links signed by one replica must verify on
+//! every other.
 
 use std::io::Write;
 use std::path::Path;
@@ -20,6 +23,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use crate::config::Config;
+use crate::store::{Backend, Store};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -51,6 +55,10 @@ pub enum TokenError {
     Invalid,
     #[error("the link has expired")]
     Expired,
+    /// The link may be valid, but the database did not answer: the reader
+    /// is asked to try again, never told the link is bad.
+    #[error("the subscription could not be looked up just now")]
+    Unavailable,
 }
 
 #[derive(Clone)]
@@ -118,6 +126,34 @@ impl Signer {
                 .map(Some);
         }
         Ok(None)
+    }
+
+    /// Loads the secret for a herald using `store`: configured, else the
+    /// one shared in the database (PostgreSQL) or generated in the data
+    /// directory (SQLite).
+    pub async fn for_store(config: &Config, store: &dyn Store) -> anyhow::Result<Signer> {
+        if config.subscribers.secret.is_some() || config.subscribers.secret_file.is_some() {
+            return Signer::from_config(config);
+        }
+        if store.backend() == Backend::Sqlite {
+            return Signer::new(&generated_secret(&config.data_dir)?);
+        }
+        let local = config.data_dir.join("signing-secret");
+        if local.exists() {
+            anyhow::bail!(
+                "{} holds a signing secret generated for this machine alone; with PostgreSQL every replica must sign with the same one: set HERALD_SUBSCRIBERS__SECRET (or subscribers.secret_file) to its content on every replica, or move it into the database with `herald db copy` and delete the file",
+                local.display()
+            );
+        }
+        let mut fresh = [0u8; 32];
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut fresh);
+        let hex: String = fresh.iter().map(|b| format!("{b:02x}")).collect();
+        let shared = store
+            .shared_secret(hex.as_bytes())
+            .await
+            .context("reading the signing secret from the database")?
+            .context("the database keeps no shared secret")?;
+        Signer::new(&shared).context("the signing secret stored in the database")
     }
 
     /// A management token (unsubscribe and preferences links) for `id`,

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use herald::store::{Status, Store, SubscriberEmail};
+use herald::store::{Status, SubscriberEmail, Subscribers};
 use reqwest::StatusCode;
 
 use crate::helpers::repo_root;

@@ -8,9 +8,8 @@
 use std::io::{Read, Write};
 
 use chrono::Utc;
-use herald::store::{ListFilter, NewSubscription, SqliteStore, Status, Store, SubscriberEmail};
 
-use super::digest_cli::{digest_site, smtp_site, text};
+use super::digest_cli::{smtp_site, text};
 use super::helpers::start_herald;
 use super::smtp::SmtpServer;
 
@@ -128,50 +127,4 @@ fn unconfirmed_rows_are_told_their_fate_and_confirm_again_mails_them() {
         "{}",
         text(&out.stderr)
     );
-}
-
-#[tokio::test]
-async fn the_purge_counts_from_the_last_confirmation_email() {
-    let site = digest_site();
-    let store = SqliteStore::open(&site.config().database_path())
-        .await
-        .unwrap();
-    let now = Utc::now();
-    let mut ids = Vec::new();
-    for who in ["old@example.org", "mailed-again@example.org"] {
-        let outcome = store
-            .subscribe(NewSubscription {
-                email: SubscriberEmail::parse(who).unwrap(),
-                name: None,
-                schedules: vec!["news".into()],
-                tags: vec![],
-                at: now - chrono::Duration::days(8),
-                ip: None,
-                source: "import".into(),
-                confirmed_note: None,
-            })
-            .await
-            .unwrap();
-        let herald::store::SubscribeOutcome::Pending(s) = outcome else {
-            panic!("pending")
-        };
-        ids.push(s.id);
-    }
-    store
-        .confirmation_sent(ids[1], now - chrono::Duration::hours(1))
-        .await
-        .unwrap();
-    let purged = store
-        .purge_pending(now - chrono::Duration::days(7))
-        .await
-        .unwrap();
-    assert_eq!(purged, 1);
-    let left = store
-        .list(&ListFilter {
-            status: Some(Status::Pending),
-        })
-        .await
-        .unwrap();
-    assert_eq!(left.len(), 1);
-    assert_eq!(left[0].email.as_str(), "mailed-again@example.org");
 }

@@ -13,10 +13,11 @@ use herald::base::metrics::Metrics;
 use herald::base::shutdown::Shutdown;
 use herald::config::Config;
 use herald::content::FirstSeen;
-use herald::digest::{Articles, Composer, Digests};
+use herald::digest::{Articles, Composer, Digests, Published};
 use herald::mail::Mailer;
 use herald::store::{
-    DeliveryState, NewSubscription, SqliteStore, Status, Store, SubscriberEmail, Trigger,
+    DeliveryState, Ledger, NewSubscription, SqliteStore, Status, Store, SubscriberEmail,
+    Subscribers, Trigger,
 };
 use herald::subscribers::tokens::Signer;
 use herald::templates::Templates;
@@ -30,7 +31,7 @@ struct Harness {
     site: TestSite,
     smtp: SmtpServer,
     config: Arc<Config>,
-    store: SqliteStore,
+    store: Arc<SqliteStore>,
     digests: Digests,
     now: DateTime<Utc>,
 }
@@ -108,14 +109,14 @@ content = "full"
         port = smtp.port()
     );
     let config = Arc::new(site.config());
-    let store = SqliteStore::open(&config.database_path()).await.unwrap();
+    let store = Arc::new(SqliteStore::open(&config.database_path()).await.unwrap());
     let mailer = Arc::new(Mailer::from_config(&config).await.unwrap());
     let templates = Arc::new(Templates::load(None).unwrap());
     let signer = Signer::from_config(&config).unwrap();
     let composer = Arc::new(Composer::new(Arc::clone(&config), templates, signer).unwrap());
     let digests = Digests::new(
         Arc::clone(&config),
-        store.clone(),
+        Arc::clone(&store) as Arc<dyn Store>,
         mailer,
         composer,
         Arc::new(Metrics::new()),
@@ -132,11 +133,16 @@ content = "full"
 }
 
 impl Harness {
-    fn articles(&self) -> Articles {
+    async fn articles(&self) -> Articles {
+        let now = Utc::now();
         let (catalog, report) =
-            herald::content::load(&self.config, Utc::now(), &mut FirstSeen::in_memory()).unwrap();
+            herald::content::load(&self.config, now, &mut FirstSeen::in_memory()).unwrap();
         assert!(report.rejected.is_empty(), "{:?}", report.rejected);
-        Arc::new(catalog.articles().to_vec())
+        // Recorded as first seen now, as the daemon's rebuild would.
+        let published = Published::observe(&*self.store, catalog.articles().to_vec(), now)
+            .await
+            .unwrap();
+        Arc::new(published)
     }
 
     /// An active subscriber who confirmed `hours` ago.
@@ -162,8 +168,11 @@ impl Harness {
     }
 
     /// Plans a run for `tick` and sends it to the end, waiting out retries.
+    /// The tick is taken before the articles are read: a tick before
+    /// their first-seen time would rightly leave them to the next run.
     async fn run(&self, tick: DateTime<Utc>) -> herald::store::Run {
-        let articles = self.articles();
+        let articles = self.articles().await;
+        let tick = tick.max(articles.as_of);
         let run = self
             .digests
             .start_run("weekly", tick, Trigger::Manual, &articles)
@@ -461,7 +470,7 @@ async fn a_server_that_is_down_for_a_while_delays_delivery_and_loses_nothing() {
         h.subscriber(&format!("r{i}@example.net"), &[], 24).await;
     }
     h.smtp.stop();
-    let articles = h.articles();
+    let articles = h.articles().await;
     let run = h
         .digests
         .start_run("weekly", Utc::now(), Trigger::Manual, &articles)
@@ -625,7 +634,7 @@ async fn a_tick_runs_once_however_often_it_is_started() {
         return;
     };
     h.subscriber("ann@example.net", &[], 24 * 7).await;
-    let articles = h.articles();
+    let articles = h.articles().await;
     let tick = Utc::now();
     let first = h
         .digests
@@ -656,4 +665,69 @@ async fn a_tick_runs_once_however_often_it_is_started() {
         .await
         .unwrap();
     assert_eq!(armed, later);
+}
+
+/// Issue 12: "new since the last digest" is decided by when herald first
+/// published an article, not by the date the article gives itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_article_back_dated_before_the_last_run_but_added_after_it_is_in_the_next_run() {
+    let Some(h) = harness(4).await else {
+        return;
+    };
+    h.subscriber("ann@example.net", &[], 24 * 7).await;
+    let first = h.run(Utc::now()).await;
+    assert_eq!(h.store.run_status(first.id).await.unwrap().total(), 1);
+    // Dated three hours before the run that just went out, added after it.
+    h.site.write(
+        "late.md",
+        format!(
+            "+++\ntitle = \"Written earlier, published late\"\ndate = {}\n+++\n\nLate.\n",
+            ago(h.now, 3)
+        ),
+    );
+    let second = h.run(Utc::now()).await;
+    let status = h.store.run_status(second.id).await.unwrap();
+    assert_eq!(status.count(DeliveryState::Sent), 1, "{status:?}");
+    let received = h.received();
+    let mails = &received["ann@example.net"];
+    assert_eq!(mails.len(), 2);
+    let text = String::from_utf8_lossy(&mails[1]).to_string();
+    assert!(text.contains("Written earlier, published late"), "{text}");
+    assert!(
+        !text.contains("Plain news"),
+        "the first digest's articles come once"
+    );
+    // Nothing new since: no third digest, and never an article twice.
+    let third = h.run(Utc::now()).await;
+    assert_eq!(h.store.run_status(third.id).await.unwrap().total(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moving_or_renaming_a_file_that_keeps_its_id_or_url_mails_nothing_again() {
+    let Some(h) = harness(4).await else {
+        return;
+    };
+    h.subscriber("ann@example.net", &[], 24 * 7).await;
+    h.site.write(
+        "with-id.md",
+        format!(
+            "+++\ntitle = \"Has an id\"\nid = \"urn:x:1\"\ndate = {}\n+++\n\nx\n",
+            ago(h.now, 2)
+        ),
+    );
+    let first = h.run(Utc::now()).await;
+    assert_eq!(h.store.run_status(first.id).await.unwrap().total(), 1);
+    // Moved into a folder (same slug and URL), and renamed (same id).
+    let content = h.site.content.clone();
+    std::fs::create_dir_all(content.join("archive")).unwrap();
+    std::fs::rename(
+        content.join("new-plain.md"),
+        content.join("archive/new-plain.md"),
+    )
+    .unwrap();
+    std::fs::rename(content.join("with-id.md"), content.join("renamed.md")).unwrap();
+    let second = h.run(Utc::now()).await;
+    let status = h.store.run_status(second.id).await.unwrap();
+    assert_eq!(status.total(), 0, "nothing is new: {status:?}");
+    assert_eq!(h.received()["ann@example.net"].len(), 1);
 }

@@ -7,17 +7,18 @@
 //! `uncertain` (at most two batches per kill), which `herald digest retry
 //! --uncertain` then sends.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chrono::{SecondsFormat, Utc};
-use herald::store::{DeliveryState, NewSubscription, SqliteStore, Store, SubscriberEmail};
-use mail_parser::MessageParser;
+use herald::store::{
+    DeliveryState, Ledger, NewSubscription, SqliteStore, Store, SubscriberEmail, Subscribers,
+};
 use serde_json::json;
 
-use super::helpers::{free_port, herald_command, KillOnDrop, TestSite};
+use super::helpers::{free_port, herald_command, wait_until, KillOnDrop, TestSite};
 use super::smtp::SmtpServer;
 
 const SUBSCRIBERS: usize = 5_000;
@@ -44,14 +45,6 @@ fn start_daemon(config: &Path, log: &Path) -> KillOnDrop {
     )
 }
 
-fn accepted(smtp: &SmtpServer) -> u64 {
-    std::fs::read(smtp.store().join("stats.json"))
-        .ok()
-        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-        .and_then(|v| v["messages_accepted"].as_u64())
-        .unwrap_or(0)
-}
-
 /// `GET /readyz` answers 200 (HTTP/1.0 by hand: no client needed).
 fn ready(port: u16) -> bool {
     use std::io::{Read, Write};
@@ -67,15 +60,6 @@ fn ready(port: u16) -> bool {
     }
     let mut head = [0u8; 12];
     conn.read_exact(&mut head).is_ok() && head.ends_with(b" 200")
-}
-
-/// Waits (bounded, not a speed assertion) until `check` holds.
-fn wait_until(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !check() {
-        assert!(start.elapsed() < limit, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 #[test]
@@ -180,12 +164,12 @@ first_digest_articles = 3
         wait_until(
             &format!("{at} messages arrived"),
             Duration::from_secs(120),
-            || accepted(&smtp) >= at,
+            || smtp.accepted() >= at,
         );
         eprintln!(
             "{:?}: SIGKILL after {} messages",
             started.elapsed(),
-            accepted(&smtp)
+            smtp.accepted()
         );
         daemon.0.kill().unwrap(); // SIGKILL
         daemon.0.wait().unwrap();
@@ -224,7 +208,7 @@ first_digest_articles = 3
         store.close().await;
         s
     });
-    let received = by_recipient(&smtp);
+    let received = smtp.message_ids();
     let uncertain: BTreeSet<String> = status
         .problems
         .iter()
@@ -297,7 +281,7 @@ first_digest_articles = 3
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    let received = by_recipient(&smtp);
+    let received = smtp.message_ids();
     assert_eq!(received.len(), SUBSCRIBERS);
     for (rcpt, ids) in &received {
         if ids.len() > 1 {
@@ -305,15 +289,4 @@ first_digest_articles = 3
             assert!(ids.windows(2).all(|w| w[0] == w[1]), "{rcpt}: {ids:?}");
         }
     }
-}
-
-/// Message-IDs received, by recipient.
-fn by_recipient(smtp: &SmtpServer) -> BTreeMap<String, Vec<String>> {
-    let mut by: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for (rcpt, raw) in smtp.messages() {
-        let parsed = MessageParser::default().parse(&raw).expect("parses");
-        let id = parsed.message_id().expect("Message-ID").to_string();
-        by.entry(rcpt).or_default().push(id);
-    }
-    by
 }

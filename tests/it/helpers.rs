@@ -339,3 +339,13 @@ pub fn validate_feeds(files: &[(PathBuf, String)]) -> Option<Vec<ValidatorEvent>
     }
     Some(events)
 }
+
+/// Waits (bounded, not a speed assertion) until `check` holds, from a
+/// plain thread.
+pub fn wait_until(what: &str, limit: std::time::Duration, mut check: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !check() {
+        assert!(start.elapsed() < limit, "timed out waiting until {what}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}

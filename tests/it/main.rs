@@ -1,6 +1,7 @@
 //! herald's integration tests: one binary, one file per area.
 
 mod addresses;
+mod backends;
 mod bad_input;
 mod browser;
 mod check_parity;
@@ -26,9 +27,13 @@ mod helpers;
 mod http;
 mod leftovers;
 mod mail;
+mod outage;
+mod pg;
 mod real_sites;
+mod replicas;
 mod smtp;
 mod store;
+mod store_ledger;
 mod subscribe;
 mod subscribers_cli;
 mod template_docs;

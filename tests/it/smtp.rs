@@ -190,6 +190,29 @@ impl SmtpServer {
             .collect()
     }
 
+    /// Messages accepted so far (0 before the first): read while the
+    /// server runs, so a half-written stats file counts as nothing yet.
+    pub fn accepted(&self) -> u64 {
+        std::fs::read(self.store().join("stats.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|v| v["messages_accepted"].as_u64())
+            .unwrap_or(0)
+    }
+
+    /// The Message-IDs received, by recipient.
+    pub fn message_ids(&self) -> std::collections::BTreeMap<String, Vec<String>> {
+        let mut by: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+        for (rcpt, raw) in self.messages() {
+            let parsed = mail_parser::MessageParser::default()
+                .parse(&raw)
+                .expect("parses");
+            let id = parsed.message_id().expect("Message-ID").to_string();
+            by.entry(rcpt).or_default().push(id);
+        }
+        by
+    }
+
     /// The server's counters: connections, messages_accepted,
     /// recipients_accepted, temp_failures, rejects, dropped.
     pub fn stats(&self) -> serde_json::Value {

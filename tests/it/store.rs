@@ -1,7 +1,9 @@
-//! The SQLite store on real files in temporary folders: uniqueness, the
-//! consent history, nothing deleted but unconfirmed sign-ups, purging,
-//! preferences, listing, two handles writing one file at once, and imports
-//! that land whole or not at all.
+//! The store on both backends, from the same test code (`both!`): a real
+//! SQLite file in a temporary folder and a real PostgreSQL database.
+//! Uniqueness, the consent history, nothing deleted but unconfirmed
+//! sign-ups, purging, preferences, listing, two handles writing at once,
+//! and imports that land whole or not at all. The ledger, shared state and
+//! copying are in `store_ledger.rs`.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -9,8 +11,12 @@ use std::sync::Arc;
 use chrono::{DateTime, TimeZone, Utc};
 use herald::store::{
     ListFilter, NewSubscription, SqliteStore, Status, Store, SubscribeOutcome, SubscriberEmail,
+    Subscribers,
 };
 use sqlx::Connection;
+
+use crate::backends::TestDb;
+use crate::both;
 
 fn at(day: u32, hour: u32) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 3, day, hour, 0, 0).unwrap()
@@ -31,14 +37,6 @@ fn request(address: &str, when: DateTime<Utc>) -> NewSubscription {
         source: "web-form".into(),
         confirmed_note: None,
     }
-}
-
-async fn open_temp() -> (tempfile::TempDir, SqliteStore) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("data/herald.sqlite3"))
-        .await
-        .unwrap();
-    (dir, store)
 }
 
 fn pending(outcome: SubscribeOutcome) -> herald::store::Subscriber {
@@ -90,7 +88,7 @@ async fn open_creates_the_folder_and_a_wal_database_and_reopens_it() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn several_handles_opening_a_new_file_at_once_all_succeed() {
+async fn several_handles_opening_a_new_sqlite_file_at_once_all_succeed() {
     let dir = tempfile::tempdir().unwrap();
     let path = Arc::new(dir.path().join("data/new.sqlite3"));
     let opens: Vec<_> = (0..4)
@@ -104,9 +102,9 @@ async fn several_handles_opening_a_new_file_at_once_all_succeed() {
     }
 }
 
-#[tokio::test]
-async fn addresses_are_unique_whatever_their_case() {
-    let (_dir, store) = open_temp().await;
+both!(addresses_are_unique_whatever_their_case);
+async fn addresses_are_unique_whatever_their_case(db: TestDb) {
+    let store = &db.store;
     let first = pending(
         store
             .subscribe(request("Ann@Example.org", at(1, 9)))
@@ -137,9 +135,9 @@ async fn addresses_are_unique_whatever_their_case() {
     assert_eq!((counts.added, counts.existing), (0, 1));
 }
 
-#[tokio::test]
-async fn subscribe_confirm_unsubscribe_resubscribe_keeps_every_step_in_the_consent_log() {
-    let (_dir, store) = open_temp().await;
+both!(subscribe_confirm_unsubscribe_resubscribe_keeps_every_step_in_the_consent_log);
+async fn subscribe_confirm_unsubscribe_resubscribe_keeps_every_step_in_the_consent_log(db: TestDb) {
+    let store = &db.store;
     let s = pending(
         store
             .subscribe(request("bo@example.org", at(1, 9)))
@@ -217,11 +215,9 @@ async fn subscribe_confirm_unsubscribe_resubscribe_keeps_every_step_in_the_conse
     assert!(log.iter().all(|e| e.subscriber_id == Some(s.id)));
 }
 
-#[tokio::test]
-async fn unsubscribe_and_bounce_keep_the_record_and_the_database_refuses_deletion() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("herald.sqlite3");
-    let store = SqliteStore::open(&path).await.unwrap();
+both!(unsubscribe_and_bounce_keep_the_record_and_the_database_refuses_deletion);
+async fn unsubscribe_and_bounce_keep_the_record_and_the_database_refuses_deletion(db: TestDb) {
+    let store = &db.store;
     let a = pending(
         store
             .subscribe(request("a@example.org", at(1, 9)))
@@ -277,25 +273,23 @@ async fn unsubscribe_and_bounce_keep_the_record_and_the_database_refuses_deletio
     // Purging never touches them, and neither can a stray DELETE.
     assert_eq!(store.purge_pending(at(28, 0)).await.unwrap(), 0);
     assert_eq!(store.list(&ListFilter::default()).await.unwrap().len(), 2);
-    let mut conn = raw(&path).await;
-    let refused = sqlx::query("DELETE FROM subscribers WHERE id = ?")
-        .bind(a.id)
-        .execute(&mut conn)
+    let refused = db
+        .exec(&format!("DELETE FROM subscribers WHERE id = {}", a.id))
         .await
         .unwrap_err();
-    assert!(refused.to_string().contains("only pending"), "{refused}");
+    assert!(refused.contains("only pending"), "{refused}");
     for sql in [
         "DELETE FROM consent_log",
         "UPDATE consent_log SET note = 'x'",
     ] {
-        let refused = sqlx::query(sql).execute(&mut conn).await.unwrap_err();
-        assert!(refused.to_string().contains("append-only"), "{refused}");
+        let refused = db.exec(sql).await.unwrap_err();
+        assert!(refused.contains("append-only"), "{refused}");
     }
 }
 
-#[tokio::test]
-async fn purge_pending_removes_only_old_pending_rows_and_logs_them() {
-    let (_dir, store) = open_temp().await;
+both!(purge_pending_removes_only_old_pending_rows_and_logs_them);
+async fn purge_pending_removes_only_old_pending_rows_and_logs_them(db: TestDb) {
+    let store = &db.store;
     let old = pending(
         store
             .subscribe(request("old@example.org", at(1, 9)))
@@ -358,9 +352,38 @@ async fn purge_pending_removes_only_old_pending_rows_and_logs_them() {
     assert_eq!(store.purge_pending(at(8, 9)).await.unwrap(), 0);
 }
 
-#[tokio::test]
-async fn set_preferences_replaces_schedules_and_tags() {
-    let (_dir, store) = open_temp().await;
+both!(the_purge_counts_from_the_last_confirmation_email);
+async fn the_purge_counts_from_the_last_confirmation_email(db: TestDb) {
+    // `herald subscribers confirm-again` gives a new link its full time.
+    let store = &db.store;
+    let old = pending(
+        store
+            .subscribe(request("old@example.org", at(1, 9)))
+            .await
+            .unwrap(),
+    );
+    let again = pending(
+        store
+            .subscribe(request("mailed-again@example.org", at(1, 9)))
+            .await
+            .unwrap(),
+    );
+    store.confirmation_sent(again.id, at(9, 8)).await.unwrap();
+    assert_eq!(store.purge_pending(at(8, 9)).await.unwrap(), 1);
+    assert_eq!(store.get(old.id).await.unwrap(), None);
+    let left = store
+        .list(&ListFilter {
+            status: Some(Status::Pending),
+        })
+        .await
+        .unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].email.as_str(), "mailed-again@example.org");
+}
+
+both!(set_preferences_replaces_schedules_and_tags);
+async fn set_preferences_replaces_schedules_and_tags(db: TestDb) {
+    let store = &db.store;
     let mut req = request("pat@example.org", at(1, 9));
     req.schedules = vec!["weekly".into(), "daily".into()];
     req.tags = vec!["rust".into()];
@@ -386,9 +409,9 @@ async fn set_preferences_replaces_schedules_and_tags() {
     assert!(!store.set_preferences(12345, &[], &[]).await.unwrap());
 }
 
-#[tokio::test]
-async fn list_filters_by_status_in_id_order() {
-    let (_dir, store) = open_temp().await;
+both!(list_filters_by_status_in_id_order);
+async fn list_filters_by_status_in_id_order(db: TestDb) {
+    let store = &db.store;
     let mut ids = Vec::new();
     for (i, name) in ["a", "b", "c", "d", "e"].iter().enumerate() {
         let s = pending(
@@ -430,13 +453,11 @@ async fn list_filters_by_status_in_id_order() {
         .is_empty());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn two_handles_on_one_file_write_at_the_same_time() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("shared.sqlite3");
+both!(two_handles_on_one_database_write_at_the_same_time);
+async fn two_handles_on_one_database_write_at_the_same_time(db: TestDb) {
     // As the daemon and `herald subscribers` would: two separate stores.
-    let daemon = Arc::new(SqliteStore::open(&path).await.unwrap());
-    let cli = Arc::new(SqliteStore::open(&path).await.unwrap());
+    let daemon = db.store.clone();
+    let cli = db.open_again().await;
 
     let mut tasks = Vec::new();
     for (who, store) in [("d", daemon.clone()), ("c", cli.clone())] {
@@ -484,9 +505,9 @@ async fn two_handles_on_one_file_write_at_the_same_time() {
     assert_eq!(active.len(), 150);
 }
 
-#[tokio::test]
-async fn import_writes_all_rows_or_none() {
-    let (_dir, store) = open_temp().await;
+both!(import_writes_all_rows_or_none);
+async fn import_writes_all_rows_or_none(db: TestDb) {
+    let store = &db.store;
     let mut confirmed = request("c@example.org", at(1, 9));
     confirmed.confirmed_note = Some("paper form, March".into());
     confirmed.tags = vec!["rust".into()];
@@ -548,4 +569,81 @@ async fn import_writes_all_rows_or_none() {
         .map(|s| s.id)
         .collect();
     assert_eq!(ids, [1, 2, 3]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn several_replicas_migrating_a_new_postgres_database_at_once_all_succeed() {
+    let Some(cluster) = crate::pg::cluster() else {
+        return;
+    };
+    let url = cluster.fresh_db().await;
+    let opens: Vec<_> = (0..4)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move {
+                herald::store::PgStore::open(&url, &crate::pg::options())
+                    .await
+                    .map(|_| ())
+            })
+        })
+        .collect();
+    for o in opens {
+        o.await.unwrap().unwrap();
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_postgres_is_named_with_its_cause_and_a_newer_schema_is_refused() {
+    let port = crate::helpers::free_port();
+    let url: url::Url = format!("postgres://herald@127.0.0.1:{port}/herald")
+        .parse()
+        .unwrap();
+    let mut options = crate::pg::options();
+    options.connect_timeout = std::time::Duration::from_secs(2);
+    let err = format!(
+        "{:#}",
+        herald::store::PgStore::open(&url, &options)
+            .await
+            .unwrap_err()
+    );
+    assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
+    assert!(
+        err.to_lowercase().contains("refused") || err.contains("no answer"),
+        "{err}"
+    );
+
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    db.exec(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
+         VALUES (9999, 'from the future', true, '\\x00', 0)",
+    )
+    .await
+    .unwrap();
+    let err = format!(
+        "{:#}",
+        herald::store::open_location(&db.location, &db.options())
+            .await
+            .err()
+            .unwrap()
+    );
+    assert!(err.contains("9999") && err.contains("newer"), "{err}");
+}
+
+#[test]
+fn herald_db_migrate_applies_the_schema_and_says_its_version() {
+    let site = crate::helpers::TestSite::new();
+    let out = site.cli(&["db", "migrate"]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        said.contains("SQLite") && said.contains("schema at version 4"),
+        "{said}"
+    );
+    assert!(site.data.join("herald.sqlite3").is_file());
 }

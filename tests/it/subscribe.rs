@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use herald::base::shutdown::Shutdown;
-use herald::store::{SqliteStore, Status, Store, SubscriberEmail};
+use herald::store::{SqliteStore, Status, SubscriberEmail, Subscribers};
 use herald::subscribers::tokens::{Purpose, Signer};
 use reqwest::StatusCode;
 

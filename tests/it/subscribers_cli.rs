@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use herald::cli::subscribers::{run_with, SubscribersCommand};
 use herald::config::Config;
-use herald::store::{ListFilter, SqliteStore, Status, Store, SubscriberEmail};
+use herald::store::{ListFilter, SqliteStore, Status, SubscriberEmail, Subscribers};
 use sqlx::Connection;
 
 use crate::helpers::TestSite;
@@ -573,7 +573,9 @@ async fn export_then_import_round_trips_status_and_consent() {
 
     // Into a fresh database and out again: the same file.
     let mut other = site.config();
-    other.subscribers.database = Some(site.dir.path().join("other/herald.sqlite3"));
+    other.subscribers.database = Some(herald::config::DatabaseLocation::Sqlite(
+        site.dir.path().join("other/herald.sqlite3"),
+    ));
     let r = cli(&other, &["import", exported.to_str().unwrap()])
         .await
         .unwrap();
@@ -599,7 +601,9 @@ async fn export_then_import_round_trips_status_and_consent() {
     let bad = site.dir.path().join("edited.csv");
     std::fs::write(&bad, edited).unwrap();
     let mut third = site.config();
-    third.subscribers.database = Some(site.dir.path().join("third.sqlite3"));
+    third.subscribers.database = Some(herald::config::DatabaseLocation::Sqlite(
+        site.dir.path().join("third.sqlite3"),
+    ));
     let r = cli(&third, &["import", bad.to_str().unwrap()])
         .await
         .unwrap();

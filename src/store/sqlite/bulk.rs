@@ -4,48 +4,25 @@
 
 use std::collections::HashMap;
 
-use anyhow::bail;
 use chrono::Utc;
 use serde::Serialize;
 use sqlx::SqliteConnection;
 
 use super::consent::{insert_log, LogRow};
 use super::{format_time, SqliteStore};
-use crate::store::{ImportCounts, NewSubscription, Status, Subscriber};
+use crate::store::{ImportCounts, NewSubscription, Status, StoreResult, Subscriber};
 
 impl SqliteStore {
     /// Puts back subscribers as an export described them: status, consent
     /// and all (the `id` and `confirmation_sent_at` fields are ignored). In
     /// one transaction; addresses already present are left as they are.
     /// Each restored row gets a `restore` entry in the consent log.
-    pub async fn restore(&self, rows: Vec<Subscriber>) -> anyhow::Result<ImportCounts> {
+    pub(super) async fn restore_rows(&self, rows: Vec<Subscriber>) -> StoreResult<ImportCounts> {
         let now = format_time(Utc::now());
         let mut new = Vec::with_capacity(rows.len());
         for s in &rows {
             let c = &s.consent;
-            let left = matches!(s.status, Status::Unsubscribed | Status::Bounced);
-            if (s.status == Status::Active && c.confirmed_at.is_none())
-                || (s.status == Status::Pending && c.confirmed_at.is_some())
-                || left != c.left_at.is_some()
-            {
-                bail!(
-                    "{}: status {} does not agree with its consent times",
-                    s.email,
-                    s.status.as_str()
-                );
-            }
-            let mut note = format!(
-                "restored from an export: {}, requested {}",
-                s.status.as_str(),
-                format_time(c.requested_at)
-            );
-            if let Some(t) = c.confirmed_at {
-                note.push_str(&format!(", confirmed {}", format_time(t)));
-            }
-            if let Some(t) = c.left_at {
-                let how = c.left_how.as_deref().unwrap_or("?");
-                note.push_str(&format!(", left {} ({how})", format_time(t)));
-            }
+            let note = crate::store::restore_note(s)?;
             new.push(NewRow {
                 email: s.email.as_str(),
                 key: s.email.key(),
@@ -165,7 +142,7 @@ pub(super) fn request_row<'a>(req: &'a NewSubscription, at: &str) -> NewRow<'a> 
 pub(super) async fn insert_rows(
     conn: &mut SqliteConnection,
     rows: &[NewRow<'_>],
-) -> anyhow::Result<Vec<Option<i64>>> {
+) -> StoreResult<Vec<Option<i64>>> {
     if rows.is_empty() {
         return Ok(Vec::new());
     }
@@ -222,7 +199,7 @@ pub(super) async fn insert_pairs(
     table: &'static str,
     column: &'static str,
     pairs: &[(i64, &String)],
-) -> anyhow::Result<()> {
+) -> StoreResult<()> {
     if pairs.is_empty() {
         return Ok(());
     }
@@ -244,7 +221,7 @@ pub(super) async fn set_lists(
     id: i64,
     schedules: &[String],
     tags: &[String],
-) -> anyhow::Result<()> {
+) -> StoreResult<()> {
     for table in ["subscriber_schedules", "subscriber_tags"] {
         sqlx::query(&format!("DELETE FROM {table} WHERE subscriber_id = ?"))
             .bind(id)

@@ -2,29 +2,11 @@
 //! where and how. Entries are written in the transaction of the change
 //! they record.
 
-use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::{Row, SqliteConnection};
 
 use super::{parse_time, SqliteStore};
-use crate::store::SubscriberEmail;
-
-/// One entry of the append-only consent log.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConsentEntry {
-    pub at: DateTime<Utc>,
-    /// `subscribe`, `confirm`, `unsubscribe`, `bounce`, `operator-removal`,
-    /// `purge` or `restore`.
-    pub event: String,
-    /// The subscriber row it was about (purged rows no longer exist; their
-    /// ids are never reused).
-    pub subscriber_id: Option<i64>,
-    /// The address lower-cased.
-    pub email_key: String,
-    pub ip: Option<String>,
-    pub source: Option<String>,
-    pub note: Option<String>,
-}
+use crate::store::{ConsentEntry, StoreResult, SubscriberEmail};
 
 /// A consent-log entry as it is written.
 #[derive(Serialize)]
@@ -41,7 +23,7 @@ pub(super) struct LogRow<'a> {
 pub(super) async fn insert_log(
     conn: &mut SqliteConnection,
     entries: &[LogRow<'_>],
-) -> anyhow::Result<()> {
+) -> StoreResult<()> {
     if entries.is_empty() {
         return Ok(());
     }
@@ -58,14 +40,17 @@ pub(super) async fn insert_log(
 }
 
 /// Writes one consent-log entry about an existing subscriber.
-pub(super) async fn log(conn: &mut SqliteConnection, entry: LogRow<'_>) -> anyhow::Result<()> {
+pub(super) async fn log(conn: &mut SqliteConnection, entry: LogRow<'_>) -> StoreResult<()> {
     insert_log(conn, &[entry]).await
 }
 
 impl SqliteStore {
     /// The consent history of an address, oldest first, including sign-ups
     /// that were purged.
-    pub async fn consent_log(&self, email: &SubscriberEmail) -> anyhow::Result<Vec<ConsentEntry>> {
+    pub(super) async fn consent_history(
+        &self,
+        email: &SubscriberEmail,
+    ) -> StoreResult<Vec<ConsentEntry>> {
         let rows = sqlx::query(
             "SELECT at, event, subscriber_id, email_key, ip, source, note
              FROM consent_log WHERE email_key = ? ORDER BY id",

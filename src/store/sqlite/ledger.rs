@@ -1,23 +1,24 @@
 //! The digest ledger's SQL on SQLite: runs, deliveries, claims and
 //! settlements (the types are in [`crate::store::ledger`]).
 
-use anyhow::Context;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::Row;
 
 use super::{format_time, parse_opt_time, parse_time, SqliteStore};
 use crate::store::ledger::*;
-use crate::store::{Status, SubscriberEmail};
+use crate::store::{stored_email, Claim, Ledger, Status, StoreError, StoreResult};
 
 const RUN_COLUMNS: &str =
-    "id, schedule, tick, trigger, nonce, created_at, state, finished_at FROM digest_runs";
+    "id, schedule, tick, horizon, trigger, nonce, created_at, state, finished_at FROM digest_runs";
 
-fn decode_run(row: &sqlx::sqlite::SqliteRow) -> anyhow::Result<Run> {
+fn decode_run(row: &sqlx::sqlite::SqliteRow) -> StoreResult<Run> {
+    let tick = parse_time(row.try_get("tick")?)?;
     Ok(Run {
         id: row.try_get("id")?,
         schedule: row.try_get("schedule")?,
-        tick: parse_time(row.try_get("tick")?)?,
+        tick,
+        horizon: parse_opt_time(row.try_get("horizon")?)?.unwrap_or(tick),
         trigger: row.try_get("trigger")?,
         nonce: row.try_get("nonce")?,
         created_at: parse_time(row.try_get("created_at")?)?,
@@ -26,18 +27,9 @@ fn decode_run(row: &sqlx::sqlite::SqliteRow) -> anyhow::Result<Run> {
     })
 }
 
-fn parse_email(s: &str) -> anyhow::Result<SubscriberEmail> {
-    SubscriberEmail::parse(s).with_context(|| format!("bad address `{s}` in the ledger"))
-}
-
-impl SqliteStore {
-    /// Records that a daemon runs `schedule` from `now` on, unless it already
-    /// did; returns the first such time.
-    pub async fn arm_schedule(
-        &self,
-        schedule: &str,
-        now: DateTime<Utc>,
-    ) -> anyhow::Result<DateTime<Utc>> {
+#[async_trait::async_trait]
+impl Ledger for SqliteStore {
+    async fn arm_schedule(&self, schedule: &str, now: DateTime<Utc>) -> StoreResult<DateTime<Utc>> {
         sqlx::query("INSERT OR IGNORE INTO digest_schedules (name, armed_at) VALUES (?, ?)")
             .bind(schedule)
             .bind(format_time(now))
@@ -51,11 +43,7 @@ impl SqliteStore {
         parse_time(armed)
     }
 
-    /// The latest tick a scheduled (or caught-up) run exists for.
-    pub async fn last_scheduled_tick(
-        &self,
-        schedule: &str,
-    ) -> anyhow::Result<Option<DateTime<Utc>>> {
+    async fn last_scheduled_tick(&self, schedule: &str) -> StoreResult<Option<DateTime<Utc>>> {
         let tick: Option<String> = sqlx::query_scalar(
             "SELECT max(tick) FROM digest_runs WHERE schedule = ? AND trigger <> 'manual'",
         )
@@ -65,9 +53,12 @@ impl SqliteStore {
         parse_opt_time(tick)
     }
 
-    /// Active subscribers of `schedule`, by id, with their tag filters and
-    /// what they have received of it.
-    pub async fn digest_candidates(&self, schedule: &str) -> anyhow::Result<Vec<Candidate>> {
+    async fn candidates_page(
+        &self,
+        schedule: &str,
+        after: Option<i64>,
+        limit: usize,
+    ) -> StoreResult<Vec<Candidate>> {
         let rows = sqlx::query(
             "SELECT s.id, s.email, s.confirmed_at, c.through,
                     (SELECT json_group_array(tag) FROM subscriber_tags
@@ -75,10 +66,12 @@ impl SqliteStore {
              FROM subscriber_schedules ss
              JOIN subscribers s ON s.id = ss.subscriber_id
              LEFT JOIN digest_cursors c ON c.subscriber_id = s.id AND c.schedule = ss.schedule
-             WHERE ss.schedule = ? AND s.status = 'active'
-             ORDER BY s.id",
+             WHERE ss.schedule = ? AND ss.subscriber_id > ? AND s.status = 'active'
+             ORDER BY ss.subscriber_id LIMIT ?",
         )
         .bind(schedule)
+        .bind(after.unwrap_or(i64::MIN))
+        .bind(limit as i64)
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
@@ -87,7 +80,7 @@ impl SqliteStore {
                 let tags: String = row.try_get("tags")?;
                 Ok(Candidate {
                     id: row.try_get("id")?,
-                    email: parse_email(&email)?,
+                    email: stored_email(&email)?,
                     confirmed_at: parse_time(row.try_get("confirmed_at")?)?,
                     tags: serde_json::from_str(&tags)?,
                     received_through: parse_opt_time(row.try_get("through")?)?,
@@ -96,26 +89,35 @@ impl SqliteStore {
             .collect()
     }
 
-    /// Creates the run for `(schedule, tick)` with all its deliveries, in
-    /// one transaction. `None` when that run already exists (a tick never
-    /// runs twice).
-    pub async fn create_run(
-        &self,
-        schedule: &str,
-        tick: DateTime<Utc>,
-        trigger: Trigger,
-        now: DateTime<Utc>,
-        deliveries: &[NewDelivery],
-    ) -> anyhow::Result<Option<Run>> {
+    async fn run_exists(&self, schedule: &str, tick: DateTime<Utc>) -> StoreResult<bool> {
+        let found: Option<i64> =
+            sqlx::query_scalar("SELECT id FROM digest_runs WHERE schedule = ? AND tick = ?")
+                .bind(schedule)
+                .bind(format_time(tick))
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(found.is_some())
+    }
+
+    async fn create_run(&self, new: NewRun<'_>) -> StoreResult<Option<Run>> {
+        let NewRun {
+            schedule,
+            tick,
+            horizon,
+            trigger,
+            now,
+            deliveries,
+        } = new;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let nonce = format!("{:016x}", rand::random::<u64>());
         let inserted = sqlx::query(
-            "INSERT INTO digest_runs (schedule, tick, trigger, nonce, created_at, state)
-             VALUES (?, ?, ?, ?, ?, 'sending')
+            "INSERT INTO digest_runs (schedule, tick, horizon, trigger, nonce, created_at, state)
+             VALUES (?, ?, ?, ?, ?, ?, 'sending')
              ON CONFLICT (schedule, tick) DO NOTHING",
         )
         .bind(schedule)
         .bind(format_time(tick))
+        .bind(format_time(horizon))
         .bind(trigger.as_str())
         .bind(&nonce)
         .bind(format_time(now))
@@ -170,7 +172,7 @@ impl SqliteStore {
         self.run(id).await
     }
 
-    pub async fn run(&self, id: i64) -> anyhow::Result<Option<Run>> {
+    async fn run(&self, id: i64) -> StoreResult<Option<Run>> {
         let row = sqlx::query(&format!("SELECT {RUN_COLUMNS} WHERE id = ?"))
             .bind(id)
             .fetch_optional(&self.pool)
@@ -178,8 +180,7 @@ impl SqliteStore {
         row.as_ref().map(decode_run).transpose()
     }
 
-    /// The newest runs first.
-    pub async fn runs(&self, limit: u32) -> anyhow::Result<Vec<Run>> {
+    async fn runs(&self, limit: u32) -> StoreResult<Vec<Run>> {
         let rows = sqlx::query(&format!("SELECT {RUN_COLUMNS} ORDER BY id DESC LIMIT ?"))
             .bind(limit)
             .fetch_all(&self.pool)
@@ -187,8 +188,7 @@ impl SqliteStore {
         rows.iter().map(decode_run).collect()
     }
 
-    /// Runs with deliveries still to send, oldest first.
-    pub async fn unfinished_runs(&self) -> anyhow::Result<Vec<Run>> {
+    async fn unfinished_runs(&self) -> StoreResult<Vec<Run>> {
         let rows = sqlx::query(&format!(
             "SELECT {RUN_COLUMNS} WHERE state = 'sending' ORDER BY id"
         ))
@@ -197,12 +197,11 @@ impl SqliteStore {
         rows.iter().map(decode_run).collect()
     }
 
-    /// At start, before anything is sent: deliveries still `sending` were
-    /// in flight when the last process died. Whether the server accepted
-    /// them is unknown, so they become `uncertain` and are not sent again
-    /// unless an operator says so (`herald digest retry --uncertain`).
-    /// Returns how many.
-    pub async fn resolve_interrupted(&self, now: DateTime<Utc>) -> anyhow::Result<u64> {
+    /// Deliveries still `sending` when the send lock is taken were in
+    /// flight when the last process died. Whether the server accepted them
+    /// is unknown, so they become `uncertain` and are not sent again unless
+    /// an operator says so (`herald digest retry --uncertain`).
+    async fn resolve_interrupted(&self, now: DateTime<Utc>) -> StoreResult<u64> {
         let done = sqlx::query(
             "UPDATE digest_deliveries
              SET state = 'uncertain', updated_at = ?,
@@ -215,19 +214,30 @@ impl SqliteStore {
         Ok(done.rows_affected())
     }
 
-    /// Takes up to `limit` pending deliveries of `run` that are due, marking
-    /// them `sending` (attempts + 1), with each subscriber as they are now.
-    pub async fn claim(
-        &self,
-        run: i64,
-        now: DateTime<Utc>,
-        limit: usize,
-    ) -> anyhow::Result<Vec<Claimed>> {
+    async fn expire_leases(&self, now: DateTime<Utc>) -> StoreResult<u64> {
         let at = format_time(now);
+        let done = sqlx::query(
+            "UPDATE digest_deliveries
+             SET state = 'uncertain', updated_at = ?1,
+                 reply = 'in flight when its sender stopped (lease of ' || claimed_by ||
+                         ' expired); it may or may not have been delivered'
+             WHERE state = 'sending' AND lease_until < ?1",
+        )
+        .bind(&at)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// `BEGIN IMMEDIATE` makes claims one at a time: no two senders can
+    /// take the same row.
+    async fn claim(&self, run: i64, claim: Claim<'_>) -> StoreResult<Vec<Claimed>> {
+        let at = format_time(claim.now);
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let rows = sqlx::query(
             "UPDATE digest_deliveries
-             SET state = 'sending', attempts = attempts + 1, updated_at = ?1
+             SET state = 'sending', attempts = attempts + 1, updated_at = ?1,
+                 claimed_by = ?4, lease_until = ?5
              WHERE run_id = ?2 AND subscriber_id IN (
                  SELECT subscriber_id FROM digest_deliveries
                  WHERE run_id = ?2 AND state = 'pending'
@@ -237,7 +247,9 @@ impl SqliteStore {
         )
         .bind(&at)
         .bind(run)
-        .bind(limit as i64)
+        .bind(claim.limit as i64)
+        .bind(claim.by)
+        .bind(format_time(claim.lease_until))
         .fetch_all(&mut *tx)
         .await?;
         let ids: Vec<i64> = rows
@@ -270,7 +282,7 @@ impl SqliteStore {
                 let (status, tags) = now_known.remove(&id).unwrap_or((None, Vec::new()));
                 Ok(Claimed {
                     subscriber_id: id,
-                    email: parse_email(&email)?,
+                    email: stored_email(&email)?,
                     since: parse_time(row.try_get("since")?)?,
                     first: row.try_get::<i64, _>("first")? != 0,
                     attempts: row.try_get::<i64, _>("attempts")?.max(0) as u32,
@@ -278,24 +290,36 @@ impl SqliteStore {
                     tags,
                 })
             })
-            .collect::<anyhow::Result<_>>()?;
+            .collect::<StoreResult<_>>()?;
         claimed.sort_by_key(|c| c.subscriber_id);
         Ok(claimed)
     }
 
-    /// Writes the outcomes of a batch of `run` in one transaction: delivery
-    /// states, what each recipient has now received, hard-bounce counts
-    /// (a subscriber reaching `bounce_limit` becomes `bounced`, logged in
-    /// the consent log).
-    pub async fn settle(
+    async fn renew_leases(&self, by: &str, until: DateTime<Utc>) -> StoreResult<u64> {
+        let done = sqlx::query(
+            "UPDATE digest_deliveries SET lease_until = ?
+             WHERE claimed_by = ? AND state = 'sending'",
+        )
+        .bind(format_time(until))
+        .bind(by)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Hard-bounce counts too: a subscriber reaching `bounce_limit` becomes
+    /// `bounced`, logged in the consent log. A row whose lease ran out
+    /// (now `uncertain`) still takes the outcome its sender knows.
+    async fn settle(
         &self,
         run: &Run,
+        by: &str,
         outcomes: &[(i64, Outcome)],
         now: DateTime<Utc>,
         bounce_limit: u32,
-    ) -> anyhow::Result<Settled> {
+    ) -> StoreResult<Settled> {
         let at = format_time(now);
-        let tick = format_time(run.tick);
+        let tick = format_time(run.horizon);
         let mut settled = Settled::default();
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         for (id, outcome) in outcomes {
@@ -313,10 +337,12 @@ impl SqliteStore {
                 Outcome::Bounced { reply } => ("bounced", Some(reply.as_str()), None, None),
                 Outcome::Skipped { reason } => ("skipped", Some(reason.as_str()), None, None),
             };
-            sqlx::query(
+            let updated = sqlx::query(
                 "UPDATE digest_deliveries
-                 SET state = ?, reply = ?, next_attempt_at = ?, article_count = ?, updated_at = ?
-                 WHERE run_id = ? AND subscriber_id = ?",
+                 SET state = ?, reply = ?, next_attempt_at = ?, article_count = ?, updated_at = ?,
+                     lease_until = NULL
+                 WHERE run_id = ? AND subscriber_id = ? AND claimed_by = ?
+                   AND state IN ('sending', 'uncertain')",
             )
             .bind(state)
             .bind(reply)
@@ -325,8 +351,13 @@ impl SqliteStore {
             .bind(&at)
             .bind(run.id)
             .bind(id)
+            .bind(by)
             .execute(&mut *tx)
             .await?;
+            if updated.rows_affected() == 0 {
+                // Requeued by an operator meanwhile: the row is theirs now.
+                continue;
+            }
             match outcome {
                 Outcome::Sent { .. } => {
                     sqlx::query(
@@ -380,8 +411,7 @@ impl SqliteStore {
         Ok(settled)
     }
 
-    /// When the earliest delivery of `run` waiting for a retry is due.
-    pub async fn next_retry(&self, run: i64) -> anyhow::Result<Option<DateTime<Utc>>> {
+    async fn next_retry(&self, run: i64) -> StoreResult<Option<DateTime<Utc>>> {
         let at: Option<String> = sqlx::query_scalar(
             "SELECT min(coalesce(next_attempt_at, '')) FROM digest_deliveries
              WHERE run_id = ? AND state = 'pending'",
@@ -397,8 +427,7 @@ impl SqliteStore {
         }
     }
 
-    /// Marks `run` done when nothing in it is pending or being sent.
-    pub async fn finish_if_done(&self, run: i64, now: DateTime<Utc>) -> anyhow::Result<bool> {
+    async fn finish_if_done(&self, run: i64, now: DateTime<Utc>) -> StoreResult<bool> {
         let done = sqlx::query(
             "UPDATE digest_runs SET state = 'done', finished_at = ?
              WHERE id = ? AND state = 'sending' AND NOT EXISTS (
@@ -412,8 +441,7 @@ impl SqliteStore {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Counts by state, and every delivery that has not gone out.
-    pub async fn run_status(&self, run: i64) -> anyhow::Result<RunStatus> {
+    async fn run_status(&self, run: i64) -> StoreResult<RunStatus> {
         let mut status = RunStatus::default();
         let counts: Vec<(String, i64)> = sqlx::query_as(
             "SELECT state, count(*) FROM digest_deliveries WHERE run_id = ? GROUP BY state",
@@ -440,7 +468,9 @@ impl SqliteStore {
             status.problems.push(Problem {
                 subscriber_id: row.try_get("subscriber_id")?,
                 email: row.try_get("email")?,
-                state: DeliveryState::parse(&state).context("unknown delivery state")?,
+                state: DeliveryState::parse(&state).ok_or_else(|| {
+                    StoreError::internal(format!("unknown delivery state {state}"))
+                })?,
                 attempts: row.try_get::<i64, _>("attempts")?.max(0) as u32,
                 reply: row.try_get("reply")?,
             });
@@ -448,20 +478,28 @@ impl SqliteStore {
         Ok(status)
     }
 
-    /// Puts the deliveries of `run` in `state` (failed or uncertain) back
-    /// to pending with fresh attempts, and reopens the run. Returns how many.
-    pub async fn requeue(
+    async fn requeue(
         &self,
         run: i64,
         state: DeliveryState,
         now: DateTime<Utc>,
-    ) -> anyhow::Result<u64> {
+    ) -> StoreResult<u64> {
         let at = format_time(now);
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM digest_runs WHERE id = ?")
+            .bind(run)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if exists.is_none() {
+            return Err(StoreError::NotFound(format!(
+                "there is no digest run {run}"
+            )));
+        }
         // Only subscribers still active get mail again.
         let n = sqlx::query(
             "UPDATE digest_deliveries
-             SET state = 'pending', attempts = 0, next_attempt_at = NULL, updated_at = ?
+             SET state = 'pending', attempts = 0, next_attempt_at = NULL, updated_at = ?,
+                 claimed_by = NULL, lease_until = NULL
              WHERE run_id = ? AND state = ?
                AND subscriber_id IN (SELECT id FROM subscribers WHERE status = 'active')",
         )
@@ -481,5 +519,29 @@ impl SqliteStore {
         }
         tx.commit().await?;
         Ok(n)
+    }
+
+    async fn reserve_sends(
+        &self,
+        count: u32,
+        interval: std::time::Duration,
+        now: DateTime<Utc>,
+    ) -> StoreResult<DateTime<Utc>> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let next: Option<String> =
+            sqlx::query_scalar("SELECT value FROM herald_state WHERE key = 'send_slot'")
+                .fetch_optional(&mut *tx)
+                .await?;
+        let next = parse_opt_time(next)?.map_or(now, |n| n.max(now));
+        let span = chrono::Duration::from_std(interval * count).unwrap_or(chrono::Duration::MAX);
+        sqlx::query(
+            "INSERT INTO herald_state (key, value) VALUES ('send_slot', ?1)
+             ON CONFLICT (key) DO UPDATE SET value = ?1",
+        )
+        .bind(format_time(next + span))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(next)
     }
 }

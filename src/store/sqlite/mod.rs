@@ -1,15 +1,19 @@
-//! The [`Store`] in an embedded SQLite file: WAL mode and a busy timeout so
-//! that the daemon and `herald subscribers …` can use one file at once,
-//! schema from the embedded migrations in `migrations/`.
+//! The [`Store`](super::Store) in an embedded SQLite file: WAL mode and a
+//! busy timeout so that the daemon and `herald subscribers …` can use one
+//! file at once, schema from the embedded migrations in
+//! `migrations/sqlite/`.
 //!
 //! Every write runs in a `BEGIN IMMEDIATE` transaction: it takes the write
 //! lock up front, so two processes writing at once wait for each other (up
 //! to the busy timeout) instead of failing when a read turns into a write.
 //!
-//! - `subscribers`: the [`Store`](super::Store) queries, one subscriber at a time;
+//! - `subscribers`: the [`Subscribers`](super::Subscribers) queries, one
+//!   subscriber at a time;
 //! - `bulk`: many rows in one statement (import, restore);
 //! - `consent`: the append-only consent log;
-//! - `ledger`: the digest ledger's SQL.
+//! - `ledger`: the digest ledger's SQL;
+//! - `state`: first-seen times, undated dates, the shared send rate;
+//! - `transfer`: whole tables out and in for `herald db copy`.
 
 use std::path::Path;
 use std::time::Duration;
@@ -22,9 +26,8 @@ use sqlx::sqlite::{
 };
 use sqlx::{ConnectOptions, Row, SqlitePool};
 
-use super::{Consent, Status, Subscriber, SubscriberEmail};
-
-pub use consent::ConsentEntry;
+use super::open::{migrate_or_check, OpenOptions, SQLITE_MIGRATIONS};
+use super::{Backend, Consent, Store, StoreResult, Subscriber};
 
 /// How long a statement waits for another connection's write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -33,12 +36,25 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
     pub(super) pool: SqlitePool,
+    path: std::path::PathBuf,
 }
 
 impl SqliteStore {
     /// Opens (creating the folder and the file when missing) and migrates
-    /// the database at `path`.
+    /// the database at `path`, with default settings.
     pub async fn open(path: &Path) -> anyhow::Result<SqliteStore> {
+        let options = OpenOptions {
+            pool_size: 4,
+            statement_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
+            migrate: true,
+            password: None,
+        };
+        SqliteStore::open_with(path, &options).await
+    }
+
+    /// Opens the database at `path` as `options` say.
+    pub async fn open_with(path: &Path, settings: &OpenOptions) -> anyhow::Result<SqliteStore> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("cannot create the folder {}", dir.display()))?;
@@ -58,19 +74,32 @@ impl SqliteStore {
             // over a second, which listing 100,000 subscribers does.
             .disable_statement_logging();
         let pool = SqlitePoolOptions::new()
-            .max_connections(4)
+            .max_connections(settings.pool_size)
+            .acquire_timeout(settings.connect_timeout)
             .connect_with(options)
             .await
             .with_context(|| format!("cannot open the database {}", path.display()))?;
-        migrate(&pool)
-            .await
-            .with_context(|| format!("cannot migrate the database {}", path.display()))?;
-        Ok(SqliteStore { pool })
+        migrate(&pool, settings.migrate, path).await?;
+        Ok(SqliteStore {
+            pool,
+            path: path.to_path_buf(),
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> Backend {
+        Backend::Sqlite
     }
 
-    /// Closes every connection (the daemon calls it on shutdown; dropping
-    /// the store also works, less tidily).
-    pub async fn close(&self) {
+    fn describe(&self) -> String {
+        format!("SQLite {}", self.path.display())
+    }
+
+    /// Closing the last connection checkpoints the WAL into the database
+    /// file, so a copy of the file alone is complete after a stop.
+    async fn close(&self) {
         self.pool.close().await;
     }
 }
@@ -92,34 +121,35 @@ fn create_private(path: &Path) -> anyhow::Result<()> {
 /// Runs the embedded migrations. The daemon and the command line may open
 /// a new file at the same moment; the loser of that race sees a migration
 /// already applied (or a table already there) and succeeds on a retry.
-async fn migrate(pool: &SqlitePool) -> anyhow::Result<()> {
-    let migrator = sqlx::migrate!("./migrations");
+async fn migrate(pool: &SqlitePool, migrate: bool, path: &Path) -> anyhow::Result<()> {
+    let what = format!("the database {}", path.display());
     let mut attempt = 0;
     loop {
-        match migrator.run(pool).await {
+        match migrate_or_check(&SQLITE_MIGRATIONS, pool, migrate, &what).await {
             Ok(()) => return Ok(()),
-            Err(_) if attempt < 3 => {
+            Err(e) if attempt < 3 && e.downcast_ref::<super::StoreError>().is_none() => {
                 attempt += 1;
                 tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(e),
         }
     }
 }
 
 /// Times are stored as fixed-width RFC 3339 text, so that text order is
-/// time order.
+/// time order; cut to microseconds like PostgreSQL's (see
+/// [`super::db_time`]).
 pub(crate) fn format_time(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Nanos, true)
+    super::db_time(t).to_rfc3339_opts(SecondsFormat::Nanos, true)
 }
 
-pub(crate) fn parse_time(s: String) -> anyhow::Result<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(&s)
+pub(crate) fn parse_time(s: String) -> StoreResult<DateTime<Utc>> {
+    Ok(DateTime::parse_from_rfc3339(&s)
         .map(|t| t.with_timezone(&Utc))
-        .with_context(|| format!("bad time `{s}` in the database"))
+        .with_context(|| format!("bad time `{s}` in the database"))?)
 }
 
-pub(crate) fn parse_opt_time(s: Option<String>) -> anyhow::Result<Option<DateTime<Utc>>> {
+pub(crate) fn parse_opt_time(s: Option<String>) -> StoreResult<Option<DateTime<Utc>>> {
     s.map(parse_time).transpose()
 }
 
@@ -141,10 +171,10 @@ macro_rules! select_subscribers {
     };
 }
 
-fn decode(row: &SqliteRow) -> anyhow::Result<Subscriber> {
+fn decode(row: &SqliteRow) -> StoreResult<Subscriber> {
     let email: String = row.try_get("email")?;
     let status: String = row.try_get("status")?;
-    let list = |col: &str| -> anyhow::Result<Vec<String>> {
+    let list = |col: &str| -> StoreResult<Vec<String>> {
         let json: String = row.try_get(col)?;
         let mut v: Vec<String> = serde_json::from_str(&json)?;
         v.sort();
@@ -152,11 +182,9 @@ fn decode(row: &SqliteRow) -> anyhow::Result<Subscriber> {
     };
     Ok(Subscriber {
         id: row.try_get("id")?,
-        email: SubscriberEmail::parse(&email)
-            .with_context(|| format!("bad address `{email}` in the database"))?,
+        email: super::stored_email(&email)?,
         name: row.try_get("name")?,
-        status: Status::parse(&status)
-            .with_context(|| format!("bad status `{status}` in the database"))?,
+        status: super::stored_status(&status)?,
         schedules: list("schedules")?,
         tags: list("tags")?,
         consent: Consent {
@@ -172,7 +200,7 @@ fn decode(row: &SqliteRow) -> anyhow::Result<Subscriber> {
     })
 }
 
-async fn by_id(conn: &mut SqliteConnection, id: i64) -> anyhow::Result<Option<Subscriber>> {
+async fn by_id(conn: &mut SqliteConnection, id: i64) -> StoreResult<Option<Subscriber>> {
     let row = sqlx::query(select_subscribers!("WHERE s.id = ?"))
         .bind(id)
         .fetch_optional(conn)
@@ -184,4 +212,6 @@ async fn by_id(conn: &mut SqliteConnection, id: i64) -> anyhow::Result<Option<Su
 mod bulk;
 mod consent;
 mod ledger;
+mod state;
 mod subscribers;
+mod transfer;

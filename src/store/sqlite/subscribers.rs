@@ -1,20 +1,19 @@
-//! The [`Store`] queries on SQLite: one subscriber at a time, each write
-//! in one `BEGIN IMMEDIATE` transaction with its consent-log entry.
+//! The [`Subscribers`] queries on SQLite: one subscriber at a time, each
+//! write in one `BEGIN IMMEDIATE` transaction with its consent-log entry.
 
-use anyhow::Context;
 use chrono::{DateTime, Utc};
 
 use super::bulk::{counts, insert_rows, request_row, set_lists, NewRow};
 use super::consent::{insert_log, log, LogRow};
 use super::{by_id, decode, format_time, SqliteStore};
 use crate::store::{
-    ImportCounts, ListFilter, NewSubscription, Status, Store, SubscribeOutcome, Subscriber,
-    SubscriberEmail,
+    ConsentEntry, ImportCounts, ListFilter, NewSubscription, Status, StoreError, StoreResult,
+    SubscribeOutcome, Subscriber, SubscriberEmail, Subscribers,
 };
 
 #[async_trait::async_trait]
-impl Store for SqliteStore {
-    async fn subscribe(&self, req: NewSubscription) -> anyhow::Result<SubscribeOutcome> {
+impl Subscribers for SqliteStore {
+    async fn subscribe(&self, req: NewSubscription) -> StoreResult<SubscribeOutcome> {
         let at = format_time(req.at);
         let key = req.email.key();
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
@@ -24,8 +23,9 @@ impl Store for SqliteStore {
                 .fetch_optional(&mut *tx)
                 .await?;
         let id = match existing {
-            None => insert_rows(&mut tx, &[request_row(&req, &at)]).await?[0]
-                .context("the address appeared during the transaction")?,
+            None => insert_rows(&mut tx, &[request_row(&req, &at)]).await?[0].ok_or_else(|| {
+                StoreError::Conflict("the address appeared during the transaction".into())
+            })?,
             Some((id, status)) if status == Status::Active.as_str() => {
                 let entry = LogRow {
                     id: Some(id),
@@ -37,7 +37,9 @@ impl Store for SqliteStore {
                     note: Some("already active; nothing changed"),
                 };
                 log(&mut tx, entry).await?;
-                let s = by_id(&mut tx, id).await?.context("subscriber vanished")?;
+                let s = by_id(&mut tx, id)
+                    .await?
+                    .ok_or_else(|| StoreError::internal("subscriber vanished"))?;
                 tx.commit().await?;
                 return Ok(SubscribeOutcome::AlreadyActive(s));
             }
@@ -82,7 +84,9 @@ impl Store for SqliteStore {
                 id
             }
         };
-        let s = by_id(&mut tx, id).await?.context("subscriber vanished")?;
+        let s = by_id(&mut tx, id)
+            .await?
+            .ok_or_else(|| StoreError::internal("subscriber vanished"))?;
         tx.commit().await?;
         Ok(if s.status == Status::Active {
             SubscribeOutcome::Active(s)
@@ -91,7 +95,7 @@ impl Store for SqliteStore {
         })
     }
 
-    async fn confirmation_sent(&self, id: i64, at: DateTime<Utc>) -> anyhow::Result<()> {
+    async fn confirmation_sent(&self, id: i64, at: DateTime<Utc>) -> StoreResult<()> {
         sqlx::query("UPDATE subscribers SET confirmation_sent_at = ? WHERE id = ?")
             .bind(format_time(at))
             .bind(id)
@@ -100,7 +104,7 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn confirm(&self, id: i64, at: DateTime<Utc>) -> anyhow::Result<Option<Subscriber>> {
+    async fn confirm(&self, id: i64, at: DateTime<Utc>) -> StoreResult<Option<Subscriber>> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let Some(s) = by_id(&mut tx, id).await? else {
             return Ok(None);
@@ -135,7 +139,7 @@ impl Store for SqliteStore {
     /// `how = "bounce"` marks the address bounced; anything else
     /// unsubscribed. Someone who already left stays as they are (the
     /// attempt is logged).
-    async fn unsubscribe(&self, id: i64, at: DateTime<Utc>, how: &str) -> anyhow::Result<bool> {
+    async fn unsubscribe(&self, id: i64, at: DateTime<Utc>, how: &str) -> StoreResult<bool> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let row: Option<(String, String)> =
             sqlx::query_as("SELECT email_key, status FROM subscribers WHERE id = ?")
@@ -189,7 +193,7 @@ impl Store for SqliteStore {
         id: i64,
         schedules: &[String],
         tags: &[String],
-    ) -> anyhow::Result<bool> {
+    ) -> StoreResult<bool> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM subscribers WHERE id = ?")
             .bind(id)
@@ -203,12 +207,12 @@ impl Store for SqliteStore {
         Ok(true)
     }
 
-    async fn get(&self, id: i64) -> anyhow::Result<Option<Subscriber>> {
+    async fn get(&self, id: i64) -> StoreResult<Option<Subscriber>> {
         let mut conn = self.pool.acquire().await?;
         by_id(&mut conn, id).await
     }
 
-    async fn find(&self, email: &SubscriberEmail) -> anyhow::Result<Option<Subscriber>> {
+    async fn find(&self, email: &SubscriberEmail) -> StoreResult<Option<Subscriber>> {
         let row = sqlx::query(select_subscribers!("WHERE s.email_key = ?"))
             .bind(email.key())
             .fetch_optional(&self.pool)
@@ -216,7 +220,7 @@ impl Store for SqliteStore {
         row.as_ref().map(decode).transpose()
     }
 
-    async fn list(&self, filter: &ListFilter) -> anyhow::Result<Vec<Subscriber>> {
+    async fn list(&self, filter: &ListFilter) -> StoreResult<Vec<Subscriber>> {
         let rows = match filter.status {
             Some(status) => {
                 sqlx::query(select_subscribers!("WHERE s.status = ? ORDER BY s.id"))
@@ -233,7 +237,7 @@ impl Store for SqliteStore {
         rows.iter().map(decode).collect()
     }
 
-    async fn purge_pending(&self, before: DateTime<Utc>) -> anyhow::Result<u64> {
+    async fn purge_pending(&self, before: DateTime<Utc>) -> StoreResult<u64> {
         // A confirmation mailed again (`herald subscribers confirm-again`)
         // gives its link time to be used: the clock runs from the later of
         // the request and the last confirmation email. Times are
@@ -263,7 +267,7 @@ impl Store for SqliteStore {
         Ok(done.rows_affected())
     }
 
-    async fn import(&self, rows: Vec<NewSubscription>) -> anyhow::Result<ImportCounts> {
+    async fn import(&self, rows: Vec<NewSubscription>) -> StoreResult<ImportCounts> {
         let times: Vec<String> = rows.iter().map(|r| format_time(r.at)).collect();
         let new: Vec<NewRow> = rows
             .iter()
@@ -274,5 +278,13 @@ impl Store for SqliteStore {
         let ids = insert_rows(&mut tx, &new).await?;
         tx.commit().await?;
         Ok(counts(&ids))
+    }
+
+    async fn restore(&self, rows: Vec<Subscriber>) -> StoreResult<ImportCounts> {
+        self.restore_rows(rows).await
+    }
+
+    async fn consent_log(&self, email: &SubscriberEmail) -> StoreResult<Vec<ConsentEntry>> {
+        self.consent_history(email).await
     }
 }
