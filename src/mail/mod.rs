@@ -12,8 +12,13 @@
 //!   transient (4xx, connection trouble, timeouts), permanent (5xx, a
 //!   bounce) or other.
 
+pub mod dkim;
 mod message;
+pub mod qp;
 mod transport;
+mod wire;
 
+pub use dkim::{BodyHash, DkimSigner};
 pub use message::{MessageError, Outgoing};
 pub use transport::{Mailer, SendError};
+pub use wire::{push_header, Wire};

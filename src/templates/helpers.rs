@@ -17,14 +17,22 @@ handlebars_helper!(concat: |*args| args.iter().map(|v| match v {
 }).collect::<String>());
 
 // 72 is `TEXT_WIDTH`: the macro takes only a literal.
-handlebars_helper!(wrap: |text: str, { width: u64 = 72, first: str = "", indent: str = "" }|
-    wrap_text(text, usize::try_from(width).unwrap_or(TEXT_WIDTH), first, indent));
+// Text holding a skeleton's markers is wrapped when the skeleton is filled
+// (see `skeleton.rs`).
+handlebars_helper!(wrap: |text: str, { width: u64 = 72, first: str = "", indent: str = "" }| {
+    let width = usize::try_from(width).unwrap_or(TEXT_WIDTH);
+    if super::skeleton::holds_markers(text) {
+        super::skeleton::deferred_wrap(text, width, first, indent)
+    } else {
+        wrap_text(text, width, first, indent)
+    }
+});
 
 /// Wraps plain text at `width` columns, never breaking a word (a long URL
 /// keeps a line of its own). Paragraphs (separated by blank lines) stay
 /// apart; lines within one are joined. The first line starts with `first`,
 /// every other non-blank line with `indent`.
-fn wrap_text(text: &str, width: usize, first: &str, indent: &str) -> String {
+pub(super) fn wrap_text(text: &str, width: usize, first: &str, indent: &str) -> String {
     let mut out = String::with_capacity(text.len() + text.len() / 16);
     let mut lead = first;
     let mut paragraph: Vec<&str> = Vec::new();

@@ -23,6 +23,7 @@
 mod helpers;
 mod includes;
 mod samples;
+pub mod skeleton;
 
 use std::path::Path;
 
@@ -32,6 +33,7 @@ use serde::Serialize;
 
 pub use includes::MAX_DEPTH;
 pub use samples::{entry_samples, sample_digest};
+pub use skeleton::{Piece, Skeleton};
 
 use crate::base::text::escape_html;
 
