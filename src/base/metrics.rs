@@ -47,6 +47,12 @@ pub struct Metrics {
     digest_runs: AtomicU64,
     digest_run_sum_millis: AtomicU64,
     digest_run_last_millis: AtomicU64,
+    /// Deliveries of the runs this process is sending, and how many of
+    /// them are settled (any outcome).
+    digest_deliveries: AtomicU64,
+    digest_settled: AtomicU64,
+    digest_batches: AtomicU64,
+    digest_bytes: AtomicU64,
     /// Requests by route and status, for the route labels and statuses
     /// herald answers with: plain atomics, no lock or allocation per
     /// request on the hot path.
@@ -111,6 +117,32 @@ impl Metrics {
         self.digest_runs.fetch_add(1, Relaxed);
         self.digest_run_sum_millis.fetch_add(ms, Relaxed);
         self.digest_run_last_millis.store(ms, Relaxed);
+    }
+
+    /// A run starts sending here: `total` deliveries, `settled` of them
+    /// settled already.
+    pub fn digest_run_started(&self, total: u64, settled: u64) {
+        self.digest_deliveries.store(total, Relaxed);
+        self.digest_settled.store(settled, Relaxed);
+    }
+
+    /// Deliveries of the run being sent, and how many are settled.
+    pub fn digest_progress(&self) -> (u64, u64) {
+        (
+            self.digest_deliveries.load(Relaxed),
+            self.digest_settled.load(Relaxed),
+        )
+    }
+
+    /// A batch of `count` deliveries was recorded in the ledger.
+    pub fn digest_batch_settled(&self, count: u64) {
+        self.digest_batches.fetch_add(1, Relaxed);
+        self.digest_settled.fetch_add(count, Relaxed);
+    }
+
+    /// A digest of `bytes` went to the mail server.
+    pub fn digest_bytes_sent(&self, bytes: u64) {
+        self.digest_bytes.fetch_add(bytes, Relaxed);
     }
 
     /// Counts one HTTP response. `route` is the route pattern (`/healthz`,
@@ -181,6 +213,30 @@ impl Metrics {
             "Unix time of the last successful build.",
             "gauge",
             self.last_success_unix.load(Relaxed),
+        );
+        gauge(
+            "herald_digest_run_deliveries",
+            "Deliveries of the digest run being sent (0 when none is).",
+            "gauge",
+            self.digest_deliveries.load(Relaxed),
+        );
+        gauge(
+            "herald_digest_run_settled",
+            "Deliveries of that run settled (sent, bounced, failed, skipped or waiting for a retry).",
+            "gauge",
+            self.digest_settled.load(Relaxed),
+        );
+        gauge(
+            "herald_digest_batches_total",
+            "Batches of digest deliveries recorded in the ledger by this process.",
+            "counter",
+            self.digest_batches.load(Relaxed),
+        );
+        gauge(
+            "herald_digest_bytes_total",
+            "Bytes of digest messages handed to the mail server.",
+            "counter",
+            self.digest_bytes.load(Relaxed),
         );
         gauge(
             "herald_websub_pings_total{result=\"ok\"}",

@@ -269,11 +269,15 @@ async fn preview(
         );
         return Ok(ExitCode::from(1));
     };
+    // The message exactly as it would be sent (signed, if DKIM is set).
+    let eml = composer
+        .prepare(&ctx, to, now)?
+        .map_or_else(|| composed.message.formatted(), |p| p.wire.to_bytes());
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     for (name, bytes) in [
         ("digest.html", composed.html.into_bytes()),
         ("digest.txt", composed.text.into_bytes()),
-        ("digest.eml", composed.message.formatted()),
+        ("digest.eml", eml),
     ] {
         let path = out.join(name);
         std::fs::write(&path, bytes).with_context(|| format!("cannot write {}", path.display()))?;

@@ -3,27 +3,30 @@
 //! `List-Unsubscribe`, RFC 8058 one-click `List-Unsubscribe-Post`),
 //! optionally DKIM-signed with both List-Unsubscribe headers in the signed
 //! set (RFC 8058 §4 asks for that).
+//!
+//! Two ways to the same email. [`Composer::prepare`] (in `variant.rs`) is
+//! how digests are sent: each distinct set of articles is rendered once
+//! per run and each recipient's message spliced from it. Composer::compose
+//! is the straightforward way, one full render per recipient: kept for
+//! previews and as the oracle the tests hold the spliced messages to.
 
-use std::sync::{Arc, OnceLock};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use chrono::{DateTime, Utc};
 use handlebars::Handlebars;
-use lettre::message::dkim::{
-    DkimCanonicalization, DkimCanonicalizationType, DkimConfig as LettreDkim, DkimSigningAlgorithm,
-    DkimSigningKey,
-};
-use lettre::message::header::HeaderName;
 use lettre::message::Mailbox;
 use lettre::Message;
 use serde::Serialize;
 
 use super::select::{self, Reader};
+use super::variant::{RunHeaders, Variant};
 use super::Articles;
 use crate::base::text::html_to_text;
-use crate::config::{Config, DigestConfig, DkimAlgorithm, FeedContent};
+use crate::config::{Config, DigestConfig, FeedContent};
 use crate::content::Article;
-use crate::mail::Outgoing;
+use crate::mail::{DkimSigner, Outgoing};
 use crate::store::{Run, SubscriberEmail};
 use crate::subscribers::tokens::Signer;
 use crate::templates::{Templates, TEXT_WIDTH};
@@ -31,22 +34,27 @@ use crate::templates::{Templates, TEXT_WIDTH};
 /// What is the same for every digest herald sends: built once at start, so
 /// that a bad DKIM key or subject template stops herald there.
 pub struct Composer {
-    config: Arc<Config>,
-    templates: Arc<Templates>,
-    signer: Signer,
-    from: Mailbox,
-    dkim: Option<LettreDkim>,
-    subjects: Handlebars<'static>,
+    pub(super) config: Arc<Config>,
+    pub(super) templates: Arc<Templates>,
+    pub(super) signer: Signer,
+    pub(super) from: Mailbox,
+    pub(super) dkim: Option<DkimSigner>,
+    pub(super) subjects: Handlebars<'static>,
 }
 
 /// A run's view of the articles, shared by all its recipients: each
-/// article's template data is made once, when first needed.
+/// article's template data is made once, when first needed, and each
+/// distinct digest (set of articles) once, when first sent.
 pub struct RunContext {
     pub run: Run,
     pub digest: DigestConfig,
-    articles: Articles,
-    views: Vec<OnceLock<ArticleView>>,
-    date: String,
+    pub(super) articles: Articles,
+    pub(super) views: Vec<OnceLock<ArticleView>>,
+    pub(super) date: String,
+    pub(super) headers: RunHeaders,
+    /// Rendered digests by their articles; cleared when it reaches
+    /// [`super::variant::MAX_VARIANTS`] so that memory stays bounded.
+    pub(super) variants: Mutex<HashMap<Vec<usize>, Arc<Variant>>>,
 }
 
 /// A recipient of a digest.
@@ -68,7 +76,7 @@ pub struct Composed {
 }
 
 #[derive(Debug, Serialize)]
-struct ArticleView {
+pub(super) struct ArticleView {
     title: String,
     url: String,
     date: String,
@@ -94,7 +102,7 @@ struct TagView {
 }
 
 #[derive(Serialize)]
-struct Data<'a> {
+pub(super) struct Data<'a> {
     language: &'a str,
     site: SiteView<'a>,
     digest: DigestView<'a>,
@@ -129,11 +137,11 @@ struct SubscriberView<'a> {
 }
 
 #[derive(Serialize)]
-struct Links {
-    unsubscribe: String,
-    preferences: String,
-    site: String,
-    feed: String,
+pub(super) struct Links {
+    pub(super) unsubscribe: String,
+    pub(super) preferences: String,
+    pub(super) site: String,
+    pub(super) feed: String,
 }
 
 impl Composer {
@@ -155,7 +163,12 @@ impl Composer {
                 .register_template_string(&d.name, &d.subject)
                 .map_err(|e| anyhow::anyhow!("config key `digest[{i}].subject`: {e}"))?;
         }
-        let dkim = config.mail.dkim.as_ref().map(load_dkim).transpose()?;
+        let dkim = config
+            .mail
+            .dkim
+            .as_ref()
+            .map(DkimSigner::from_config)
+            .transpose()?;
         Ok(Composer {
             config,
             templates,
@@ -191,13 +204,47 @@ impl Composer {
             .format("%A, %-d %B %Y")
             .to_string();
         let views = (0..articles.len()).map(|_| OnceLock::new()).collect();
+        let headers = self.run_headers(&digest);
         Ok(RunContext {
             run,
             digest,
             articles,
             views,
             date,
+            headers,
+            variants: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The articles `to` gets, as indices into the run's articles; empty
+    /// when nothing is new to them.
+    pub(super) fn pick(&self, ctx: &RunContext, to: &Recipient<'_>) -> Vec<usize> {
+        let reader = Reader {
+            since: to.since,
+            first: to.first,
+            tags: to.tags,
+        };
+        select::select(&ctx.articles, &ctx.digest, ctx.run.horizon, reader)
+    }
+
+    /// The template data of each picked article, made once per run.
+    pub(super) fn views<'a>(&self, ctx: &'a RunContext, picked: &[usize]) -> Vec<&'a ArticleView> {
+        picked
+            .iter()
+            .map(|&i| {
+                ctx.views[i].get_or_init(|| self.view(&ctx.digest, &ctx.articles.articles[i]))
+            })
+            .collect()
+    }
+
+    /// The links in a digest that take a reader's token.
+    pub(super) fn links(&self, token: &str) -> Links {
+        Links {
+            preferences: self.config.page_url("preferences", Some(token)).to_string(),
+            unsubscribe: self.config.page_url("unsubscribe", Some(token)).to_string(),
+            site: self.config.site.base_url.url().to_string(),
+            feed: self.site_feed_url(),
+        }
     }
 
     /// The digest for `to`, or `None` when nothing in it is new to them.
@@ -207,36 +254,36 @@ impl Composer {
         to: Recipient<'_>,
         now: DateTime<Utc>,
     ) -> anyhow::Result<Option<Composed>> {
-        let reader = Reader {
-            since: to.since,
-            first: to.first,
-            tags: to.tags,
-        };
-        let picked = select::select(&ctx.articles, &ctx.digest, ctx.run.horizon, reader);
+        let picked = self.pick(ctx, &to);
         if picked.is_empty() {
             return Ok(None);
         }
-        let articles: Vec<&ArticleView> = picked
-            .iter()
-            .map(|&i| {
-                ctx.views[i].get_or_init(|| self.view(&ctx.digest, &ctx.articles.articles[i]))
-            })
-            .collect();
-        let site = &self.config.site;
         let token = self.signer.manage_token(to.id, now);
-        let unsubscribe = self
-            .config
-            .page_url("unsubscribe", Some(&token))
-            .to_string();
-        let links = Links {
-            preferences: self
-                .config
-                .page_url("preferences", Some(&token))
-                .to_string(),
-            unsubscribe: unsubscribe.clone(),
-            site: site.base_url.url().to_string(),
-            feed: self.site_feed_url(),
-        };
+        let links = self.links(&token);
+        let unsubscribe = links.unsubscribe.clone();
+        let data = self.data(ctx, self.views(ctx, &picked), to.email.as_str(), links);
+        let subject = self.subject(ctx, &data)?;
+        let html = self.templates.render("digest.html", &data)?;
+        let text = self.templates.render("digest.txt", &data)?;
+        let count = data.count;
+        let message = self.message(ctx, to, &subject, &html, &text, &unsubscribe, &token, now)?;
+        Ok(Some(Composed {
+            message,
+            article_count: count,
+            html,
+            text,
+        }))
+    }
+
+    /// The template data of one digest.
+    pub(super) fn data<'a>(
+        &'a self,
+        ctx: &'a RunContext,
+        articles: Vec<&'a ArticleView>,
+        email: &'a str,
+        links: Links,
+    ) -> Data<'a> {
+        let site = &self.config.site;
         let what = if ctx.digest.description.is_empty() {
             format!("the {} digest", ctx.digest.name)
         } else {
@@ -246,7 +293,7 @@ impl Composer {
                 ctx.digest.description.trim_end_matches('.')
             )
         };
-        let data = Data {
+        Data {
             language: site.language.as_str(),
             site: SiteView {
                 title: &site.title,
@@ -257,13 +304,11 @@ impl Composer {
                 name: &ctx.digest.name,
                 description: &ctx.digest.description,
             },
-            subscriber: SubscriberView {
-                email: to.email.as_str(),
-            },
+            subscriber: SubscriberView { email },
             date: &ctx.date,
             count: articles.len(),
-            first_title: &articles[0].title,
-            more: articles.len() - 1,
+            first_title: articles.first().map_or("", |a| a.title.as_str()),
+            more: articles.len().saturating_sub(1),
             full_content: ctx.digest.content == FeedContent::Full,
             articles,
             links,
@@ -279,24 +324,54 @@ impl Composer {
                 .map(str::trim)
                 .filter(|l| !l.is_empty())
                 .collect(),
-        };
-        let subject = self
-            .subjects
-            .render(&ctx.digest.name, &data)
-            .with_context(|| format!("rendering the subject of digest `{}`", ctx.digest.name))?;
-        let subject = subject.split_whitespace().collect::<Vec<_>>().join(" ");
-        let html = self.templates.render("digest.html", &data)?;
-        let text = self.templates.render("digest.txt", &data)?;
-        let count = data.count;
-        let message = self.message(ctx, to, &subject, &html, &text, &unsubscribe, &token, now)?;
-        Ok(Some(Composed {
-            message,
-            article_count: count,
-            html,
-            text,
-        }))
+        }
     }
 
+    /// The digest's subject for `data`, on one line.
+    pub(super) fn subject(&self, ctx: &RunContext, data: &Data<'_>) -> anyhow::Result<String> {
+        let subject = self
+            .subjects
+            .render(&ctx.digest.name, data)
+            .with_context(|| format!("rendering the subject of digest `{}`", ctx.digest.name))?;
+        Ok(subject.split_whitespace().collect::<Vec<_>>().join(" "))
+    }
+
+    /// `List-Id`: RFC 2369/2919, a phrase and a unique dot-atom id per list.
+    pub(super) fn list_id(&self, digest: &DigestConfig) -> String {
+        let site = &self.config.site;
+        let host = site.base_url.url().host_str().unwrap_or("localhost");
+        let phrase: String = format!("{} {} digest", site.title, digest.name)
+            .chars()
+            .filter(|c| !matches!(c, '"' | '\\'))
+            .collect();
+        format!("\"{phrase}\" <{}.digest.{host}>", digest.name)
+    }
+
+    /// `List-Unsubscribe`: the one-click link, and a mailbox if configured.
+    pub(super) fn list_unsubscribe(&self, unsubscribe: &str, token: &str) -> String {
+        let mut unsub = format!("<{unsubscribe}>");
+        if let Some(mailbox) = &self.config.mail.unsubscribe_mailto {
+            unsub.push_str(&format!(
+                ", <mailto:{mailbox}?subject=unsubscribe%20{}>",
+                token
+            ));
+        }
+        unsub
+    }
+
+    /// `List-Archive`.
+    pub(super) fn list_archive(&self) -> String {
+        format!("<{}>", self.site_feed_url())
+    }
+
+    /// The local part of the Message-ID of `run`'s delivery to subscriber
+    /// `id`: the same on every attempt.
+    pub(super) fn message_id_local(run: &Run, id: i64) -> String {
+        format!("digest.{}.{}.{}", run.nonce, run.id, id)
+    }
+
+    /// The straightforward message, through lettre (unsigned: what is
+    /// sent is built and signed by [`Composer::prepare`]).
     #[allow(clippy::too_many_arguments)]
     fn message(
         &self,
@@ -309,35 +384,19 @@ impl Composer {
         token: &str,
         now: DateTime<Utc>,
     ) -> anyhow::Result<Message> {
-        let site = &self.config.site;
-        let host = site.base_url.url().host_str().unwrap_or("localhost");
-        // RFC 2369/2919: a phrase and a unique dot-atom id per list.
-        let phrase: String = format!("{} {} digest", site.title, ctx.digest.name)
-            .chars()
-            .filter(|c| !matches!(c, '"' | '\\'))
-            .collect();
-        let list_id = format!("\"{phrase}\" <{}.digest.{host}>", ctx.digest.name);
-        let mut unsub = format!("<{unsubscribe}>");
-        if let Some(mailbox) = &self.config.mail.unsubscribe_mailto {
-            unsub.push_str(&format!(
-                ", <mailto:{mailbox}?subject=unsubscribe%20{}>",
-                token
-            ));
-        }
-        let run = &ctx.run;
         let mut message = Outgoing::new(&self.from, to.email, subject, text, html)?
             // The same Message-ID on every attempt at this delivery.
-            .with_message_id(&format!("digest.{}.{}.{}", run.nonce, run.id, to.id))?
-            .date(now.into())
-            .header("List-Id", &list_id)?
-            .header("List-Unsubscribe", &unsub)?
-            .header("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")?
-            .header("List-Archive", &format!("<{}>", self.site_feed_url()))?
-            .header("Auto-Submitted", "auto-generated")?
-            .build()?;
-        if let Some(dkim) = &self.dkim {
-            message.sign(dkim);
+            .with_message_id(&Self::message_id_local(&ctx.run, to.id))?
+            .date(now.into());
+        for (name, value) in ctx.headers.list_values() {
+            message = message.header(name, value)?;
         }
+        let message = message
+            .header(
+                "List-Unsubscribe",
+                &self.list_unsubscribe(unsubscribe, token),
+            )?
+            .build()?;
         Ok(message)
     }
 
@@ -400,54 +459,4 @@ impl Composer {
             .map(|u| u.to_string())
             .unwrap_or_default()
     }
-}
-
-/// Reads the DKIM key (from `private_key`, i.e. the environment, or the
-/// file) and signs From, To, Subject, Date, Message-ID, MIME-Version,
-/// Content-Type and both List-Unsubscribe headers.
-fn load_dkim(c: &crate::config::DkimConfig) -> anyhow::Result<LettreDkim> {
-    let key = match (&c.private_key, &c.private_key_file) {
-        (Some(k), _) => k.expose().to_string(),
-        (None, Some(path)) => std::fs::read_to_string(path).with_context(|| {
-            format!(
-                "config key `mail.dkim.private_key_file`: cannot read {}",
-                path.display()
-            )
-        })?,
-        (None, None) => bail!(
-            "config key `mail.dkim`: give `private_key_file` or the key in HERALD_MAIL__DKIM__PRIVATE_KEY"
-        ),
-    };
-    let algorithm = match c.algorithm {
-        DkimAlgorithm::Rsa => DkimSigningAlgorithm::Rsa,
-        DkimAlgorithm::Ed25519 => DkimSigningAlgorithm::Ed25519,
-    };
-    let signing_key = DkimSigningKey::new(key.trim(), algorithm).map_err(|e| {
-        anyhow::anyhow!(
-            "config key `mail.dkim`: the private key cannot be used ({e}); RSA keys must be PKCS#1 PEM (`BEGIN RSA PRIVATE KEY`), Ed25519 keys base64"
-        )
-    })?;
-    let headers = [
-        "From",
-        "To",
-        "Subject",
-        "Date",
-        "Message-ID",
-        "List-Id",
-        "List-Unsubscribe",
-        "List-Unsubscribe-Post",
-    ]
-    .into_iter()
-    .map(HeaderName::new_from_ascii_str)
-    .collect();
-    Ok(LettreDkim::new(
-        c.selector.clone(),
-        c.domain.clone(),
-        signing_key,
-        headers,
-        DkimCanonicalization {
-            header: DkimCanonicalizationType::Relaxed,
-            body: DkimCanonicalizationType::Relaxed,
-        },
-    ))
 }

@@ -30,28 +30,26 @@ pub mod pace;
 pub mod published;
 pub mod schedule;
 pub mod select;
+mod send;
+mod variant;
 
 use std::fs::File;
 use std::sync::Arc;
 
 use anyhow::Context;
-use backon::{ExponentialBuilder, Retryable};
 use chrono::{DateTime, Utc};
-use tokio::task::JoinSet;
 
 pub use compose::{Composed, Composer, Recipient, RunContext};
 pub use pace::{RateLimiter, RetryPolicy};
 pub use published::Published;
+pub use send::BATCHES_IN_HAND;
+pub use variant::Prepared;
 
 use crate::base::clock::Clock;
-use crate::base::metrics::{EmailResult, Metrics};
-use crate::base::shutdown::ShutdownSignal;
+use crate::base::metrics::Metrics;
 use crate::config::Config;
 use crate::mail::Mailer;
-use crate::store::{
-    db_time, Backend, Claim, Claimed, DeliveryState, NewDelivery, NewRun, Outcome, Run, RunStatus,
-    Status, Store, StoreError, Trigger,
-};
+use crate::store::{db_time, Backend, NewDelivery, NewRun, Run, RunStatus, Store, Trigger};
 
 /// The articles digests are made from, with their first-seen times.
 pub type Articles = Arc<Published>;
@@ -293,291 +291,8 @@ impl Digests {
         Ok(run)
     }
 
-    /// Sends what is due in every unfinished run, oldest first. Returns
-    /// when the next retry is due, if any. Call only with a [`SendRight`].
-    pub async fn drain_all(
-        &self,
-        articles: &Articles,
-        shutdown: &ShutdownSignal,
-    ) -> anyhow::Result<Option<DateTime<Utc>>> {
-        let expired = self.store.expire_leases(self.clock.now()).await?;
-        if expired > 0 {
-            tracing::warn!(
-                "{expired} digest deliveries were in flight at a sender that stopped (its lease ran out); they are marked uncertain (see `herald digest status`, resend with `herald digest retry --uncertain RUN`)"
-            );
-        }
-        let mut next: Option<DateTime<Utc>> = None;
-        for run in self.store.unfinished_runs().await? {
-            if shutdown.is_triggered() {
-                break;
-            }
-            let d = self.drain(&run, articles, shutdown).await?;
-            if let Some(t) = d.next_retry {
-                next = Some(next.map_or(t, |n| n.min(t)));
-            }
-        }
-        Ok(next)
-    }
-
-    /// Keeps this process's leases alive while it sends: renewed every
-    /// third of `mail.claim_lease`.
-    fn renew_leases(&self) -> AbortOnDrop {
-        let store = Arc::clone(&self.store);
-        let clock = Arc::clone(&self.clock);
-        let sender = self.sender.clone();
-        let lease = self.config.mail.claim_lease.0;
-        AbortOnDrop(tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(lease / 3).await;
-                let until = clock.now() + chrono::Duration::from_std(lease).unwrap_or_default();
-                if let Err(e) = store.renew_leases(&sender, until).await {
-                    tracing::warn!("cannot renew the leases on digest deliveries: {e}");
-                }
-            }
-        }))
-    }
-
-    /// Sends every delivery of `run` that is due now, batch by batch, until
-    /// none is left or shutdown is asked for (the batch in hand is
-    /// finished first).
-    pub async fn drain(
-        &self,
-        run: &Run,
-        articles: &Articles,
-        shutdown: &ShutdownSignal,
-    ) -> anyhow::Result<Drained> {
-        let ctx = Arc::new(self.composer.context(run.clone(), Arc::clone(articles))?);
-        let batch_size = self.config.mail.batch_size;
-        let lease = chrono::Duration::from_std(self.config.mail.claim_lease.0).unwrap_or_default();
-        let _renewing = self.renew_leases();
-        // Two stages overlap: while one batch is being sent, the outcomes
-        // of the previous one are written to the ledger. At most two
-        // batches are therefore `sending` here at any moment.
-        let mut unsettled: Option<Vec<(i64, Outcome)>> = None;
-        loop {
-            if shutdown.is_triggered() {
-                break;
-            }
-            let t = std::time::Instant::now();
-            let now = self.clock.now();
-            let claim = Claim {
-                by: &self.sender,
-                now,
-                lease_until: now + lease,
-                limit: batch_size,
-            };
-            let batch = self.store.claim(run.id, claim).await?;
-            if batch.is_empty() {
-                break;
-            }
-            let size = batch.len();
-            self.reserve_rate(size).await?;
-            let previous = unsettled.take();
-            let (outcomes, settled) =
-                tokio::join!(self.send_batch(&ctx, batch), self.settle(run, previous));
-            settled?;
-            tracing::debug!(
-                run = run.id,
-                size,
-                ms = t.elapsed().as_secs_f64() * 1e3,
-                "digest batch sent"
-            );
-            unsettled = Some(outcomes);
-        }
-        self.settle(run, unsettled).await?;
-        let now = self.clock.now();
-        if self.store.finish_if_done(run.id, now).await? {
-            let status = self.store.run_status(run.id).await?;
-            let took = (now - run.created_at).to_std().unwrap_or_default();
-            self.metrics.observe_digest_run(took);
-            tracing::info!(
-                run = run.id,
-                schedule = %run.schedule,
-                sent = status.count(DeliveryState::Sent),
-                failed = status.count(DeliveryState::Failed),
-                bounced = status.count(DeliveryState::Bounced),
-                skipped = status.count(DeliveryState::Skipped),
-                uncertain = status.count(DeliveryState::Uncertain),
-                seconds = took.as_secs_f64(),
-                "digest run finished"
-            );
-            return Ok(Drained {
-                done: true,
-                next_retry: None,
-            });
-        }
-        // Another sender may have finished it (replicas, or a run with
-        // nobody in it): done is done, whoever marked it.
-        if self.store.run(run.id).await?.is_some_and(|r| r.done) {
-            return Ok(Drained {
-                done: true,
-                next_retry: None,
-            });
-        }
-        Ok(Drained {
-            done: false,
-            next_retry: self.store.next_retry(run.id).await?,
-        })
-    }
-
-    /// With a rate limit and replicas sharing it, reserves this batch's
-    /// slots from the shared rate before sending it.
-    async fn reserve_rate(&self, count: usize) -> anyhow::Result<()> {
-        let Some(interval) = self.limiter.interval() else {
-            return Ok(());
-        };
-        if self.store.backend() != Backend::Postgres {
-            return Ok(());
-        }
-        let now = self.clock.now();
-        let start = self
-            .store
-            .reserve_sends(count as u32, interval, now)
-            .await
-            .context("reserving send slots from the shared rate")?;
-        self.limiter.not_before(start, now);
-        Ok(())
-    }
-
-    /// Records a batch's outcomes in the ledger (in one transaction).
-    async fn settle(&self, run: &Run, outcomes: Option<Vec<(i64, Outcome)>>) -> anyhow::Result<()> {
-        let Some(outcomes) = outcomes else {
-            return Ok(());
-        };
-        // A busy database (a lock timeout, a serialization failure) is
-        // worth a few more tries: giving up leaves the batch to turn
-        // uncertain, sent but unrecorded.
-        let settle = || async {
-            self.store
-                .settle(
-                    run,
-                    &self.sender,
-                    &outcomes,
-                    self.clock.now(),
-                    self.config.mail.bounce_limit,
-                )
-                .await
-        };
-        let settled = settle
-            .retry(
-                ExponentialBuilder::default()
-                    .with_min_delay(std::time::Duration::from_millis(50))
-                    .with_max_times(6),
-            )
-            .when(|e: &StoreError| e.is_unavailable())
-            .notify(|e, after| tracing::warn!("recording sent digests: {e}; again in {after:?}"))
-            .await
-            .context("recording sent digests in the ledger")?;
-        for id in settled.newly_bounced {
-            tracing::warn!(
-                subscriber = id,
-                "subscriber marked bounced after {} hard bounces; no more mail goes to them",
-                self.config.mail.bounce_limit
-            );
-        }
-        Ok(())
-    }
-
-    /// Sends a batch concurrently (the pool bounds the connections) and
-    /// returns each delivery's outcome.
-    async fn send_batch(&self, ctx: &Arc<RunContext>, batch: Vec<Claimed>) -> Vec<(i64, Outcome)> {
-        let mut tasks = JoinSet::new();
-        let policy = RetryPolicy::from_config(&self.config);
-        for claimed in batch {
-            let ctx = Arc::clone(ctx);
-            let composer = Arc::clone(&self.composer);
-            let mailer = Arc::clone(&self.mailer);
-            let limiter = Arc::clone(&self.limiter);
-            let metrics = Arc::clone(&self.metrics);
-            let clock = Arc::clone(&self.clock);
-            tasks.spawn(async move {
-                let id = claimed.subscriber_id;
-                let outcome =
-                    deliver(&ctx, &composer, &mailer, &limiter, &clock, &policy, claimed).await;
-                metrics.count_email(email_result(&outcome));
-                (id, outcome)
-            });
-        }
-        let mut outcomes = Vec::with_capacity(tasks.len());
-        while let Some(joined) = tasks.join_next().await {
-            match joined {
-                Ok(pair) => outcomes.push(pair),
-                // A panic in one delivery: it stays `sending` and becomes
-                // uncertain when its lease runs out, like a crash.
-                Err(e) => tracing::error!("a digest delivery task failed: {e}"),
-            }
-        }
-        outcomes
-    }
-
     /// Counts by state and problems of `run`.
     pub async fn status(&self, run: i64) -> anyhow::Result<RunStatus> {
         Ok(self.store.run_status(run).await?)
-    }
-}
-
-async fn deliver(
-    ctx: &RunContext,
-    composer: &Composer,
-    mailer: &Mailer,
-    limiter: &RateLimiter,
-    clock: &Arc<dyn Clock>,
-    policy: &RetryPolicy,
-    c: Claimed,
-) -> Outcome {
-    if c.status != Some(Status::Active) {
-        let now = c.status.map_or("removed", |s| s.as_str());
-        return Outcome::Skipped {
-            reason: format!("the subscriber is {now}"),
-        };
-    }
-    let to = Recipient {
-        id: c.subscriber_id,
-        email: &c.email,
-        since: c.since,
-        first: c.first,
-        tags: &c.tags,
-    };
-    let composed = match composer.compose(ctx, to, clock.now()) {
-        Ok(Some(composed)) => composed,
-        Ok(None) => {
-            return Outcome::Skipped {
-                reason: "nothing new for this subscriber".into(),
-            }
-        }
-        Err(e) => {
-            return Outcome::Failed {
-                reply: format!("cannot compose the digest: {e:#}"),
-            }
-        }
-    };
-    limiter.wait().await;
-    match mailer.send(&composed.message).await {
-        Ok(()) => Outcome::Sent {
-            article_count: composed.article_count,
-        },
-        Err(e) if e.is_permanent() => Outcome::Bounced {
-            reply: e.reply().to_string(),
-        },
-        // Temporary failures and local trouble (the outbox cannot be
-        // written, TLS set-up) are retried: nothing is dropped.
-        Err(e) if c.attempts < policy.max_attempts => Outcome::Retry {
-            reply: e.reply().to_string(),
-            at: clock.now() + policy.delay(c.attempts),
-        },
-        Err(e) => Outcome::Failed {
-            reply: format!("{} (after {} attempts)", e.reply(), c.attempts),
-        },
-    }
-}
-
-/// The `/metrics` label of a delivery attempt's outcome.
-fn email_result(outcome: &Outcome) -> EmailResult {
-    match outcome {
-        Outcome::Sent { .. } => EmailResult::Sent,
-        Outcome::Retry { .. } => EmailResult::Retried,
-        Outcome::Failed { .. } => EmailResult::Failed,
-        Outcome::Bounced { .. } => EmailResult::Bounced,
-        Outcome::Skipped { .. } => EmailResult::Skipped,
     }
 }

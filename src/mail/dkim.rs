@@ -81,10 +81,11 @@ impl DkimSigner {
     }
 
     /// The `DKIM-Signature` header line (folded, with its CRLF) for a
-    /// message whose header lines are `headers` (each `Name: value` with
-    /// its CRLF, folded or not, as written) and whose canonical body
-    /// hashes to `body_hash`.
-    pub fn sign(&self, headers: &[&str], body_hash: &[u8; 32], timestamp: i64) -> String {
+    /// message whose header block is `head` (lines as written, folded or
+    /// not, each with its CRLF) and whose canonical body hashes to
+    /// `body_hash`.
+    pub fn sign(&self, head: &str, body_hash: &[u8; 32], timestamp: i64) -> String {
+        let headers = header_lines(head);
         let mut names = Vec::new();
         let mut signed = String::with_capacity(1024);
         for wanted in SIGNED_HEADERS {
@@ -162,6 +163,21 @@ fn parse_key(text: &str, algorithm: DkimAlgorithm) -> Result<Key, String> {
                 .map_err(|e| e.to_string())
         }
     }
+}
+
+/// The header lines of a block, each with its continuation lines.
+fn header_lines(head: &str) -> Vec<&str> {
+    let mut lines = Vec::new();
+    let mut start = 0;
+    let bytes = head.as_bytes();
+    for (i, _) in head.match_indices("\r\n") {
+        let next = bytes.get(i + 2);
+        if !matches!(next, Some(b' ' | b'\t')) {
+            lines.push(&head[start..i + 2]);
+            start = i + 2;
+        }
+    }
+    lines
 }
 
 fn name_of(line: &str) -> &str {
@@ -263,5 +279,14 @@ mod tests {
         let mut b = Vec::new();
         canonical_body(b" C \r\nD \t E\r\n", &mut b);
         assert_eq!(b, b" C\r\nD E\r\n");
+    }
+
+    #[test]
+    fn header_blocks_split_into_logical_lines() {
+        let head = "A: 1\r\nB: 2\r\n 3\r\nC: 4\r\n";
+        assert_eq!(
+            header_lines(head),
+            ["A: 1\r\n", "B: 2\r\n 3\r\n", "C: 4\r\n"]
+        );
     }
 }

@@ -9,11 +9,13 @@ use anyhow::{bail, Context};
 use lettre::message::Mailbox;
 use lettre::transport::smtp::authentication::{Credentials, DEFAULT_MECHANISMS};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
-use lettre::transport::smtp::extension::{ClientId, Extension};
+use lettre::transport::smtp::commands::{Ehlo, Mail, Rcpt, Rset};
+use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
 use lettre::Message;
 use tokio::sync::Semaphore;
 
 use super::message::{MessageError, Outgoing};
+use super::wire::Wire;
 use crate::base::fs::write_private;
 use crate::base::SubscriberEmail;
 use crate::config::{Config, MailTransportKind, SmtpTls};
@@ -104,6 +106,11 @@ enum Transport {
 /// per message. Here sockets are `TCP_NODELAY`, only connections idle for
 /// a while are checked with NOOP, and:
 ///
+/// - where the server offers PIPELINING (RFC 2920), MAIL FROM, RCPT TO
+///   and DATA go in one write and their replies are read together: two
+///   round trips per message instead of four (lettre sends one command at
+///   a time). Measured to smtp-sink on loopback, 8 connections: 3,436
+///   messages/s lock-step before (issue 15), see the README for after;
 /// - at most `pool_size` connections exist (in use or idle);
 /// - each send is bounded as a whole by the timeout, and a connection that
 ///   failed or timed out is dropped, never reused (its late replies would
@@ -116,8 +123,28 @@ struct SmtpPool {
     credentials: Option<Credentials>,
     hello: ClientId,
     timeout: Duration,
-    idle: std::sync::Mutex<Vec<(AsyncSmtpConnection, std::time::Instant)>>,
+    idle: std::sync::Mutex<Vec<(Conn, std::time::Instant)>>,
     slots: Semaphore,
+    size: usize,
+}
+
+/// A connection and what its server offers beyond what lettre tracks.
+struct Conn {
+    smtp: AsyncSmtpConnection,
+    pipelining: bool,
+}
+
+/// Text lettre writes as it is: lettre sends a command's `Display` and
+/// reads one reply, so a flight of commands, or message content, goes
+/// through [`AsyncSmtpConnection::command`] in one write, and the replies
+/// after the first are read with `read_response`.
+struct Flight<'a>(&'a str, &'static str);
+
+impl fmt::Display for Flight<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)?;
+        f.write_str(self.1)
+    }
 }
 
 /// A connection idle longer than this is checked with NOOP before use.
@@ -178,6 +205,15 @@ impl Mailer {
         }
     }
 
+    /// How many messages can be under way at once: SMTP connections, or
+    /// outbox files written side by side.
+    pub fn connections(&self) -> usize {
+        match &self.transport {
+            Transport::Smtp(pool) => pool.size,
+            Transport::Outbox(_) => 4,
+        }
+    }
+
     /// The sender of every message (`mail.from`).
     pub fn from(&self) -> &Mailbox {
         &self.from
@@ -196,9 +232,15 @@ impl Mailer {
 
     /// Sends one message to the recipients of its envelope.
     pub async fn send(&self, message: &Message) -> Result<(), SendError> {
-        let bytes = message.formatted();
+        self.send_wire(&Wire::from_message(message)).await
+    }
+
+    /// Sends a message built for the wire to the recipients of its
+    /// envelope.
+    pub async fn send_wire(&self, wire: &Wire) -> Result<(), SendError> {
         match &self.transport {
             Transport::Outbox(dir) => {
+                let bytes = wire.to_bytes();
                 let path = dir.join(format!("{:032x}.eml", rand::random::<u128>()));
                 // Written whole or not at all (renamed into place), synced:
                 // a message in the outbox counts as sent.
@@ -209,7 +251,7 @@ impl Mailer {
                 .map_err(|e| SendError::Other(format!("cannot write to the outbox: {e}")))?
                 .map_err(|e| SendError::Other(format!("cannot write to the outbox: {e:#}")))
             }
-            Transport::Smtp(pool) => pool.send(message.envelope(), &bytes).await,
+            Transport::Smtp(pool) => pool.send(wire.envelope(), wire.text()).await,
         }
     }
 
@@ -224,7 +266,7 @@ impl Mailer {
         if let Transport::Smtp(pool) = &self.transport {
             let idle: Vec<_> = std::mem::take(&mut *pool.idle.lock().expect("pool lock"));
             for (mut conn, _) in idle {
-                let _ = tokio::time::timeout(pool.timeout, conn.quit()).await;
+                let _ = tokio::time::timeout(pool.timeout, conn.smtp.quit()).await;
             }
         }
     }
@@ -304,6 +346,7 @@ fn smtp_pool(config: &Config) -> anyhow::Result<(SmtpPool, String)> {
         timeout,
         idle: std::sync::Mutex::new(Vec::new()),
         slots: Semaphore::new(smtp.pool_size.max(1) as usize),
+        size: smtp.pool_size.max(1) as usize,
     };
     Ok((pool, description))
 }
@@ -312,7 +355,7 @@ impl SmtpPool {
     async fn send(
         &self,
         envelope: &lettre::address::Envelope,
-        bytes: &[u8],
+        text: &str,
     ) -> Result<(), SendError> {
         // Waiting for a free slot is not the server's fault, so it is not
         // part of the timeout.
@@ -324,7 +367,10 @@ impl SmtpPool {
         let attempt = async {
             let mut conn = self.checkout().await?;
             if needs_smtputf8(envelope)
-                && !conn.server_info().supports_feature(Extension::SmtpUtfEight)
+                && !conn
+                    .smtp
+                    .server_info()
+                    .supports_feature(Extension::SmtpUtfEight)
             {
                 // Nothing was sent, and trying again cannot help: a
                 // permanent failure for this recipient, as the 553 5.6.7
@@ -337,13 +383,17 @@ impl SmtpPool {
                     ),
                 });
             }
-            match conn.send(envelope, bytes).await {
-                Ok(_) => {
+            match transaction(&mut conn, envelope, text).await {
+                Ok(()) => {
                     self.checkin(conn);
                     Ok(())
                 }
-                // lettre has already closed the connection.
-                Err(e) => Err(SendError::from_smtp(&e)),
+                Err((e, Reusable::Yes)) => {
+                    self.checkin(conn);
+                    Err(e)
+                }
+                // Dropped: its state is unknown, and a QUIT could hang.
+                Err((e, Reusable::No)) => Err(e),
             }
         };
         match tokio::time::timeout(self.timeout, attempt).await {
@@ -357,24 +407,24 @@ impl SmtpPool {
 
     /// An idle connection (checked with NOOP when idle for a while), or a
     /// new one.
-    async fn checkout(&self) -> Result<AsyncSmtpConnection, SendError> {
+    async fn checkout(&self) -> Result<Conn, SendError> {
         loop {
             let idle = self.idle.lock().expect("pool lock").pop();
             let Some((mut conn, since)) = idle else {
                 return self.connect().await;
             };
-            if conn.has_broken() {
+            if conn.smtp.has_broken() {
                 continue;
             }
-            if since.elapsed() < CHECK_IDLE_AFTER || conn.test_connected().await {
+            if since.elapsed() < CHECK_IDLE_AFTER || conn.smtp.test_connected().await {
                 return Ok(conn);
             }
             tracing::debug!("dropping an SMTP connection that went stale");
         }
     }
 
-    fn checkin(&self, conn: AsyncSmtpConnection) {
-        if !conn.has_broken() {
+    fn checkin(&self, conn: Conn) {
+        if !conn.smtp.has_broken() {
             self.idle
                 .lock()
                 .expect("pool lock")
@@ -382,7 +432,7 @@ impl SmtpPool {
         }
     }
 
-    async fn connect(&self) -> Result<AsyncSmtpConnection, SendError> {
+    async fn connect(&self) -> Result<Conn, SendError> {
         let transient = |what: &str, e: &dyn std::fmt::Display| SendError::Transient {
             reply: format!("cannot {what} {}:{}: {e}", self.host, self.port),
         };
@@ -431,7 +481,118 @@ impl SmtpPool {
                 .await
                 .map_err(|e| SendError::from_smtp(&e))?;
         }
-        Ok(conn)
+        // lettre keeps no note of PIPELINING: one more EHLO (allowed at any
+        // time, RFC 5321 §4.1.4) tells, once per connection.
+        let ehlo = conn
+            .command(Ehlo::new(self.hello.clone()))
+            .await
+            .map_err(|e| SendError::from_smtp(&e))?;
+        let pipelining = ehlo
+            .message()
+            .any(|l| l.split_whitespace().next() == Some("PIPELINING"));
+        Ok(Conn {
+            smtp: conn,
+            pipelining,
+        })
+    }
+}
+
+/// Whether a connection can be used again after a failed transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reusable {
+    Yes,
+    No,
+}
+
+/// A reply that is an error: negative (the connection is fine) or none at
+/// all (it is not).
+fn failed(e: &lettre::transport::smtp::Error) -> (SendError, Reusable) {
+    let reusable = if e.status().is_some() {
+        Reusable::Yes
+    } else {
+        Reusable::No
+    };
+    (SendError::from_smtp(e), reusable)
+}
+
+/// One mail transaction: MAIL FROM, RCPT TO for each recipient, DATA, the
+/// content. With PIPELINING the commands up to DATA go in one write (RFC
+/// 2920 §3.1: DATA ends a group) and every reply is read, in order, even
+/// after a failure, so the connection stays in step; a failed
+/// transaction is reset with RSET.
+async fn transaction(
+    conn: &mut Conn,
+    envelope: &lettre::address::Envelope,
+    text: &str,
+) -> Result<(), (SendError, Reusable)> {
+    let smtp = &mut conn.smtp;
+    let mut parameters = Vec::new();
+    if needs_smtputf8(envelope) {
+        parameters.push(MailParameter::SmtpUtfEight);
+    }
+    if !text.is_ascii() {
+        if !smtp.server_info().supports_feature(Extension::EightBitMime) {
+            return Err((
+                SendError::Other(
+                    "the message is not ASCII and the SMTP server does not offer 8BITMIME".into(),
+                ),
+                Reusable::Yes,
+            ));
+        }
+        parameters.push(MailParameter::Body(MailBodyParameter::EightBitMime));
+    }
+    let mut commands = vec![Mail::new(envelope.from().cloned(), parameters).to_string()];
+    for to in envelope.to() {
+        commands.push(Rcpt::new(to.clone(), Vec::new()).to_string());
+    }
+    commands.push("DATA\r\n".to_string());
+
+    let mut first_error = None;
+    let mut data_open = false;
+    if conn.pipelining {
+        let flight = commands.concat();
+        let mut replies = vec![smtp.command(Flight(&flight, "")).await];
+        for _ in 1..commands.len() {
+            replies.push(smtp.read_response().await);
+        }
+        for (i, reply) in replies.iter().enumerate() {
+            match reply {
+                Ok(_) if i + 1 == commands.len() => data_open = true,
+                Ok(_) => {}
+                Err(e) if e.status().is_none() => return Err(failed(e)),
+                Err(e) => {
+                    first_error.get_or_insert_with(|| failed(e));
+                }
+            }
+        }
+    } else {
+        for (i, command) in commands.iter().enumerate() {
+            match smtp.command(Flight(command, "")).await {
+                Ok(_) => data_open = i + 1 == commands.len(),
+                Err(e) => {
+                    first_error = Some(failed(&e));
+                    break;
+                }
+            }
+        }
+    }
+    if let Some(error) = first_error {
+        if data_open {
+            // A server that opened DATA although a command before it
+            // failed gets an empty message, ended at once.
+            smtp.command(Flight(".\r\n", ""))
+                .await
+                .map_err(|e| failed(&e))?;
+        }
+        if error.1 == Reusable::Yes {
+            smtp.command(Rset).await.map_err(|e| failed(&e))?;
+        }
+        return Err(error);
+    }
+    // The content is CRLF-terminated and dot-stuffed (see `Wire`).
+    match smtp.command(Flight(text, ".\r\n")).await {
+        Ok(_) => Ok(()),
+        Err(e) => Err(failed(&e)),
     }
 }
 

@@ -2,6 +2,8 @@
 //! herald itself (the digest) or formatted by lettre (everything else).
 
 use lettre::address::Envelope;
+use lettre::message::header::{self, HeaderName, HeaderValue, Headers};
+use lettre::message::Mailbox;
 use lettre::Message;
 
 /// A message ready to send: CRLF lines, none longer than 998 characters,
@@ -91,6 +93,27 @@ pub fn push_header(out: &mut String, name: &str, value: &str) {
         first = false;
     }
     out.push_str("\r\n");
+}
+
+/// The header line `name: value` as lettre writes it (RFC 2047 words for
+/// text that is not ASCII, folded), for values that are the same in many
+/// messages and so formatted once. `name` must be a valid header name.
+pub fn encoded_header(name: &'static str, value: &str) -> String {
+    let mut headers = Headers::new();
+    headers.insert_raw(HeaderValue::new(
+        HeaderName::new_from_ascii_str(name),
+        value.to_string(),
+    ));
+    headers.to_string()
+}
+
+/// The `From:` line for `from`, as lettre writes it.
+pub fn from_header(from: &Mailbox) -> String {
+    let mut headers = Headers::new();
+    headers.set(header::From::from(lettre::message::Mailboxes::from(
+        from.clone(),
+    )));
+    headers.to_string()
 }
 
 #[cfg(test)]

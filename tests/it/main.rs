@@ -20,6 +20,7 @@ mod determinism;
 mod digest;
 mod digest_cli;
 mod digest_crash;
+mod digest_splice;
 mod digest_templates;
 mod e2e;
 mod healthcheck;
