@@ -9,13 +9,15 @@
 //! - [`pace`]: retry backoff and the (shared) send rate.
 //!
 //! A run is planned whole (one delivery row per recipient, in one
-//! transaction) before anything is sent; candidates are read from the
-//! store in pages, so planning holds one page of them at a time. Sending
-//! then claims deliveries in batches of `mail.batch_size` (`sending`,
-//! leased to this process for `mail.claim_lease` and renewed while it
-//! works), sends them over the SMTP pool at up to `mail.rate_limit` per
-//! second, and settles the batch in one transaction while the next batch
-//! is being sent (so a process holds at most two batches). Temporary
+//! transaction) before anything is sent; candidates are read and
+//! deliveries written a page at a time inside that transaction, so
+//! planning holds one page at a time. Sending ([`send`]) then claims
+//! deliveries in batches of `mail.batch_size` (`sending`, leased to this
+//! process for `mail.claim_lease` and renewed while it works), composes
+//! each ([`variant`]: one render per distinct digest of the run), sends
+//! them over the SMTP pool at up to `mail.rate_limit` per second, and
+//! settles each batch in one transaction while the next is being sent (a
+//! process holds at most [`BATCHES_IN_HAND`] batches). Temporary
 //! failures go back to `pending` with an exponential, jittered delay until
 //! `mail.max_attempts`; a 5xx for the recipient is a hard bounce.
 //!
@@ -48,14 +50,14 @@ pub use variant::Prepared;
 use crate::base::clock::Clock;
 use crate::base::metrics::Metrics;
 use crate::config::Config;
+use crate::config::DigestConfig;
 use crate::mail::Mailer;
-use crate::store::{db_time, Backend, NewDelivery, NewRun, Run, RunStatus, Store, Trigger};
+use crate::store::{
+    db_time, Backend, Candidate, NewDelivery, NewRun, Run, RunStatus, Store, Trigger, PLAN_PAGE,
+};
 
 /// The articles digests are made from, with their first-seen times.
 pub type Articles = Arc<Published>;
-
-/// Candidates read from the store at a time while planning.
-const PLAN_PAGE: usize = 2_000;
 
 /// Plans and sends digest runs.
 pub struct Digests {
@@ -203,21 +205,17 @@ impl Digests {
     }
 
     /// Who would get the digest of `schedule` for `tick`: every active
-    /// subscriber of it with at least one article new to them. Reads the
-    /// candidates page by page.
+    /// subscriber of it with at least one article new to them. For
+    /// `--dry-run`: the list is held whole (planning a run never does).
     pub async fn plan(
         &self,
         schedule: &str,
         tick: DateTime<Utc>,
         articles: &Articles,
     ) -> anyhow::Result<Vec<NewDelivery>> {
-        let digest = self
-            .config
-            .digest
-            .iter()
-            .find(|d| d.name == schedule)
-            .with_context(|| format!("there is no digest schedule called `{schedule}`"))?;
+        let digest = self.digest_config(schedule)?;
         let horizon = Self::horizon(tick, articles);
+        let pick = |c: Candidate| pick(articles, digest, horizon, c);
         let mut planned = Vec::new();
         let mut after = None;
         loop {
@@ -229,30 +227,23 @@ impl Digests {
                 break;
             };
             after = Some(last.id);
-            for c in page {
-                let first = c.received_through.is_none();
-                let since = c.received_through.unwrap_or(c.confirmed_at);
-                let reader = select::Reader {
-                    since,
-                    first,
-                    tags: &c.tags,
-                };
-                if select::select(articles, digest, horizon, reader).is_empty() {
-                    continue;
-                }
-                planned.push(NewDelivery {
-                    subscriber_id: c.id,
-                    email: c.email,
-                    since,
-                    first,
-                });
-            }
+            planned.extend(page.into_iter().filter_map(pick));
         }
         Ok(planned)
     }
 
+    fn digest_config(&self, schedule: &str) -> anyhow::Result<&DigestConfig> {
+        self.config
+            .digest
+            .iter()
+            .find(|d| d.name == schedule)
+            .with_context(|| format!("there is no digest schedule called `{schedule}`"))
+    }
+
     /// Plans and records the run for `(schedule, tick)`; `None` when that
-    /// run exists already (another replica planned it).
+    /// run exists already (another replica planned it). The candidates are
+    /// read and the deliveries written a page at a time, in the run's one
+    /// transaction: memory does not grow with the list.
     pub async fn start_run(
         &self,
         schedule: &str,
@@ -265,34 +256,63 @@ impl Digests {
             tracing::debug!(schedule, %tick, "digest run exists already");
             return Ok(None);
         }
-        let planned = self.plan(schedule, tick, articles).await?;
-        let run = self
+        let digest = self.digest_config(schedule)?;
+        let horizon = Self::horizon(tick, articles);
+        let started = std::time::Instant::now();
+        let new = NewRun {
+            schedule,
+            tick,
+            horizon,
+            trigger,
+            now: self.clock.now(),
+            deliveries: &[],
+        };
+        let planned = self
             .store
-            .create_run(NewRun {
-                schedule,
-                tick,
-                horizon: Self::horizon(tick, articles),
-                trigger,
-                now: self.clock.now(),
-                deliveries: &planned,
-            })
+            .plan_run(new, &|c| pick(articles, digest, horizon, c))
             .await?;
-        match &run {
-            Some(r) => tracing::info!(
+        match &planned {
+            Some((r, recipients)) => tracing::info!(
                 run = r.id,
                 schedule,
                 %tick,
                 trigger = trigger.as_str(),
-                recipients = planned.len(),
+                recipients,
+                seconds = started.elapsed().as_secs_f64(),
                 "digest run planned"
             ),
             None => tracing::debug!(schedule, %tick, "digest run exists already"),
         }
-        Ok(run)
+        Ok(planned.map(|(run, _)| run))
     }
 
     /// Counts by state and problems of `run`.
     pub async fn status(&self, run: i64) -> anyhow::Result<RunStatus> {
         Ok(self.store.run_status(run).await?)
     }
+}
+
+/// A candidate's delivery if they have something new.
+fn pick(
+    articles: &Published,
+    digest: &DigestConfig,
+    horizon: DateTime<Utc>,
+    c: Candidate,
+) -> Option<NewDelivery> {
+    let first = c.received_through.is_none();
+    let since = c.received_through.unwrap_or(c.confirmed_at);
+    let reader = select::Reader {
+        since,
+        first,
+        tags: &c.tags,
+    };
+    if select::select(articles, digest, horizon, reader).is_empty() {
+        return None;
+    }
+    Some(NewDelivery {
+        subscriber_id: c.id,
+        email: c.email,
+        since,
+        first,
+    })
 }

@@ -14,9 +14,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use std::panic::AssertUnwindSafe;
+
 use anyhow::Context;
 use backon::{ExponentialBuilder, Retryable};
 use chrono::{DateTime, Utc};
+use futures_util::FutureExt as _;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
@@ -427,10 +430,11 @@ async fn work(
             continue;
         }
         let id = job.claimed.subscriber_id;
-        let task = Arc::clone(&w);
-        // Its own task, so that a panic in one delivery loses that one
-        // only (it stays `sending` and turns uncertain, like a crash).
-        match tokio::spawn(async move { deliver(&task, job.claimed).await }).await {
+        // A panic in one delivery loses that one only: it stays `sending`
+        // and turns uncertain, like a crash's. (Caught here rather than
+        // by a task per delivery: a spawn and a wake-up per message.)
+        let delivered = AssertUnwindSafe(deliver(&w, job.claimed)).catch_unwind();
+        match delivered.await {
             Ok(outcome) => {
                 let result = email_result(&outcome);
                 w.metrics.count_email(result);
@@ -439,8 +443,8 @@ async fn work(
                 }
                 job.batch.end(Some((id, outcome)));
             }
-            Err(e) => {
-                tracing::error!(subscriber = id, "a digest delivery failed: {e}");
+            Err(_) => {
+                tracing::error!(subscriber = id, "a digest delivery panicked");
                 job.batch.end(None);
             }
         }

@@ -251,7 +251,7 @@ impl Mailer {
                 .map_err(|e| SendError::Other(format!("cannot write to the outbox: {e}")))?
                 .map_err(|e| SendError::Other(format!("cannot write to the outbox: {e:#}")))
             }
-            Transport::Smtp(pool) => pool.send(wire.envelope(), wire.text()).await,
+            Transport::Smtp(pool) => pool.send(wire.envelope(), wire.data()).await,
         }
     }
 
@@ -352,10 +352,11 @@ fn smtp_pool(config: &Config) -> anyhow::Result<(SmtpPool, String)> {
 }
 
 impl SmtpPool {
+    /// Sends `data`: a message and the `.` CRLF that ends it.
     async fn send(
         &self,
         envelope: &lettre::address::Envelope,
-        text: &str,
+        data: &str,
     ) -> Result<(), SendError> {
         // Waiting for a free slot is not the server's fault, so it is not
         // part of the timeout.
@@ -383,7 +384,7 @@ impl SmtpPool {
                     ),
                 });
             }
-            match transaction(&mut conn, envelope, text).await {
+            match transaction(&mut conn, envelope, data).await {
                 Ok(()) => {
                     self.checkin(conn);
                     Ok(())
@@ -523,14 +524,14 @@ fn failed(e: &lettre::transport::smtp::Error) -> (SendError, Reusable) {
 async fn transaction(
     conn: &mut Conn,
     envelope: &lettre::address::Envelope,
-    text: &str,
+    data: &str,
 ) -> Result<(), (SendError, Reusable)> {
     let smtp = &mut conn.smtp;
     let mut parameters = Vec::new();
     if needs_smtputf8(envelope) {
         parameters.push(MailParameter::SmtpUtfEight);
     }
-    if !text.is_ascii() {
+    if !data.is_ascii() {
         if !smtp.server_info().supports_feature(Extension::EightBitMime) {
             return Err((
                 SendError::Other(
@@ -589,8 +590,8 @@ async fn transaction(
         }
         return Err(error);
     }
-    // The content is CRLF-terminated and dot-stuffed (see `Wire`).
-    match smtp.command(Flight(text, ".\r\n")).await {
+    // Dot-stuffed, with its end (see `Wire`): one buffer, one write.
+    match smtp.command(Flight(data, "")).await {
         Ok(_) => Ok(()),
         Err(e) => Err(failed(&e)),
     }

@@ -12,8 +12,13 @@ use lettre::Message;
 #[derive(Debug, Clone)]
 pub struct Wire {
     envelope: Envelope,
+    /// The message and the `.` CRLF that ends SMTP's DATA: one buffer,
+    /// written to the server as it is.
     text: String,
 }
+
+/// What ends the DATA of a message whose text ends with CRLF.
+const END_OF_DATA: &str = ".\r\n";
 
 impl Wire {
     /// `text` as written by herald's own message builders. A line that
@@ -26,6 +31,7 @@ impl Wire {
         if !text.ends_with("\r\n") {
             text.push_str("\r\n");
         }
+        text.push_str(END_OF_DATA);
         Wire { envelope, text }
     }
 
@@ -42,13 +48,18 @@ impl Wire {
 
     /// The bytes as sent (after dot-stuffing, without the final `.`).
     pub fn text(&self) -> &str {
+        &self.text[..self.text.len() - END_OF_DATA.len()]
+    }
+
+    /// The text and the `.` CRLF after it, as SMTP's DATA takes it.
+    pub(super) fn data(&self) -> &str {
         &self.text
     }
 
     /// The message as a reader receives it (dot-stuffing undone).
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.text.len());
-        for line in self.text.split_inclusive('\n') {
+        for line in self.text().split_inclusive('\n') {
             // After stuffing, every line that starts with `.` has one more.
             out.extend_from_slice(line.strip_prefix('.').unwrap_or(line).as_bytes());
         }

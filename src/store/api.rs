@@ -14,7 +14,7 @@
 use chrono::{DateTime, FixedOffset, Utc};
 
 use super::copy::{PageKey, Part, Rows};
-use super::ledger::{Candidate, Claimed, NewRun, Outcome, Run, RunStatus, Settled};
+use super::ledger::{Candidate, Claimed, NewRun, Outcome, Pick, Run, RunStatus, Settled};
 use super::{
     ConsentEntry, DeliveryState, ImportCounts, ListFilter, NewSubscription, StoreResult,
     SubscribeOutcome, Subscriber, SubscriberEmail,
@@ -120,6 +120,13 @@ pub trait Ledger: Send + Sync {
     /// when a run for that `(schedule, tick)` exists (whoever made it: of
     /// several replicas exactly one plans each tick).
     async fn create_run(&self, new: NewRun<'_>) -> StoreResult<Option<Run>>;
+
+    /// Creates the run as [`Ledger::create_run`] does, with deliveries
+    /// chosen by `pick` among the active subscribers of `new.schedule`,
+    /// read page by page inside the run's transaction (memory stays flat
+    /// however long the list). Returns the run and how many deliveries it
+    /// has; `None` when the run exists already.
+    async fn plan_run(&self, new: NewRun<'_>, pick: Pick<'_>) -> StoreResult<Option<(Run, u64)>>;
 
     async fn run(&self, id: i64) -> StoreResult<Option<Run>>;
 

@@ -2,7 +2,9 @@
 //! delivery row per recipient, and what each subscriber has received.
 //!
 //! A run and all its deliveries are written in one transaction, so a run
-//! either exists with every recipient or not at all. Deliveries are taken
+//! either exists with every recipient or not at all; a planned run reads
+//! its schedule's candidates page by page inside that transaction
+//! ([`Pick`], [`PLAN_PAGE`]), so planning holds one page at a time. Deliveries are taken
 //! (`pending` -> `sending`, leased to the taking replica) and settled in
 //! batches, each batch one transaction; a crash can therefore leave at most
 //! the batches in hand in `sending`, which become `uncertain` when their
@@ -125,6 +127,14 @@ pub struct NewRun<'a> {
     pub now: DateTime<Utc>,
     pub deliveries: &'a [NewDelivery],
 }
+
+/// Chooses a planned run's deliveries among its schedule's candidates:
+/// `None` for a candidate with nothing to receive.
+pub type Pick<'a> = &'a (dyn Fn(Candidate) -> Option<NewDelivery> + Send + Sync);
+
+/// Candidates read at a time while a run is planned: memory holds one page
+/// of them and of their deliveries, however long the list.
+pub const PLAN_PAGE: usize = 2_000;
 
 /// One delivery to write with a new run.
 #[derive(Debug, Clone)]

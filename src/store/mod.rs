@@ -23,8 +23,8 @@ pub use crate::base::{EmailError, SubscriberEmail};
 pub use api::{Backend, Claim, Ledger, SeenArticle, SharedState, Store, Subscribers, Transfer};
 pub use error::{StoreError, StoreResult};
 pub use ledger::{
-    Candidate, Claimed, DeliveryState, NewDelivery, NewRun, Outcome, Problem, Run, RunStatus,
-    Settled, Trigger,
+    Candidate, Claimed, DeliveryState, NewDelivery, NewRun, Outcome, Pick, Problem, Run, RunStatus,
+    Settled, Trigger, PLAN_PAGE,
 };
 pub use open::{open, open_location, schema_version, OpenOptions};
 pub use postgres::PgStore;

@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use sqlx::postgres::PgRow;
 use sqlx::Row;
 
+use super::plan::candidates;
 use super::{insert_log, LogRow, PgStore};
 use crate::store::ledger::*;
 use crate::store::{db_time, stored_email, Claim, Ledger, Status, StoreError, StoreResult};
@@ -33,9 +34,6 @@ fn decode_run(row: &PgRow) -> StoreResult<Run> {
         finished_at: row.try_get("finished_at")?,
     })
 }
-
-/// Rows per INSERT when writing a run's deliveries.
-const CHUNK: usize = 10_000;
 
 #[async_trait::async_trait]
 impl Ledger for PgStore {
@@ -71,33 +69,8 @@ impl Ledger for PgStore {
         after: Option<i64>,
         limit: usize,
     ) -> StoreResult<Vec<Candidate>> {
-        let rows = sqlx::query(
-            "SELECT s.id, s.email, s.confirmed_at, c.through,
-                    ARRAY(SELECT tag FROM subscriber_tags WHERE subscriber_id = s.id
-                          ORDER BY tag) AS tags
-             FROM subscriber_schedules ss
-             JOIN subscribers s ON s.id = ss.subscriber_id
-             LEFT JOIN digest_cursors c ON c.subscriber_id = s.id AND c.schedule = ss.schedule
-             WHERE ss.schedule = $1 AND ss.subscriber_id > $2 AND s.status = 'active'
-             ORDER BY ss.subscriber_id LIMIT $3",
-        )
-        .bind(schedule)
-        .bind(after.unwrap_or(i64::MIN))
-        .bind(limit as i64)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|row| {
-                let email: String = row.try_get("email")?;
-                Ok(Candidate {
-                    id: row.try_get("id")?,
-                    email: stored_email(&email)?,
-                    confirmed_at: row.try_get("confirmed_at")?,
-                    tags: row.try_get("tags")?,
-                    received_through: row.try_get("through")?,
-                })
-            })
-            .collect()
+        let mut conn = self.pool.acquire().await?;
+        candidates(&mut conn, schedule, after, limit).await
     }
 
     async fn run_exists(&self, schedule: &str, tick: DateTime<Utc>) -> StoreResult<bool> {
@@ -111,55 +84,11 @@ impl Ledger for PgStore {
     }
 
     async fn create_run(&self, new: NewRun<'_>) -> StoreResult<Option<Run>> {
-        let now = db_time(new.now);
-        let mut tx = self.pool.begin().await?;
-        let nonce = format!("{:016x}", rand::random::<u64>());
-        let id: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO digest_runs (schedule, tick, horizon, trigger, nonce, created_at, state)
-             VALUES ($1, $2, $3, $4, $5, $6, 'sending')
-             ON CONFLICT (schedule, tick) DO NOTHING RETURNING id",
-        )
-        .bind(new.schedule)
-        .bind(db_time(new.tick))
-        .bind(db_time(new.horizon))
-        .bind(new.trigger.as_str())
-        .bind(&nonce)
-        .bind(now)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(id) = id else {
-            return Ok(None);
-        };
-        for chunk in new.deliveries.chunks(CHUNK) {
-            let ids: Vec<i64> = chunk.iter().map(|d| d.subscriber_id).collect();
-            let emails: Vec<&str> = chunk.iter().map(|d| d.email.as_str()).collect();
-            let since: Vec<DateTime<Utc>> = chunk.iter().map(|d| db_time(d.since)).collect();
-            let first: Vec<bool> = chunk.iter().map(|d| d.first).collect();
-            sqlx::query(
-                "INSERT INTO digest_deliveries
-                    (run_id, subscriber_id, email, since, first, state, updated_at)
-                 SELECT $1, d.*, 'pending', $2
-                 FROM unnest($3::bigint[], $4::text[], $5::timestamptz[], $6::boolean[]) AS d",
-            )
-            .bind(id)
-            .bind(now)
-            .bind(ids)
-            .bind(emails)
-            .bind(since)
-            .bind(first)
-            .execute(&mut *tx)
-            .await?;
-        }
-        if new.deliveries.is_empty() {
-            // Nobody had anything new: the run is done as it starts.
-            sqlx::query("UPDATE digest_runs SET state = 'done', finished_at = $1 WHERE id = $2")
-                .bind(now)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        self.run(id).await
+        Ok(self.write_run(new, None).await?.map(|(run, _)| run))
+    }
+
+    async fn plan_run(&self, new: NewRun<'_>, pick: Pick<'_>) -> StoreResult<Option<(Run, u64)>> {
+        self.write_run(new, Some(pick)).await
     }
 
     async fn run(&self, id: i64) -> StoreResult<Option<Run>> {

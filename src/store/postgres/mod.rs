@@ -213,6 +213,7 @@ pub(super) async fn insert_pairs(
 }
 
 mod ledger;
+mod plan;
 mod state;
 mod subscribers;
 mod transfer;

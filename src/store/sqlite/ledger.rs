@@ -2,9 +2,9 @@
 //! settlements (the types are in [`crate::store::ledger`]).
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 use sqlx::Row;
 
+use super::plan::candidates;
 use super::{format_time, parse_opt_time, parse_time, SqliteStore};
 use crate::store::ledger::*;
 use crate::store::{stored_email, Claim, Ledger, Status, StoreError, StoreResult};
@@ -59,34 +59,8 @@ impl Ledger for SqliteStore {
         after: Option<i64>,
         limit: usize,
     ) -> StoreResult<Vec<Candidate>> {
-        let rows = sqlx::query(
-            "SELECT s.id, s.email, s.confirmed_at, c.through,
-                    (SELECT json_group_array(tag) FROM subscriber_tags
-                     WHERE subscriber_id = s.id) AS tags
-             FROM subscriber_schedules ss
-             JOIN subscribers s ON s.id = ss.subscriber_id
-             LEFT JOIN digest_cursors c ON c.subscriber_id = s.id AND c.schedule = ss.schedule
-             WHERE ss.schedule = ? AND ss.subscriber_id > ? AND s.status = 'active'
-             ORDER BY ss.subscriber_id LIMIT ?",
-        )
-        .bind(schedule)
-        .bind(after.unwrap_or(i64::MIN))
-        .bind(limit as i64)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|row| {
-                let email: String = row.try_get("email")?;
-                let tags: String = row.try_get("tags")?;
-                Ok(Candidate {
-                    id: row.try_get("id")?,
-                    email: stored_email(&email)?,
-                    confirmed_at: parse_time(row.try_get("confirmed_at")?)?,
-                    tags: serde_json::from_str(&tags)?,
-                    received_through: parse_opt_time(row.try_get("through")?)?,
-                })
-            })
-            .collect()
+        let mut conn = self.pool.acquire().await?;
+        candidates(&mut conn, schedule, after, limit).await
     }
 
     async fn run_exists(&self, schedule: &str, tick: DateTime<Utc>) -> StoreResult<bool> {
@@ -100,76 +74,11 @@ impl Ledger for SqliteStore {
     }
 
     async fn create_run(&self, new: NewRun<'_>) -> StoreResult<Option<Run>> {
-        let NewRun {
-            schedule,
-            tick,
-            horizon,
-            trigger,
-            now,
-            deliveries,
-        } = new;
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let nonce = format!("{:016x}", rand::random::<u64>());
-        let inserted = sqlx::query(
-            "INSERT INTO digest_runs (schedule, tick, horizon, trigger, nonce, created_at, state)
-             VALUES (?, ?, ?, ?, ?, ?, 'sending')
-             ON CONFLICT (schedule, tick) DO NOTHING",
-        )
-        .bind(schedule)
-        .bind(format_time(tick))
-        .bind(format_time(horizon))
-        .bind(trigger.as_str())
-        .bind(&nonce)
-        .bind(format_time(now))
-        .execute(&mut *tx)
-        .await?;
-        if inserted.rows_affected() == 0 {
-            return Ok(None);
-        }
-        let id = inserted.last_insert_rowid();
-        let at = format_time(now);
-        #[derive(Serialize)]
-        struct Row<'a> {
-            id: i64,
-            email: &'a str,
-            since: String,
-            first: bool,
-        }
-        // Thousands of rows per statement, through json_each: one round
-        // trip per chunk instead of one per recipient.
-        for chunk in deliveries.chunks(5000) {
-            let rows: Vec<Row<'_>> = chunk
-                .iter()
-                .map(|d| Row {
-                    id: d.subscriber_id,
-                    email: d.email.as_str(),
-                    since: format_time(d.since),
-                    first: d.first,
-                })
-                .collect();
-            sqlx::query(
-                "INSERT INTO digest_deliveries
-                    (run_id, subscriber_id, email, since, first, state, updated_at)
-                 SELECT ?, value ->> 'id', value ->> 'email', value ->> 'since',
-                        value ->> 'first', 'pending', ?
-                 FROM json_each(?)",
-            )
-            .bind(id)
-            .bind(&at)
-            .bind(serde_json::to_string(&rows)?)
-            .execute(&mut *tx)
-            .await?;
-        }
-        if deliveries.is_empty() {
-            // Nobody had anything new: the run is done as it starts.
-            sqlx::query("UPDATE digest_runs SET state = 'done', finished_at = ? WHERE id = ?")
-                .bind(&at)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        self.run(id).await
+        Ok(self.write_run(new, None).await?.map(|(run, _)| run))
+    }
+
+    async fn plan_run(&self, new: NewRun<'_>, pick: Pick<'_>) -> StoreResult<Option<(Run, u64)>> {
+        self.write_run(new, Some(pick)).await
     }
 
     async fn run(&self, id: i64) -> StoreResult<Option<Run>> {
@@ -321,90 +230,116 @@ impl Ledger for SqliteStore {
         let at = format_time(now);
         let tick = format_time(run.horizon);
         let mut settled = Settled::default();
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        for (id, outcome) in outcomes {
-            let (state, reply, next, count) = match outcome {
-                Outcome::Sent { article_count } => {
-                    ("sent", None, None, Some(*article_count as i64))
+        #[derive(serde::Serialize)]
+        struct Row<'a> {
+            id: i64,
+            state: &'static str,
+            reply: Option<&'a str>,
+            next: Option<String>,
+            count: Option<i64>,
+        }
+        let rows: Vec<Row<'_>> = outcomes
+            .iter()
+            .map(|(id, outcome)| {
+                let (state, reply, next, count) = match outcome {
+                    Outcome::Sent { article_count } => {
+                        ("sent", None, None, Some(*article_count as i64))
+                    }
+                    Outcome::Retry { reply, at } => (
+                        "pending",
+                        Some(reply.as_str()),
+                        Some(format_time(*at)),
+                        None,
+                    ),
+                    Outcome::Failed { reply } => ("failed", Some(reply.as_str()), None, None),
+                    Outcome::Bounced { reply } => ("bounced", Some(reply.as_str()), None, None),
+                    Outcome::Skipped { reason } => ("skipped", Some(reason.as_str()), None, None),
+                };
+                Row {
+                    id: *id,
+                    state,
+                    reply,
+                    next,
+                    count,
                 }
-                Outcome::Retry { reply, at } => (
-                    "pending",
-                    Some(reply.as_str()),
-                    Some(format_time(*at)),
-                    None,
-                ),
-                Outcome::Failed { reply } => ("failed", Some(reply.as_str()), None, None),
-                Outcome::Bounced { reply } => ("bounced", Some(reply.as_str()), None, None),
-                Outcome::Skipped { reason } => ("skipped", Some(reason.as_str()), None, None),
-            };
-            let updated = sqlx::query(
-                "UPDATE digest_deliveries
-                 SET state = ?, reply = ?, next_attempt_at = ?, article_count = ?, updated_at = ?,
-                     lease_until = NULL
-                 WHERE run_id = ? AND subscriber_id = ? AND claimed_by = ?
-                   AND state IN ('sending', 'uncertain')",
+            })
+            .collect();
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        // The whole batch in one statement (each statement is a round trip
+        // to sqlx's SQLite thread: two per delivery took most of the
+        // recorder's time). Only rows still claimed by `by`: an operator's
+        // requeue in the meantime wins.
+        let updated: Vec<i64> = sqlx::query_scalar(
+            "UPDATE digest_deliveries AS d
+             SET state = j.value ->> 'state', reply = j.value ->> 'reply',
+                 next_attempt_at = j.value ->> 'next', article_count = j.value ->> 'count',
+                 updated_at = ?1, lease_until = NULL
+             FROM json_each(?4) AS j
+             WHERE d.run_id = ?2 AND d.subscriber_id = j.value ->> 'id' AND d.claimed_by = ?3
+               AND d.state IN ('sending', 'uncertain')
+             RETURNING subscriber_id",
+        )
+        .bind(&at)
+        .bind(run.id)
+        .bind(by)
+        .bind(serde_json::to_string(&rows)?)
+        .fetch_all(&mut *tx)
+        .await?;
+        let updated: std::collections::HashSet<i64> = updated.into_iter().collect();
+        let sent: Vec<i64> = outcomes
+            .iter()
+            .filter(|(id, o)| matches!(o, Outcome::Sent { .. }) && updated.contains(id))
+            .map(|(id, _)| *id)
+            .collect();
+        if !sent.is_empty() {
+            sqlx::query(
+                "INSERT INTO digest_cursors (subscriber_id, schedule, through)
+                 SELECT value, ?1, ?2 FROM json_each(?3) WHERE true
+                 ON CONFLICT (subscriber_id, schedule)
+                 DO UPDATE SET through = max(through, excluded.through)",
             )
-            .bind(state)
-            .bind(reply)
-            .bind(next)
-            .bind(count)
-            .bind(&at)
-            .bind(run.id)
-            .bind(id)
-            .bind(by)
+            .bind(&run.schedule)
+            .bind(&tick)
+            .bind(serde_json::to_string(&sent)?)
             .execute(&mut *tx)
             .await?;
-            if updated.rows_affected() == 0 {
-                // Requeued by an operator meanwhile: the row is theirs now.
+        }
+        for (id, outcome) in outcomes {
+            let Outcome::Bounced { reply } = outcome else {
+                continue;
+            };
+            if !updated.contains(id) {
                 continue;
             }
-            match outcome {
-                Outcome::Sent { .. } => {
+            let row: Option<(i64, String, String)> = sqlx::query_as(
+                "UPDATE subscribers SET hard_bounces = hard_bounces + 1 WHERE id = ?
+                 RETURNING hard_bounces, status, email_key",
+            )
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some((count, status, key)) = row {
+                if count >= i64::from(bounce_limit) && status == "active" {
                     sqlx::query(
-                        "INSERT INTO digest_cursors (subscriber_id, schedule, through)
-                         VALUES (?1, ?2, ?3)
-                         ON CONFLICT (subscriber_id, schedule)
-                         DO UPDATE SET through = max(through, ?3)",
+                        "UPDATE subscribers SET status = 'bounced', left_at = ?,
+                         left_how = 'bounce' WHERE id = ?",
                     )
+                    .bind(&at)
                     .bind(id)
-                    .bind(&run.schedule)
-                    .bind(&tick)
                     .execute(&mut *tx)
                     .await?;
-                }
-                Outcome::Bounced { reply } => {
-                    let row: Option<(i64, String, String)> = sqlx::query_as(
-                        "UPDATE subscribers SET hard_bounces = hard_bounces + 1 WHERE id = ?
-                         RETURNING hard_bounces, status, email_key",
+                    sqlx::query(
+                        "INSERT INTO consent_log (subscriber_id, email_key, event, at, source, note)
+                         VALUES (?, ?, 'bounce', ?, 'bounce', ?)",
                     )
                     .bind(id)
-                    .fetch_optional(&mut *tx)
+                    .bind(&key)
+                    .bind(&at)
+                    .bind(format!("{count} hard bounces; last: {reply}"))
+                    .execute(&mut *tx)
                     .await?;
-                    if let Some((count, status, key)) = row {
-                        if count >= i64::from(bounce_limit) && status == "active" {
-                            sqlx::query(
-                                "UPDATE subscribers SET status = 'bounced', left_at = ?,
-                                 left_how = 'bounce' WHERE id = ?",
-                            )
-                            .bind(&at)
-                            .bind(id)
-                            .execute(&mut *tx)
-                            .await?;
-                            sqlx::query(
-                                "INSERT INTO consent_log (subscriber_id, email_key, event, at, source, note)
-                                 VALUES (?, ?, 'bounce', ?, 'bounce', ?)",
-                            )
-                            .bind(id)
-                            .bind(&key)
-                            .bind(&at)
-                            .bind(format!("{count} hard bounces; last: {reply}"))
-                            .execute(&mut *tx)
-                            .await?;
-                            settled.newly_bounced.push(*id);
-                        }
-                    }
+                    settled.newly_bounced.push(*id);
                 }
-                _ => {}
             }
         }
         tx.commit().await?;

@@ -212,6 +212,7 @@ async fn by_id(conn: &mut SqliteConnection, id: i64) -> StoreResult<Option<Subsc
 mod bulk;
 mod consent;
 mod ledger;
+mod plan;
 mod state;
 mod subscribers;
 mod transfer;
