@@ -230,61 +230,55 @@ impl Ledger for SqliteStore {
         let at = format_time(now);
         let tick = format_time(run.horizon);
         let mut settled = Settled::default();
-        #[derive(serde::Serialize)]
-        struct Row<'a> {
-            id: i64,
-            state: &'static str,
-            reply: Option<&'a str>,
-            next: Option<String>,
-            count: Option<i64>,
-        }
-        let rows: Vec<Row<'_>> = outcomes
-            .iter()
-            .map(|(id, outcome)| {
-                let (state, reply, next, count) = match outcome {
-                    Outcome::Sent { article_count } => {
-                        ("sent", None, None, Some(*article_count as i64))
-                    }
-                    Outcome::Retry { reply, at } => (
-                        "pending",
-                        Some(reply.as_str()),
-                        Some(format_time(*at)),
-                        None,
-                    ),
-                    Outcome::Failed { reply } => ("failed", Some(reply.as_str()), None, None),
-                    Outcome::Bounced { reply } => ("bounced", Some(reply.as_str()), None, None),
-                    Outcome::Skipped { reason } => ("skipped", Some(reason.as_str()), None, None),
-                };
-                Row {
-                    id: *id,
-                    state,
-                    reply,
-                    next,
-                    count,
+        // Outcomes that write the same values, with their subscribers:
+        // nearly a whole batch is one group (sent, with as many articles).
+        type Values<'a> = (&'static str, Option<&'a str>, Option<String>, Option<i64>);
+        let mut groups: std::collections::BTreeMap<Values<'_>, Vec<i64>> = Default::default();
+        for (id, outcome) in outcomes {
+            let values = match outcome {
+                Outcome::Sent { article_count } => {
+                    ("sent", None, None, Some(*article_count as i64))
                 }
-            })
-            .collect();
+                Outcome::Retry { reply, at } => (
+                    "pending",
+                    Some(reply.as_str()),
+                    Some(format_time(*at)),
+                    None,
+                ),
+                Outcome::Failed { reply } => ("failed", Some(reply.as_str()), None, None),
+                Outcome::Bounced { reply } => ("bounced", Some(reply.as_str()), None, None),
+                Outcome::Skipped { reason } => ("skipped", Some(reason.as_str()), None, None),
+            };
+            groups.entry(values).or_default().push(*id);
+        }
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        // The whole batch in one statement (each statement is a round trip
-        // to sqlx's SQLite thread: two per delivery took most of the
-        // recorder's time). Only rows still claimed by `by`: an operator's
+        // A statement per group, not per delivery: each statement is a
+        // round trip to sqlx's SQLite thread, and two per delivery took
+        // most of the recorder's time. `IN (json_each)` looks each row up
+        // by its key. Only rows still claimed by `by`: an operator's
         // requeue in the meantime wins.
-        let updated: Vec<i64> = sqlx::query_scalar(
-            "UPDATE digest_deliveries AS d
-             SET state = j.value ->> 'state', reply = j.value ->> 'reply',
-                 next_attempt_at = j.value ->> 'next', article_count = j.value ->> 'count',
-                 updated_at = ?1, lease_until = NULL
-             FROM json_each(?4) AS j
-             WHERE d.run_id = ?2 AND d.subscriber_id = j.value ->> 'id' AND d.claimed_by = ?3
-               AND d.state IN ('sending', 'uncertain')
-             RETURNING subscriber_id",
-        )
-        .bind(&at)
-        .bind(run.id)
-        .bind(by)
-        .bind(serde_json::to_string(&rows)?)
-        .fetch_all(&mut *tx)
-        .await?;
+        let mut updated = Vec::with_capacity(outcomes.len());
+        for ((state, reply, next, count), ids) in &groups {
+            let rows: Vec<i64> = sqlx::query_scalar(
+                "UPDATE digest_deliveries
+                 SET state = ?1, reply = ?2, next_attempt_at = ?3, article_count = ?4,
+                     updated_at = ?5, lease_until = NULL
+                 WHERE run_id = ?6 AND claimed_by = ?7 AND state IN ('sending', 'uncertain')
+                   AND subscriber_id IN (SELECT value FROM json_each(?8))
+                 RETURNING subscriber_id",
+            )
+            .bind(state)
+            .bind(reply)
+            .bind(next)
+            .bind(count)
+            .bind(&at)
+            .bind(run.id)
+            .bind(by)
+            .bind(serde_json::to_string(ids)?)
+            .fetch_all(&mut *tx)
+            .await?;
+            updated.extend(rows);
+        }
         let updated: std::collections::HashSet<i64> = updated.into_iter().collect();
         let sent: Vec<i64> = outcomes
             .iter()
