@@ -58,8 +58,8 @@ pub enum SubscribersCommand {
     },
     /// List subscribers, oldest first.
     List {
-        /// Only subscribers in this state: pending, active, unsubscribed or
-        /// bounced.
+        /// Only subscribers in this state: pending, active, unsubscribed,
+        /// bounced or complained.
         #[arg(long, value_parser = parse_status)]
         status: Option<Status>,
         /// A table to read, or CSV (the export's columns).
@@ -114,7 +114,8 @@ pub enum ListFormat {
 }
 
 fn parse_status(s: &str) -> Result<Status, String> {
-    Status::parse(s).ok_or_else(|| "expected pending, active, unsubscribed or bounced".into())
+    Status::parse(s)
+        .ok_or_else(|| "expected pending, active, unsubscribed, bounced or complained".into())
 }
 
 /// Runs a subcommand, writing to the process's stdout and stderr.
@@ -242,6 +243,13 @@ async fn add(
             s.email,
             day_and_time(s.consent.requested_at + purge_after),
         )?,
+        SubscribeOutcome::Suppressed => {
+            writeln!(
+                err,
+                "refused: the address reported a message as spam, or was erased on request; nothing was stored"
+            )?;
+            return Ok(ExitCode::from(1));
+        }
         SubscribeOutcome::AlreadyActive(s) => writeln!(
             out,
             "{} is already active (id {}); nothing changed",

@@ -11,6 +11,8 @@ pub const SECRET_KEYS: &[&str] = &[
     "subscribers.database_password",
     "mail.smtp.password",
     "mail.dkim.private_key",
+    "webhooks.postmark.password",
+    "webhooks.mailgun.signing_key",
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -281,6 +281,8 @@ pub struct SubscribersConfig {
     pub resend_after: Duration,
     /// Tags offered as filters on the subscribe form.
     pub tags: Vec<String>,
+    /// Client IPs in consent records are cleared once they are this old.
+    pub ip_retention: Duration,
 }
 
 impl Default for SubscribersConfig {
@@ -300,6 +302,7 @@ impl Default for SubscribersConfig {
             max_requests_per_ip_per_hour: 10,
             resend_after: secs(600),
             tags: Vec::new(),
+            ip_retention: secs(90 * 24 * 3600),
         }
     }
 }
@@ -343,9 +346,14 @@ pub struct MailConfig {
     pub retry_base: Duration,
     /// Longest wait between retries.
     pub retry_max: Duration,
-    /// Hard bounces (5xx for the recipient) after which a subscriber is
-    /// marked `bounced` and gets no more mail.
+    /// Hard bounces (5xx for the recipient, or a late bounce report) after
+    /// which a subscriber is marked `bounced` and gets no more mail.
     pub bounce_limit: u32,
+    /// The envelope sender of digests and announcements, where bounce
+    /// reports go: `bounces@example.org` is sent as
+    /// `bounces+<signed token>@example.org`, which names the delivery.
+    /// Unset: the address of `from`, without a token.
+    pub bounce_address: Option<String>,
     /// Deliveries taken from the ledger (and marked `sending`) at a time;
     /// a crash leaves at most two batches uncertain.
     pub batch_size: usize,
@@ -379,6 +387,7 @@ impl Default for MailConfig {
             retry_base: secs(30),
             retry_max: secs(3600),
             bounce_limit: 2,
+            bounce_address: None,
             batch_size: 64,
             queue_poll: secs(5),
             claim_lease: secs(60),
@@ -455,6 +464,14 @@ pub struct DigestConfig {
     /// latest articles from before they confirmed (0: only newer ones).
     #[serde(default)]
     pub first_digest_articles: usize,
+    /// Publish each run that sent anything at `/archive/<name>/<date>/`,
+    /// and link to it from the digest ("view in your browser").
+    #[serde(default = "default_digest_archive")]
+    pub archive: bool,
+}
+
+fn default_digest_archive() -> bool {
+    true
 }
 
 fn default_digest_subject() -> String {

@@ -50,6 +50,30 @@ impl Config {
                 "must be a non-empty header value of printable ASCII"
             );
         }
+        if let Some(address) = &self.mail.bounce_address {
+            let plain = SubscriberEmail::parse(address)
+                .is_ok_and(|e| e.as_str().is_ascii() && !e.as_str().contains('+'));
+            if !plain {
+                fail!(
+                    self,
+                    "mail.bounce_address",
+                    "`{address}` must be a plain ASCII address without `+` (herald adds `+<token>`)"
+                );
+            }
+        }
+        if let Some(key) = &self.webhooks.sendgrid.public_key {
+            use base64::Engine as _;
+            if base64::engine::general_purpose::STANDARD
+                .decode(key.trim())
+                .is_err()
+            {
+                fail!(
+                    self,
+                    "webhooks.sendgrid.public_key",
+                    "is not base64 (copy the verification key SendGrid shows)"
+                );
+            }
+        }
         let mut names = std::collections::BTreeSet::new();
         for (i, d) in self.digest.iter().enumerate() {
             if d.name.is_empty()
@@ -62,6 +86,14 @@ impl Config {
                     self,
                     format!("digest[{i}].name"),
                     "`{}` must be letters, digits, `-` or `_`",
+                    d.name
+                );
+            }
+            if d.name == super::ANNOUNCEMENTS {
+                fail!(
+                    self,
+                    format!("digest[{i}].name"),
+                    "`{}` is the name of the announcements' archive; choose another",
                     d.name
                 );
             }

@@ -8,11 +8,14 @@
 //!   SMTP with a connection pool (at most `pool_size` connections, each
 //!   send bounded by `timeout`), or the file outbox (one `.eml` per
 //!   message) that needs no mail server.
+//! - [`reports`]: delivery status notifications and abuse reports that
+//!   come back after a message was accepted, parsed.
 //! - [`SendError`]: what went wrong, sorted the way a retry policy needs it:
 //!   transient (4xx, connection trouble, timeouts), permanent (5xx, a
 //!   bounce) or other.
 
 mod message;
+pub mod reports;
 mod transport;
 
 pub use message::{MessageError, Outgoing};

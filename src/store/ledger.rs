@@ -74,6 +74,8 @@ pub enum Trigger {
     CatchUp,
     /// `herald digest send`.
     Manual,
+    /// `herald announce`: a one-off message, schedule `announcements`.
+    Announcement,
 }
 
 impl Trigger {
@@ -82,6 +84,7 @@ impl Trigger {
             Trigger::Schedule => "schedule",
             Trigger::CatchUp => "catch-up",
             Trigger::Manual => "manual",
+            Trigger::Announcement => "announcement",
         }
     }
 }
@@ -101,6 +104,14 @@ pub struct Run {
     /// `false` while deliveries are pending or being sent.
     pub done: bool,
     pub finished_at: Option<DateTime<Utc>>,
+}
+
+impl Run {
+    /// An announcement rather than a digest: no cursors move, the message
+    /// is in the store.
+    pub fn is_announcement(&self) -> bool {
+        self.trigger == Trigger::Announcement.as_str()
+    }
 }
 
 /// An active subscriber of a schedule, as a run needs them.

@@ -1,9 +1,10 @@
 //! The subscriber side as a domain: what a subscriber may choose
 //! ([`choices`]), double opt-in, confirmation,
 //! unsubscribe and preferences ([`optin`]), and the signed links they mail
-//! out ([`tokens`]). Storage is [`crate::store`]; the HTTP pages are in
+//! out ([`tokens`]); late bounces and complaints ([`bounces`]). Storage is [`crate::store`]; the HTTP pages are in
 //! [`crate::http`].
 
+pub mod bounces;
 pub mod choices;
 pub mod optin;
 pub mod tokens;

@@ -147,7 +147,11 @@ impl Subscriptions {
         let sub = match outcome {
             SubscribeOutcome::Pending(sub) => sub,
             // Already active: nothing to send, and the same answer.
-            SubscribeOutcome::AlreadyActive(_) | SubscribeOutcome::Active(_) => return Ok(()),
+            // A complainer or an erased address gets the same page as
+            // anyone, and no mail.
+            SubscribeOutcome::AlreadyActive(_)
+            | SubscribeOutcome::Active(_)
+            | SubscribeOutcome::Suppressed => return Ok(()),
         };
         let sent = self.send_confirmation(&sub, now).await.map_err(|e| {
             // A database outage while noting the mail asks the visitor to

@@ -37,6 +37,36 @@ fn decode_run(row: &PgRow) -> StoreResult<Run> {
 /// Rows per INSERT when writing a run's deliveries.
 const CHUNK: usize = 10_000;
 
+/// Writes a new run's deliveries, [`CHUNK`] rows per statement.
+pub(super) async fn insert_deliveries(
+    conn: &mut sqlx::PgConnection,
+    id: i64,
+    deliveries: &[NewDelivery],
+    now: DateTime<Utc>,
+) -> StoreResult<()> {
+    for chunk in deliveries.chunks(CHUNK) {
+        let ids: Vec<i64> = chunk.iter().map(|d| d.subscriber_id).collect();
+        let emails: Vec<&str> = chunk.iter().map(|d| d.email.as_str()).collect();
+        let since: Vec<DateTime<Utc>> = chunk.iter().map(|d| db_time(d.since)).collect();
+        let first: Vec<bool> = chunk.iter().map(|d| d.first).collect();
+        sqlx::query(
+            "INSERT INTO digest_deliveries
+                (run_id, subscriber_id, email, since, first, state, updated_at)
+             SELECT $1, d.*, 'pending', $2
+             FROM unnest($3::bigint[], $4::text[], $5::timestamptz[], $6::boolean[]) AS d",
+        )
+        .bind(id)
+        .bind(now)
+        .bind(ids)
+        .bind(emails)
+        .bind(since)
+        .bind(first)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
 #[async_trait::async_trait]
 impl Ledger for PgStore {
     async fn arm_schedule(&self, schedule: &str, now: DateTime<Utc>) -> StoreResult<DateTime<Utc>> {
@@ -130,26 +160,7 @@ impl Ledger for PgStore {
         let Some(id) = id else {
             return Ok(None);
         };
-        for chunk in new.deliveries.chunks(CHUNK) {
-            let ids: Vec<i64> = chunk.iter().map(|d| d.subscriber_id).collect();
-            let emails: Vec<&str> = chunk.iter().map(|d| d.email.as_str()).collect();
-            let since: Vec<DateTime<Utc>> = chunk.iter().map(|d| db_time(d.since)).collect();
-            let first: Vec<bool> = chunk.iter().map(|d| d.first).collect();
-            sqlx::query(
-                "INSERT INTO digest_deliveries
-                    (run_id, subscriber_id, email, since, first, state, updated_at)
-                 SELECT $1, d.*, 'pending', $2
-                 FROM unnest($3::bigint[], $4::text[], $5::timestamptz[], $6::boolean[]) AS d",
-            )
-            .bind(id)
-            .bind(now)
-            .bind(ids)
-            .bind(emails)
-            .bind(since)
-            .bind(first)
-            .execute(&mut *tx)
-            .await?;
-        }
+        insert_deliveries(&mut tx, id, new.deliveries, now).await?;
         if new.deliveries.is_empty() {
             // Nobody had anything new: the run is done as it starts.
             sqlx::query("UPDATE digest_runs SET state = 'done', finished_at = $1 WHERE id = $2")
@@ -347,7 +358,9 @@ impl Ledger for PgStore {
             .filter(|(id, o)| matches!(o, Outcome::Sent { .. }) && updated.contains(id))
             .map(|(id, _)| *id)
             .collect();
-        if !sent.is_empty() {
+        // An announcement is no digest: what a subscriber has received of
+        // a schedule stays as it was.
+        if !sent.is_empty() && !run.is_announcement() {
             sqlx::query(
                 "INSERT INTO digest_cursors (subscriber_id, schedule, through)
                  SELECT id, $1, $2 FROM unnest($3::bigint[]) AS id

@@ -212,7 +212,9 @@ pub(super) async fn insert_pairs(
     Ok(())
 }
 
+mod feedback;
 mod ledger;
+mod newsletter;
 mod state;
 mod subscribers;
 mod transfer;

@@ -27,6 +27,47 @@ fn decode_run(row: &sqlx::sqlite::SqliteRow) -> StoreResult<Run> {
     })
 }
 
+/// Writes a new run's deliveries, thousands of rows per statement through
+/// json_each: one round trip per chunk instead of one per recipient.
+pub(super) async fn insert_deliveries(
+    conn: &mut sqlx::SqliteConnection,
+    id: i64,
+    deliveries: &[NewDelivery],
+    at: &str,
+) -> StoreResult<()> {
+    #[derive(Serialize)]
+    struct Row<'a> {
+        id: i64,
+        email: &'a str,
+        since: String,
+        first: bool,
+    }
+    for chunk in deliveries.chunks(5000) {
+        let rows: Vec<Row<'_>> = chunk
+            .iter()
+            .map(|d| Row {
+                id: d.subscriber_id,
+                email: d.email.as_str(),
+                since: format_time(d.since),
+                first: d.first,
+            })
+            .collect();
+        sqlx::query(
+            "INSERT INTO digest_deliveries
+                (run_id, subscriber_id, email, since, first, state, updated_at)
+             SELECT ?, value ->> 'id', value ->> 'email', value ->> 'since',
+                    value ->> 'first', 'pending', ?
+             FROM json_each(?)",
+        )
+        .bind(id)
+        .bind(at)
+        .bind(serde_json::to_string(&rows)?)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
 #[async_trait::async_trait]
 impl Ledger for SqliteStore {
     async fn arm_schedule(&self, schedule: &str, now: DateTime<Utc>) -> StoreResult<DateTime<Utc>> {
@@ -128,38 +169,7 @@ impl Ledger for SqliteStore {
         }
         let id = inserted.last_insert_rowid();
         let at = format_time(now);
-        #[derive(Serialize)]
-        struct Row<'a> {
-            id: i64,
-            email: &'a str,
-            since: String,
-            first: bool,
-        }
-        // Thousands of rows per statement, through json_each: one round
-        // trip per chunk instead of one per recipient.
-        for chunk in deliveries.chunks(5000) {
-            let rows: Vec<Row<'_>> = chunk
-                .iter()
-                .map(|d| Row {
-                    id: d.subscriber_id,
-                    email: d.email.as_str(),
-                    since: format_time(d.since),
-                    first: d.first,
-                })
-                .collect();
-            sqlx::query(
-                "INSERT INTO digest_deliveries
-                    (run_id, subscriber_id, email, since, first, state, updated_at)
-                 SELECT ?, value ->> 'id', value ->> 'email', value ->> 'since',
-                        value ->> 'first', 'pending', ?
-                 FROM json_each(?)",
-            )
-            .bind(id)
-            .bind(&at)
-            .bind(serde_json::to_string(&rows)?)
-            .execute(&mut *tx)
-            .await?;
-        }
+        insert_deliveries(&mut tx, id, deliveries, &at).await?;
         if deliveries.is_empty() {
             // Nobody had anything new: the run is done as it starts.
             sqlx::query("UPDATE digest_runs SET state = 'done', finished_at = ? WHERE id = ?")
@@ -359,6 +369,9 @@ impl Ledger for SqliteStore {
                 continue;
             }
             match outcome {
+                // An announcement is no digest: what a subscriber has
+                // received of a schedule stays as it was.
+                Outcome::Sent { .. } if run.is_announcement() => {}
                 Outcome::Sent { .. } => {
                     sqlx::query(
                         "INSERT INTO digest_cursors (subscriber_id, schedule, through)

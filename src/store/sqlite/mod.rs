@@ -211,7 +211,9 @@ async fn by_id(conn: &mut SqliteConnection, id: i64) -> StoreResult<Option<Subsc
 // Declared after `select_subscribers!` so that the macro is in scope in them.
 mod bulk;
 mod consent;
+mod feedback;
 mod ledger;
+mod newsletter;
 mod state;
 mod subscribers;
 mod transfer;

@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::bulk::{counts, insert_rows, request_row, set_lists, NewRow};
+use super::bulk::{counts, insert_rows, request_row, set_lists, suppressed, NewRow};
 use super::consent::{insert_log, log, LogRow};
 use super::{by_id, decode, format_time, SqliteStore};
 use crate::store::{
@@ -23,9 +23,32 @@ impl Subscribers for SqliteStore {
                 .fetch_optional(&mut *tx)
                 .await?;
         let id = match existing {
-            None => insert_rows(&mut tx, &[request_row(&req, &at)]).await?[0].ok_or_else(|| {
-                StoreError::Conflict("the address appeared during the transaction".into())
-            })?,
+            None => match insert_rows(&mut tx, &[request_row(&req, &at)]).await?[0] {
+                Some(id) => id,
+                // Erased on request: nothing of the address is written.
+                None if suppressed(&mut tx, &req.email).await? => {
+                    return Ok(SubscribeOutcome::Suppressed)
+                }
+                None => {
+                    return Err(StoreError::Conflict(
+                        "the address appeared during the transaction".into(),
+                    ))
+                }
+            },
+            Some((id, status)) if status == Status::Complained.as_str() => {
+                let entry = LogRow {
+                    id: Some(id),
+                    key: &key,
+                    event: "subscribe",
+                    at: &at,
+                    ip: req.ip.as_deref(),
+                    source: Some(&req.source),
+                    note: Some("refused: the address reported a message as spam; nothing changed"),
+                };
+                log(&mut tx, entry).await?;
+                tx.commit().await?;
+                return Ok(SubscribeOutcome::Suppressed);
+            }
             Some((id, status)) if status == Status::Active.as_str() => {
                 let entry = LogRow {
                     id: Some(id),
@@ -111,7 +134,7 @@ impl Subscribers for SqliteStore {
         };
         match s.status {
             Status::Active => return Ok(Some(s)),
-            Status::Unsubscribed | Status::Bounced => return Ok(None),
+            Status::Unsubscribed | Status::Bounced | Status::Complained => return Ok(None),
             Status::Pending => {}
         }
         let at = format_time(at);
