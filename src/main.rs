@@ -90,6 +90,13 @@ enum Command {
         #[command(subcommand)]
         cmd: herald::cli::digest::DigestCommand,
     },
+    /// Bounce reports mailed back to `mail.bounce_address`: `ingest` reads
+    /// one (a DSN or an abuse report) from a file or standard input, as an
+    /// MTA alias pipes it, and applies it.
+    Bounces {
+        #[command(subcommand)]
+        cmd: herald::cli::bounces::BouncesCommand,
+    },
     /// The subscriber database: apply migrations, or copy everything from
     /// one database into another (SQLite to PostgreSQL).
     Db {
@@ -136,6 +143,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .build()
                 .context("cannot start the async runtime")?;
             return runtime.block_on(herald::cli::subscribers::run(&config, cmd));
+        }
+        Command::Bounces { cmd } => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
+            return runtime.block_on(herald::cli::bounces::run(config, cmd));
         }
         Command::Db { cmd } => {
             let runtime = tokio::runtime::Builder::new_current_thread()

@@ -3,6 +3,7 @@
 //! below and an exit code.
 //!
 //! - [`site`]: `herald build` and `herald check`, one load-and-write pass.
+//! - [`bounces`]: `herald bounces ingest`, the bounce address's pipe.
 //! - [`db`]: `herald db migrate|copy`.
 //! - [`digest`]: `herald digest preview|send|status|retry`.
 //! - [`subscribers`]: `herald subscribers add|list|remove|import|export`,
@@ -34,6 +35,7 @@ pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
     })
 }
 
+pub mod bounces;
 pub mod db;
 pub mod digest;
 pub mod healthcheck;

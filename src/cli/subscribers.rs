@@ -72,6 +72,14 @@ pub enum SubscribersCommand {
         /// Their email address.
         email: String,
     },
+    /// Erase a person on request (GDPR Art. 17): their subscriber record,
+    /// schedules and tags go, their consent history keeps only a hash of
+    /// the address, and the hash stays on a suppression list so that no
+    /// sign-up or import brings the address back.
+    Forget {
+        /// Their email address.
+        email: String,
+    },
     /// Import subscribers from CSV with the header
     /// `email,name,schedules,tags,confirmed,consent_note` (only `email` is
     /// required; schedules and tags separated by `;`). A file written by
@@ -182,6 +190,22 @@ pub async fn run_with(
             ExitCode::SUCCESS
         }
         SubscribersCommand::Remove { email } => remove(store, &email, out, err).await?,
+        SubscribersCommand::Forget { email } => {
+            let email =
+                SubscriberEmail::parse(&email).map_err(|e| anyhow::anyhow!("email: {e}"))?;
+            if store.forget(&email, Utc::now()).await? {
+                writeln!(
+                    out,
+                    "{email} is erased: the record is gone, the consent history keeps only a hash of the address, and the address cannot sign up or be imported again"
+                )?;
+            } else {
+                writeln!(
+                    out,
+                    "herald held nothing about {email}; its hash is on the suppression list now, so it cannot sign up or be imported"
+                )?;
+            }
+            ExitCode::SUCCESS
+        }
         SubscribersCommand::Import { file, dry_run } => {
             let bytes = if file.as_os_str() == "-" {
                 let mut bytes = Vec::new();

@@ -34,6 +34,9 @@ use crate::digest::{self, Composer, Digests, Published, SendRight};
 use crate::http::{self, AppState};
 use crate::mail::Mailer;
 use crate::store::{self, Store, Trigger};
+use crate::subscribers::bounces::webhooks::sns::HttpsFetch;
+use crate::subscribers::bounces::webhooks::Webhooks;
+use crate::subscribers::bounces::Bounces;
 use crate::subscribers::optin::Subscriptions;
 use crate::subscribers::tokens::Signer;
 use crate::templates::Templates;
@@ -68,7 +71,26 @@ pub async fn run(config: Config, listener: TcpListener, runtime: Runtime) -> any
     )
     .await?;
     let subscriptions = Arc::new(subscriptions);
-    let purge = tokio::spawn(purge_loop(Arc::clone(&subscriptions), shutdown.signal()));
+    let purge = tokio::spawn(purge_loop(
+        Arc::clone(&subscriptions),
+        Arc::clone(&store),
+        config.subscribers.ip_retention.0,
+        shutdown.signal(),
+    ));
+    let bounces = Arc::new(Bounces::new(
+        Arc::clone(&config),
+        Arc::clone(&store),
+        Signer::for_store(&config, &*store).await?,
+    ));
+    let webhooks = Webhooks::new(&config, Arc::clone(&bounces), Box::new(HttpsFetch::new()?))?;
+    let webhooks = webhooks.any().then(|| Arc::new(webhooks));
+    let maildir = config.bounces.maildir.clone().map(|dir| {
+        tokio::spawn(crate::subscribers::bounces::maildir::watch(
+            Arc::clone(&bounces),
+            dir,
+            shutdown.signal(),
+        ))
+    });
 
     let first_seen = store::seen::load_undated(&*store, &config.data_dir).await?;
     let engine = Engine::new(
@@ -146,6 +168,8 @@ pub async fn run(config: Config, listener: TcpListener, runtime: Runtime) -> any
         ready,
         templates: Arc::clone(subscriptions.templates()),
         subscriptions: Some(Arc::clone(&subscriptions)),
+        store: Some(Arc::clone(&store)),
+        webhooks,
     };
     tracing::info!(
         "serving feeds on http://{} (feeds at {})",
@@ -155,6 +179,9 @@ pub async fn run(config: Config, listener: TcpListener, runtime: Runtime) -> any
     let served = http::serve(listener, http::router(state), shutdown.signal(), grace).await;
 
     purge.abort();
+    if let Some(task) = maildir {
+        task.abort();
+    }
     // The server has stopped; let a rebuild in progress finish.
     match tokio::time::timeout(grace, rebuild_loop).await {
         Ok(Ok(())) => {}
@@ -325,13 +352,27 @@ async fn digest_loop(
     .await;
 }
 
-/// Hourly: remove pending sign-ups that were never confirmed.
-async fn purge_loop(subs: Arc<Subscriptions>, mut shutdown: ShutdownSignal) {
+/// Hourly: remove pending sign-ups that were never confirmed, and clear
+/// client IPs older than `subscribers.ip_retention`.
+async fn purge_loop(
+    subs: Arc<Subscriptions>,
+    store: Arc<dyn Store>,
+    ip_retention: Duration,
+    mut shutdown: ShutdownSignal,
+) {
     loop {
         match subs.purge(Utc::now()).await {
             Ok(0) => {}
             Ok(n) => tracing::info!("removed {n} unconfirmed sign-ups (kept in the consent log)"),
             Err(e) => tracing::warn!("purging unconfirmed sign-ups: {e:#}"),
+        }
+        let before = Utc::now() - chrono::Duration::from_std(ip_retention).unwrap_or_default();
+        match store.expire_ips(before).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                "cleared the client IP of {n} consent records older than subscribers.ip_retention"
+            ),
+            Err(e) => tracing::warn!("clearing old client IPs: {e}"),
         }
         tokio::select! {
             _ = shutdown.wait() => return,

@@ -25,7 +25,7 @@ use crate::config::{Config, DigestConfig, DkimAlgorithm, FeedContent};
 use crate::content::Article;
 use crate::mail::Outgoing;
 use crate::store::{Run, SubscriberEmail};
-use crate::subscribers::tokens::Signer;
+use crate::subscribers::tokens::{envelope_address, Signer};
 use crate::templates::{Templates, TEXT_WIDTH};
 
 /// What is the same for every digest herald sends: built once at start, so
@@ -44,6 +44,9 @@ pub struct Composer {
 pub struct RunContext {
     pub run: Run,
     pub digest: DigestConfig,
+    /// The run's page in the web archive (its slug), when the schedule
+    /// is archived: the messages link to it.
+    pub archive: Option<String>,
     articles: Articles,
     views: Vec<OnceLock<ArticleView>>,
     date: String,
@@ -104,6 +107,8 @@ struct Data<'a> {
     first_title: &'a str,
     more: usize,
     full_content: bool,
+    /// The web archive's copy: no subscriber, no personal links.
+    archive: bool,
     articles: Vec<&'a ArticleView>,
     links: Links,
     reason: String,
@@ -134,6 +139,26 @@ struct Links {
     preferences: String,
     site: String,
     feed: String,
+    /// The run's page in the web archive ("view in your browser").
+    archive: Option<String>,
+    subscribe: String,
+}
+
+/// A run as the web archive shows it: no subscriber, no personal links.
+pub struct WebCopy {
+    pub subject: String,
+    pub html: String,
+    /// The articles' titles, newest first.
+    pub titles: Vec<String>,
+}
+
+/// The parts of a rendered digest.
+struct Rendered {
+    subject: String,
+    html: String,
+    text: String,
+    count: usize,
+    unsubscribe: String,
 }
 
 impl Composer {
@@ -194,6 +219,7 @@ impl Composer {
         Ok(RunContext {
             run,
             digest,
+            archive: None,
             articles,
             views,
             date,
@@ -216,6 +242,64 @@ impl Composer {
         if picked.is_empty() {
             return Ok(None);
         }
+        let token = self.signer.manage_token(to.id, now);
+        let r = self.render(ctx, &picked, Some((to.email, &token)))?;
+        let message = self.message(
+            ctx,
+            to,
+            &r.subject,
+            &r.html,
+            &r.text,
+            &r.unsubscribe,
+            &token,
+            now,
+        )?;
+        Ok(Some(Composed {
+            message,
+            article_count: r.count,
+            html: r.html,
+            text: r.text,
+        }))
+    }
+
+    /// The web archive's copy of a run: what a reader of every tag got who
+    /// had received the run before (`since`), rendered without any
+    /// subscriber (`archive` true, no unsubscribe or preferences links).
+    /// `None` when the run carried nothing for such a reader.
+    pub fn web_copy(
+        &self,
+        ctx: &RunContext,
+        since: DateTime<Utc>,
+    ) -> anyhow::Result<Option<WebCopy>> {
+        let reader = Reader {
+            since,
+            first: false,
+            tags: &[],
+        };
+        let picked = select::select(&ctx.articles, &ctx.digest, ctx.run.horizon, reader);
+        if picked.is_empty() {
+            return Ok(None);
+        }
+        let titles = picked
+            .iter()
+            .map(|&i| ctx.articles.articles[i].title.clone())
+            .collect();
+        let r = self.render(ctx, &picked, None)?;
+        Ok(Some(WebCopy {
+            subject: r.subject,
+            html: r.html,
+            titles,
+        }))
+    }
+
+    /// Subject, HTML and text of the digest of `picked` for `reader` (its
+    /// address and management token), or for the web archive.
+    fn render(
+        &self,
+        ctx: &RunContext,
+        picked: &[usize],
+        reader: Option<(&SubscriberEmail, &str)>,
+    ) -> anyhow::Result<Rendered> {
         let articles: Vec<&ArticleView> = picked
             .iter()
             .map(|&i| {
@@ -223,19 +307,22 @@ impl Composer {
             })
             .collect();
         let site = &self.config.site;
-        let token = self.signer.manage_token(to.id, now);
-        let unsubscribe = self
-            .config
-            .page_url("unsubscribe", Some(&token))
-            .to_string();
+        let page = |name: &str| match reader {
+            Some((_, token)) => self.config.page_url(name, Some(token)).to_string(),
+            None => String::new(),
+        };
+        let unsubscribe = page("unsubscribe");
         let links = Links {
-            preferences: self
-                .config
-                .page_url("preferences", Some(&token))
-                .to_string(),
+            preferences: page("preferences"),
             unsubscribe: unsubscribe.clone(),
             site: site.base_url.url().to_string(),
             feed: self.site_feed_url(),
+            archive: ctx.archive.as_deref().map(|slug| {
+                self.config
+                    .archive_url(&ctx.run.schedule, Some(slug))
+                    .to_string()
+            }),
+            subscribe: self.config.page_url("subscribe", None).to_string(),
         };
         let what = if ctx.digest.description.is_empty() {
             format!("the {} digest", ctx.digest.name)
@@ -258,13 +345,14 @@ impl Composer {
                 description: &ctx.digest.description,
             },
             subscriber: SubscriberView {
-                email: to.email.as_str(),
+                email: reader.map_or("", |(email, _)| email.as_str()),
             },
             date: &ctx.date,
             count: articles.len(),
             first_title: &articles[0].title,
             more: articles.len() - 1,
             full_content: ctx.digest.content == FeedContent::Full,
+            archive: reader.is_none(),
             articles,
             links,
             reason: format!(
@@ -287,14 +375,13 @@ impl Composer {
         let subject = subject.split_whitespace().collect::<Vec<_>>().join(" ");
         let html = self.templates.render("digest.html", &data)?;
         let text = self.templates.render("digest.txt", &data)?;
-        let count = data.count;
-        let message = self.message(ctx, to, &subject, &html, &text, &unsubscribe, &token, now)?;
-        Ok(Some(Composed {
-            message,
-            article_count: count,
+        Ok(Rendered {
+            subject,
             html,
             text,
-        }))
+            count: data.count,
+            unsubscribe,
+        })
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -332,9 +419,15 @@ impl Composer {
             .header("List-Id", &list_id)?
             .header("List-Unsubscribe", &unsub)?
             .header("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")?
-            .header("List-Archive", &format!("<{}>", self.site_feed_url()))?
-            .header("Auto-Submitted", "auto-generated")?
-            .build()?;
+            .header("List-Archive", &format!("<{}>", self.list_archive(ctx)))?
+            .header("Auto-Submitted", "auto-generated")?;
+        if let Some(bounce) = &self.config.mail.bounce_address {
+            // Bounce reports come back to an address that names this
+            // delivery (see `subscribers::bounces`).
+            let token = self.signer.envelope_token(run.id, to.id);
+            message = message.envelope_from(&envelope_address(bounce, &token))?;
+        }
+        let mut message = message.build()?;
         if let Some(dkim) = &self.dkim {
             message.sign(dkim);
         }
@@ -383,6 +476,16 @@ impl Composer {
                         .unwrap_or_default(),
                 })
                 .collect(),
+        }
+    }
+
+    /// `List-Archive` (RFC 2369): the schedule's web archive when it has
+    /// one, else the site's feed.
+    fn list_archive(&self, ctx: &RunContext) -> String {
+        if ctx.archive.is_some() {
+            self.config.archive_url(&ctx.run.schedule, None).to_string()
+        } else {
+            self.site_feed_url()
         }
     }
 

@@ -7,6 +7,7 @@
 //! - [`schedule`]: ticks in a time zone, catch-up after downtime, the
 //!   daemon's loop.
 //! - [`pace`]: retry backoff and the (shared) send rate.
+//! - `archive`: each run's page in the web archive.
 //!
 //! A run is planned whole (one delivery row per recipient, in one
 //! transaction) before anything is sent; candidates are read from the
@@ -25,6 +26,7 @@
 //! PostgreSQL every replica sends: claims skip rows another replica holds,
 //! and only rows whose lease ran out while `sending` become `uncertain`.
 
+mod archive;
 pub mod compose;
 pub mod pace;
 pub mod published;
@@ -346,7 +348,10 @@ impl Digests {
         articles: &Articles,
         shutdown: &ShutdownSignal,
     ) -> anyhow::Result<Drained> {
-        let ctx = Arc::new(self.composer.context(run.clone(), Arc::clone(articles))?);
+        let mut ctx = self.composer.context(run.clone(), Arc::clone(articles))?;
+        ctx.archive = self.archive_slug(run).await?;
+        let ctx = Arc::new(ctx);
+        let mut archived = false;
         let batch_size = self.config.mail.batch_size;
         let lease = chrono::Duration::from_std(self.config.mail.claim_lease.0).unwrap_or_default();
         let _renewing = self.renew_leases();
@@ -373,9 +378,14 @@ impl Digests {
             let size = batch.len();
             self.reserve_rate(size).await?;
             let previous = unsettled.take();
+            let sent_before = previous.as_ref().is_some_and(|o| any_sent(o));
             let (outcomes, settled) =
                 tokio::join!(self.send_batch(&ctx, batch), self.settle(run, previous));
             settled?;
+            if sent_before && !archived {
+                self.publish_archive(&ctx).await;
+                archived = true;
+            }
             tracing::debug!(
                 run = run.id,
                 size,
@@ -384,7 +394,11 @@ impl Digests {
             );
             unsettled = Some(outcomes);
         }
+        let sent_last = unsettled.as_ref().is_some_and(|o| any_sent(o));
         self.settle(run, unsettled).await?;
+        if sent_last && !archived {
+            self.publish_archive(&ctx).await;
+        }
         let now = self.clock.now();
         if self.store.finish_if_done(run.id, now).await? {
             let status = self.store.run_status(run.id).await?;
@@ -569,6 +583,13 @@ async fn deliver(
             reply: format!("{} (after {} attempts)", e.reply(), c.attempts),
         },
     }
+}
+
+/// Whether a batch's outcomes include a message sent.
+fn any_sent(outcomes: &[(i64, Outcome)]) -> bool {
+    outcomes
+        .iter()
+        .any(|(_, o)| matches!(o, Outcome::Sent { .. }))
 }
 
 /// The `/metrics` label of a delivery attempt's outcome.

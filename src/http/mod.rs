@@ -7,6 +7,7 @@
 //! shutdown. Nothing here reads the disk: only exact keys of the served snapshot are
 //! reachable.
 
+mod archive;
 mod conditional;
 mod error;
 mod feed_files;
@@ -14,6 +15,7 @@ mod health;
 mod index;
 mod negotiate;
 mod subscribe;
+mod webhooks;
 
 use std::future::IntoFuture;
 use std::sync::atomic::AtomicBool;
@@ -51,6 +53,11 @@ pub struct AppState {
     pub templates: Arc<crate::templates::Templates>,
     /// The subscription pages, when subscribers are enabled.
     pub subscriptions: Option<Arc<crate::subscribers::optin::Subscriptions>>,
+    /// The store, for the web archive (`/archive/…`).
+    pub store: Option<Arc<dyn crate::store::Store>>,
+    /// The bounce and complaint webhooks (`/webhooks/…`), when any is
+    /// configured.
+    pub webhooks: Option<Arc<crate::subscribers::bounces::webhooks::Webhooks>>,
 }
 
 const HEALTHZ: &str = "/healthz";
@@ -80,6 +87,8 @@ enum Route {
     Confirm,
     Unsubscribe,
     Preferences,
+    Archive,
+    Webhook,
     NotFound,
 }
 
@@ -95,6 +104,8 @@ impl Route {
             Route::Confirm => "confirm",
             Route::Unsubscribe => "unsubscribe",
             Route::Preferences => "preferences",
+            Route::Archive => "archive",
+            Route::Webhook => "webhook",
             Route::NotFound => "not_found",
         }
     }
@@ -163,9 +174,26 @@ pub fn router(state: AppState) -> Router {
         Some(subs) => subscribe::routes(Arc::clone(subs)),
         None => Router::new(),
     };
+    let archive = match &state.store {
+        Some(store) => archive::routes(
+            Arc::clone(&state.config),
+            Arc::clone(&state.templates),
+            Arc::clone(store),
+        ),
+        None => Router::new(),
+    };
+    let hooks = match &state.webhooks {
+        Some(w) => webhooks::routes(
+            Arc::clone(w),
+            state.config.webhooks.max_body_size.0 as usize,
+        ),
+        None => Router::new(),
+    };
     let ctx = Arc::new(Ctx::new(state));
     Router::new()
         .merge(pages.with_state(()))
+        .merge(archive.with_state(()))
+        .merge(hooks.with_state(()))
         .route(HEALTHZ, get(health::healthz))
         .route(READYZ, get(health::readyz))
         .route(METRICS, get(health::metrics))
@@ -203,6 +231,8 @@ async fn resolve_and_count(State(ctx): State<Arc<Ctx>>, mut req: Request, next: 
         Some(subscribe::CONFIRM) => Route::Confirm,
         Some(subscribe::UNSUBSCRIBE) => Route::Unsubscribe,
         Some(subscribe::PREFERENCES) => Route::Preferences,
+        Some(p) if p.starts_with(archive::PREFIX) => Route::Archive,
+        Some(p) if p.starts_with(webhooks::PREFIX) => Route::Webhook,
         _ => {
             let target = ctx.resolve(req.uri().path());
             let route = target.route();

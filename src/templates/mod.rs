@@ -83,6 +83,10 @@ const BUILT_IN: &[(&str, &str)] = &[
         include_str!("../../templates/digest_article.txt.hbs"),
     ),
     ("digest.txt", include_str!("../../templates/digest.txt.hbs")),
+    (
+        "archive.html",
+        include_str!("../../templates/archive.html.hbs"),
+    ),
 ];
 
 /// Partial names that are another name of a template: the pages use

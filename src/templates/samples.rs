@@ -122,6 +122,33 @@ pub fn entry_samples() -> Vec<(&'static str, Vec<Value>)> {
         ),
         ("confirm.txt", vec![confirm.clone()]),
         ("confirm.html", vec![confirm]),
+        (
+            "archive.html",
+            vec![
+                page(json!({
+                    "title": "Example Site archive: weekly",
+                    "schedule": "weekly",
+                    "feed": "https://example.org/archive/weekly/atom.xml",
+                    "subscribe": "https://example.org/subscribe",
+                    "issues": [{
+                        "title": "Example Site: A sample article",
+                        "url": "https://example.org/archive/weekly/2026-11-30/",
+                        "date": "30 November 2026",
+                        "date_iso": "2026-11-30T08:00:00+00:00",
+                        "schedule": "weekly",
+                        "schedule_url": "https://example.org/archive/weekly/",
+                        "summary": ["A sample article"]
+                    }]
+                })),
+                page(json!({
+                    "title": "Example Site archive",
+                    "schedule": null,
+                    "feed": null,
+                    "subscribe": "https://example.org/subscribe",
+                    "issues": []
+                })),
+            ],
+        ),
         ("digest.html", vec![sample_digest(), bare_digest()]),
         ("digest.txt", vec![sample_digest(), bare_digest()]),
     ]
@@ -146,6 +173,8 @@ pub fn sample_digest() -> Value {
         "first_title": "A sample article",
         "more": 0,
         "full_content": false,
+        // The web archive's copy: no subscriber, no personal links.
+        "archive": false,
         "articles": [{
             "title": "A sample article",
             "url": "https://example.org/posts/sample/",
@@ -162,7 +191,9 @@ pub fn sample_digest() -> Value {
             "unsubscribe": "https://example.org/unsubscribe?token=sample",
             "preferences": "https://example.org/preferences?token=sample",
             "site": "https://example.org/",
-            "feed": "https://example.org/atom.xml"
+            "feed": "https://example.org/atom.xml",
+            "archive": "https://example.org/archive/weekly/2026-11-30/",
+            "subscribe": "https://example.org/subscribe"
         },
         "reason": "You receive this email because you subscribed to the weekly digest of Example Site on 1 November 2026.",
         "postal_address": ["Example Ltd", "1 Main Street", "Springfield"]
@@ -173,6 +204,11 @@ pub fn sample_digest() -> Value {
 fn bare_digest() -> Value {
     let mut bare = sample_digest();
     bare["full_content"] = true.into();
+    bare["archive"] = true.into();
+    bare["links"]["archive"] = Value::Null;
+    bare["links"]["unsubscribe"] = "".into();
+    bare["links"]["preferences"] = "".into();
+    bare["subscriber"]["email"] = "".into();
     bare["postal_address"] = json!([]);
     bare["site"]["description"] = "".into();
     bare["articles"][0]["image"] = Value::Null;

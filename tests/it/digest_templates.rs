@@ -44,6 +44,7 @@ fn digest(full_content: bool, image_base: &str) -> Value {
         "date": "Monday, 30 November 2026",
         "count": 3,
         "full_content": full_content,
+        "archive": false,
         "articles": [
             {
                 "title": "Rust 2026: what is new in the compiler & the tools",
@@ -93,7 +94,9 @@ fn digest(full_content: bool, image_base: &str) -> Value {
             "unsubscribe": "https://example.org/unsubscribe?token=abc123&list=weekly",
             "preferences": "https://example.org/preferences?token=abc123",
             "site": "https://example.org/",
-            "feed": "https://example.org/atom.xml"
+            "feed": "https://example.org/atom.xml",
+            "archive": null,
+            "subscribe": "https://example.org/subscribe"
         },
         "reason": "You receive this email because you subscribed to the weekly digest of \
             Example Site on 1 November 2026.",
