@@ -90,6 +90,13 @@ enum Command {
         #[command(subcommand)]
         cmd: herald::cli::digest::DigestCommand,
     },
+    /// Send a one-off message (Markdown; subject from its `title` or first
+    /// heading) to the list, one schedule's subscribers or one tag's,
+    /// through the same ledger, templates, headers, retries and crash
+    /// guarantees as a digest, and into the web archive. Queued to the
+    /// daemon when it holds the send lock. Exits 1 when a delivery failed
+    /// or bounced.
+    Announce(herald::cli::announce::AnnounceArgs),
     /// Bounce reports mailed back to `mail.bounce_address`: `ingest` reads
     /// one (a DSN or an abuse report) from a file or standard input, as an
     /// MTA alias pipes it, and applies it.
@@ -143,6 +150,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .build()
                 .context("cannot start the async runtime")?;
             return runtime.block_on(herald::cli::subscribers::run(&config, cmd));
+        }
+        Command::Announce(args) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
+            return runtime.block_on(herald::cli::announce::run(config, args));
         }
         Command::Bounces { cmd } => {
             let runtime = tokio::runtime::Builder::new_current_thread()

@@ -145,7 +145,10 @@ async fn composer(config: &Arc<Config>, store: &dyn Store) -> anyhow::Result<Com
     Composer::new(Arc::clone(config), templates, signer)
 }
 
-async fn digests(config: &Arc<Config>, store: Arc<dyn Store>) -> anyhow::Result<Digests> {
+pub(super) async fn digests(
+    config: &Arc<Config>,
+    store: Arc<dyn Store>,
+) -> anyhow::Result<Digests> {
     let mailer = Arc::new(Mailer::from_config(config).await?);
     let composer = Arc::new(composer(config, &*store).await?);
     Ok(Digests::new(
@@ -424,7 +427,7 @@ async fn retry(
 /// Sends `run` to the end (waiting out retries) when this process may send
 /// (PostgreSQL: always; SQLite: when it can take the send lock); otherwise
 /// leaves it to the daemon that holds the lock.
-async fn send_now_or_queue(
+pub(super) async fn send_now_or_queue(
     digests: &Digests,
     run: &Run,
     articles: &Articles,

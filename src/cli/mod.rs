@@ -3,6 +3,7 @@
 //! below and an exit code.
 //!
 //! - [`site`]: `herald build` and `herald check`, one load-and-write pass.
+//! - [`announce`]: `herald announce`, one-off messages through the ledger.
 //! - [`bounces`]: `herald bounces ingest`, the bounce address's pipe.
 //! - [`db`]: `herald db migrate|copy`.
 //! - [`digest`]: `herald digest preview|send|status|retry`.
@@ -35,6 +36,7 @@ pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
     })
 }
 
+pub mod announce;
 pub mod bounces;
 pub mod db;
 pub mod digest;

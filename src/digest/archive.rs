@@ -9,7 +9,7 @@
 
 use chrono::Utc;
 
-use super::{Digests, RunContext};
+use super::{Content, Digests};
 use crate::store::{Issue, Run};
 
 impl Digests {
@@ -33,21 +33,30 @@ impl Digests {
     /// Publishes the run's page unless it is published (or not
     /// archived). Failures are logged, never fatal: the digests matter
     /// more than their archive.
-    pub(super) async fn publish_archive(&self, ctx: &RunContext) {
-        let Some(slug) = &ctx.archive else {
+    pub(super) async fn publish_archive(&self, content: &Content) {
+        let (run, slug) = match content {
+            Content::Digest(ctx) => (&ctx.run, ctx.archive.as_ref()),
+            Content::Announcement(ctx) => (&ctx.run, ctx.archive.as_ref()),
+        };
+        let Some(slug) = slug else {
             return;
         };
-        let run = &ctx.run;
         let result = async {
             if self.store.issue(&run.schedule, slug).await?.is_some() {
                 return anyhow::Ok(false);
             }
-            let since = self
-                .store
-                .previous_horizon(&run.schedule, run.id)
-                .await?
-                .unwrap_or(chrono::DateTime::<Utc>::MIN_UTC);
-            let Some(copy) = self.composer.web_copy(ctx, since)? else {
+            let copy = match content {
+                Content::Digest(ctx) => {
+                    let since = self
+                        .store
+                        .previous_horizon(&run.schedule, run.id)
+                        .await?
+                        .unwrap_or(chrono::DateTime::<Utc>::MIN_UTC);
+                    self.composer.web_copy(ctx, since)?
+                }
+                Content::Announcement(ctx) => Some(self.composer.announcement_web_copy(ctx)?),
+            };
+            let Some(copy) = copy else {
                 return Ok(false);
             };
             let issue = Issue {

@@ -152,6 +152,21 @@ pub struct WebCopy {
     pub titles: Vec<String>,
 }
 
+/// What one message of a run is made of, whatever it carries.
+pub(super) struct MailParts<'a> {
+    pub run: &'a Run,
+    /// The list's name in `List-Id`: the schedule, or `announcements`.
+    pub list: &'a str,
+    pub list_archive: String,
+    pub to: Recipient<'a>,
+    pub subject: &'a str,
+    pub html: &'a str,
+    pub text: &'a str,
+    pub unsubscribe: &'a str,
+    pub token: &'a str,
+    pub now: DateTime<Utc>,
+}
+
 /// The parts of a rendered digest.
 struct Rendered {
     subject: String,
@@ -396,30 +411,49 @@ impl Composer {
         token: &str,
         now: DateTime<Utc>,
     ) -> anyhow::Result<Message> {
+        self.mail(MailParts {
+            run: &ctx.run,
+            list: &ctx.digest.name,
+            list_archive: self.list_archive(ctx),
+            to,
+            subject,
+            html,
+            text,
+            unsubscribe,
+            token,
+            now,
+        })
+    }
+
+    /// A message of a run with every header herald sets: the Message-ID
+    /// that names the delivery, the list headers (RFC 2369, 2919, 8058),
+    /// the envelope sender with its token, DKIM.
+    pub(super) fn mail(&self, m: MailParts<'_>) -> anyhow::Result<Message> {
         let site = &self.config.site;
         let host = site.base_url.url().host_str().unwrap_or("localhost");
         // RFC 2369/2919: a phrase and a unique dot-atom id per list.
-        let phrase: String = format!("{} {} digest", site.title, ctx.digest.name)
+        let phrase: String = format!("{} {} digest", site.title, m.list)
             .chars()
             .filter(|c| !matches!(c, '"' | '\\'))
             .collect();
-        let list_id = format!("\"{phrase}\" <{}.digest.{host}>", ctx.digest.name);
-        let mut unsub = format!("<{unsubscribe}>");
+        let list_id = format!("\"{phrase}\" <{}.digest.{host}>", m.list);
+        let mut unsub = format!("<{}>", m.unsubscribe);
         if let Some(mailbox) = &self.config.mail.unsubscribe_mailto {
             unsub.push_str(&format!(
                 ", <mailto:{mailbox}?subject=unsubscribe%20{}>",
-                token
+                m.token
             ));
         }
-        let run = &ctx.run;
-        let mut message = Outgoing::new(&self.from, to.email, subject, text, html)?
+        let run = m.run;
+        let to = m.to;
+        let mut message = Outgoing::new(&self.from, to.email, m.subject, m.text, m.html)?
             // The same Message-ID on every attempt at this delivery.
             .with_message_id(&format!("digest.{}.{}.{}", run.nonce, run.id, to.id))?
-            .date(now.into())
+            .date(m.now.into())
             .header("List-Id", &list_id)?
             .header("List-Unsubscribe", &unsub)?
             .header("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")?
-            .header("List-Archive", &format!("<{}>", self.list_archive(ctx)))?
+            .header("List-Archive", &format!("<{}>", m.list_archive))?
             .header("Auto-Submitted", "auto-generated")?;
         if let Some(bounce) = &self.config.mail.bounce_address {
             // Bounce reports come back to an address that names this
@@ -432,6 +466,14 @@ impl Composer {
             message.sign(dkim);
         }
         Ok(message)
+    }
+
+    pub(super) fn templates(&self) -> &Templates {
+        &self.templates
+    }
+
+    pub(super) fn signer(&self) -> &Signer {
+        &self.signer
     }
 
     fn view(&self, digest: &DigestConfig, a: &Article) -> ArticleView {

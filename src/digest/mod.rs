@@ -7,6 +7,7 @@
 //! - [`schedule`]: ticks in a time zone, catch-up after downtime, the
 //!   daemon's loop.
 //! - [`pace`]: retry backoff and the (shared) send rate.
+//! - [`announce`]: one-off announcements, sent as runs of the ledger.
 //! - `archive`: each run's page in the web archive.
 //!
 //! A run is planned whole (one delivery row per recipient, in one
@@ -26,6 +27,7 @@
 //! PostgreSQL every replica sends: claims skip rows another replica holds,
 //! and only rows whose lease ran out while `sending` become `uncertain`.
 
+pub mod announce;
 mod archive;
 pub mod compose;
 pub mod pace;
@@ -41,7 +43,8 @@ use backon::{ExponentialBuilder, Retryable};
 use chrono::{DateTime, Utc};
 use tokio::task::JoinSet;
 
-pub use compose::{Composed, Composer, Recipient, RunContext};
+pub use announce::AnnounceContext;
+pub use compose::{Composed, Composer, Recipient, RunContext, WebCopy};
 pub use pace::{RateLimiter, RetryPolicy};
 pub use published::Published;
 
@@ -72,6 +75,12 @@ pub struct Digests {
     clock: Arc<dyn Clock>,
     /// This process, as `claimed_by` names it in the ledger.
     sender: String,
+}
+
+/// What a run sends.
+pub enum Content {
+    Digest(RunContext),
+    Announcement(AnnounceContext),
 }
 
 /// How far one call to [`Digests::drain`] got.
@@ -348,9 +357,7 @@ impl Digests {
         articles: &Articles,
         shutdown: &ShutdownSignal,
     ) -> anyhow::Result<Drained> {
-        let mut ctx = self.composer.context(run.clone(), Arc::clone(articles))?;
-        ctx.archive = self.archive_slug(run).await?;
-        let ctx = Arc::new(ctx);
+        let ctx = Arc::new(self.content(run, articles).await?);
         let mut archived = false;
         let batch_size = self.config.mail.batch_size;
         let lease = chrono::Duration::from_std(self.config.mail.claim_lease.0).unwrap_or_default();
@@ -434,6 +441,32 @@ impl Digests {
         })
     }
 
+    /// What `run` sends: a digest of `articles`, or an announcement's
+    /// message from the store; with its archive slug.
+    async fn content(&self, run: &Run, articles: &Articles) -> anyhow::Result<Content> {
+        if run.is_announcement() {
+            let message = self
+                .store
+                .announcement(run.id)
+                .await?
+                .with_context(|| format!("run {} has no announcement in the store", run.id))?;
+            let archived = message.archive;
+            let mut ctx = self.composer.announcement_context(run.clone(), message);
+            if archived {
+                let date = run
+                    .tick
+                    .with_timezone(&self.config.site.timezone.0)
+                    .format("%Y-%m-%d")
+                    .to_string();
+                ctx.archive = Some(self.store.assign_archive_slug(run.id, &date).await?);
+            }
+            return Ok(Content::Announcement(ctx));
+        }
+        let mut ctx = self.composer.context(run.clone(), Arc::clone(articles))?;
+        ctx.archive = self.archive_slug(run).await?;
+        Ok(Content::Digest(ctx))
+    }
+
     /// With a rate limit and replicas sharing it, reserves this batch's
     /// slots from the shared rate before sending it.
     async fn reserve_rate(&self, count: usize) -> anyhow::Result<()> {
@@ -494,7 +527,7 @@ impl Digests {
 
     /// Sends a batch concurrently (the pool bounds the connections) and
     /// returns each delivery's outcome.
-    async fn send_batch(&self, ctx: &Arc<RunContext>, batch: Vec<Claimed>) -> Vec<(i64, Outcome)> {
+    async fn send_batch(&self, ctx: &Arc<Content>, batch: Vec<Claimed>) -> Vec<(i64, Outcome)> {
         let mut tasks = JoinSet::new();
         let policy = RetryPolicy::from_config(&self.config);
         for claimed in batch {
@@ -531,7 +564,7 @@ impl Digests {
 }
 
 async fn deliver(
-    ctx: &RunContext,
+    ctx: &Content,
     composer: &Composer,
     mailer: &Mailer,
     limiter: &RateLimiter,
@@ -552,7 +585,13 @@ async fn deliver(
         first: c.first,
         tags: &c.tags,
     };
-    let composed = match composer.compose(ctx, to, clock.now()) {
+    let composed = match ctx {
+        Content::Digest(ctx) => composer.compose(ctx, to, clock.now()),
+        Content::Announcement(ctx) => composer
+            .compose_announcement(ctx, to, clock.now())
+            .map(Some),
+    };
+    let composed = match composed {
         Ok(Some(composed)) => composed,
         Ok(None) => {
             return Outcome::Skipped {

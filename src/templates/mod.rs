@@ -87,6 +87,14 @@ const BUILT_IN: &[(&str, &str)] = &[
         "archive.html",
         include_str!("../../templates/archive.html.hbs"),
     ),
+    (
+        "announcement.html",
+        include_str!("../../templates/announcement.html.hbs"),
+    ),
+    (
+        "announcement.txt",
+        include_str!("../../templates/announcement.txt.hbs"),
+    ),
 ];
 
 /// Partial names that are another name of a template: the pages use

@@ -149,6 +149,14 @@ pub fn entry_samples() -> Vec<(&'static str, Vec<Value>)> {
                 })),
             ],
         ),
+        (
+            "announcement.html",
+            vec![sample_announcement(), bare_announcement()],
+        ),
+        (
+            "announcement.txt",
+            vec![sample_announcement(), bare_announcement()],
+        ),
         ("digest.html", vec![sample_digest(), bare_digest()]),
         ("digest.txt", vec![sample_digest(), bare_digest()]),
     ]
@@ -214,5 +222,45 @@ fn bare_digest() -> Value {
     bare["articles"][0]["image"] = Value::Null;
     bare["articles"][0]["authors"] = "".into();
     bare["articles"][0]["tags"] = json!([]);
+    bare
+}
+
+/// Data of the shape `announcement.html` and `announcement.txt` receive.
+pub fn sample_announcement() -> Value {
+    json!({
+        "language": "en",
+        "site": {
+            "title": "Example Site",
+            "url": "https://example.org/",
+            "description": "Notes on software, weekly."
+        },
+        "subject": "We are moving to a new address",
+        "date": "Monday, 30 November 2026",
+        "content_html": "<p>From December on, the site lives at <a href=\"https://example.net/\">example.net</a>.</p>",
+        "content_text": "From December on, the site lives at example.net.",
+        "archive": false,
+        "subscriber": {"email": "ann@example.net"},
+        "links": {
+            "unsubscribe": "https://example.org/unsubscribe?token=sample",
+            "preferences": "https://example.org/preferences?token=sample",
+            "site": "https://example.org/",
+            "feed": "https://example.org/atom.xml",
+            "archive": "https://example.org/archive/announcements/2026-11-30/",
+            "subscribe": "https://example.org/subscribe"
+        },
+        "reason": "You receive this email because you subscribed to Example Site and confirmed your address.",
+        "postal_address": ["Example Ltd", "1 Main Street", "Springfield"]
+    })
+}
+
+/// The announcement as the web archive shows it, without optional parts.
+fn bare_announcement() -> Value {
+    let mut bare = sample_announcement();
+    bare["archive"] = true.into();
+    bare["postal_address"] = json!([]);
+    bare["links"]["archive"] = Value::Null;
+    bare["links"]["unsubscribe"] = "".into();
+    bare["links"]["preferences"] = "".into();
+    bare["subscriber"]["email"] = "".into();
     bare
 }
