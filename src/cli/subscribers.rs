@@ -191,19 +191,15 @@ pub async fn run_with(
         }
         SubscribersCommand::Remove { email } => remove(store, &email, out, err).await?,
         SubscribersCommand::Forget { email } => {
-            let email =
-                SubscriberEmail::parse(&email).map_err(|e| anyhow::anyhow!("email: {e}"))?;
-            if store.forget(&email, Utc::now()).await? {
-                writeln!(
-                    out,
-                    "{email} is erased: the record is gone, the consent history keeps only a hash of the address, and the address cannot sign up or be imported again"
-                )?;
-            } else {
-                writeln!(
-                    out,
-                    "herald held nothing about {email}; its hash is on the suppression list now, so it cannot sign up or be imported"
-                )?;
-            }
+            let email = SubscriberEmail::parse(&email).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let what = match store.forget(&email, Utc::now()).await? {
+                true => "erased (the consent history keeps only a hash of the address)",
+                false => "unknown to herald",
+            };
+            writeln!(
+                out,
+                "{email} is {what}; it cannot sign up or be imported again"
+            )?;
             ExitCode::SUCCESS
         }
         SubscribersCommand::Import { file, dry_run } => {

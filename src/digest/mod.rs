@@ -30,12 +30,12 @@
 pub mod announce;
 mod archive;
 pub mod compose;
+mod lock;
 pub mod pace;
 pub mod published;
 pub mod schedule;
 pub mod select;
 
-use std::fs::File;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -45,6 +45,8 @@ use tokio::task::JoinSet;
 
 pub use announce::AnnounceContext;
 pub use compose::{Composed, Composer, Recipient, RunContext, WebCopy};
+use lock::sender_name;
+pub use lock::{SendLock, SendRight};
 pub use pace::{RateLimiter, RetryPolicy};
 pub use published::Published;
 
@@ -89,55 +91,6 @@ pub struct Drained {
     pub done: bool,
     /// When deliveries waiting for a retry are due.
     pub next_retry: Option<DateTime<Utc>>,
-}
-
-/// The exclusive right to send, held as long as the value lives.
-pub struct SendLock {
-    _file: File,
-}
-
-impl SendLock {
-    /// Takes `<data_dir>/digest.lock` if no other process holds it.
-    pub fn try_acquire(config: &Config) -> anyhow::Result<Option<SendLock>> {
-        std::fs::create_dir_all(&config.data_dir)
-            .with_context(|| format!("cannot create the folder {}", config.data_dir.display()))?;
-        let path = config.data_dir.join("digest.lock");
-        let file = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .with_context(|| format!("cannot open {}", path.display()))?;
-        match file.try_lock() {
-            Ok(()) => Ok(Some(SendLock { _file: file })),
-            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
-            Err(std::fs::TryLockError::Error(e)) => {
-                Err(e).with_context(|| format!("cannot lock {}", path.display()))
-            }
-        }
-    }
-}
-
-/// The right to send digests, as the backend grants it.
-pub enum SendRight {
-    /// SQLite: this process holds the send lock.
-    Exclusive(SendLock),
-    /// PostgreSQL: every replica may send; claims are leased.
-    Shared,
-}
-
-/// A name for this process in the ledger's `claimed_by`: host, process id
-/// and a random part (a restarted process never takes over the leases of
-/// the one before it).
-fn sender_name() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "herald".into());
-    format!(
-        "{host}:{}:{:04x}",
-        std::process::id(),
-        rand::random::<u16>()
-    )
 }
 
 /// Aborts a background task when dropped.
