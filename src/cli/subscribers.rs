@@ -264,10 +264,7 @@ async fn add(
             day_and_time(s.consent.requested_at + purge_after),
         )?,
         SubscribeOutcome::Suppressed => {
-            writeln!(
-                err,
-                "refused: the address reported a message as spam, or was erased on request; nothing was stored"
-            )?;
+            writeln!(err, "refused: the address complained or was erased; nothing stored")?;
             return Ok(ExitCode::from(1));
         }
         SubscribeOutcome::AlreadyActive(s) => writeln!(
