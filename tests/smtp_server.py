@@ -7,7 +7,8 @@
 Prints `READY <port>` once it listens. Every accepted message is stored
 in DIR once per recipient as `<seq>-<recipient>.eml` holding the raw DATA
 bytes (written to a hidden temporary file first, then renamed). Counters
-go to DIR/stats.json after every change.
+go to DIR/stats.json after every change; each message's envelope (MAIL
+FROM and recipients) is appended to DIR/envelopes.jsonl.
 
 The optional control file is JSON, read again at every connection and
 command, so a test can change the server's behaviour while it runs:
@@ -167,12 +168,16 @@ class State:
             f.write(line + "\n")
         return AuthResult(success=True)
 
-    def store_message(self, recipients, data):
+    def store_message(self, recipients, data, mail_from=None):
         seq = self.seq
         self.seq += 1
         for rcpt in recipients:
             name = f"{seq:06}-{safe_name(rcpt)}.eml"
             write_atomically(os.path.join(self.store, name), data)
+        # The envelope, one JSON line per message: what a final MTA would
+        # record as Return-Path, for the bounce tests.
+        with open(os.path.join(self.store, "envelopes.jsonl"), "a", encoding="utf-8") as f:
+            f.write(json.dumps({"seq": seq, "from": mail_from, "to": recipients}) + "\n")
         self.stats["recipients_accepted"] += len(recipients)
         self.count("messages_accepted")
         return seq
@@ -203,7 +208,9 @@ class Handler:
         reply = self.state.take_temp_failure("data")
         if reply:
             return reply
-        seq = self.state.store_message(envelope.rcpt_tos, envelope.original_content)
+        seq = self.state.store_message(
+            envelope.rcpt_tos, envelope.original_content, envelope.mail_from
+        )
         return f"250 2.0.0 OK queued as {seq}"
 
 

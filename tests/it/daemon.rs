@@ -358,6 +358,8 @@ async fn readers_never_see_a_partial_feed_while_hundreds_of_rebuilds_replace_it(
         ready: Arc::new(AtomicBool::new(true)),
         templates: Arc::new(Templates::load(None).unwrap()),
         subscriptions: None,
+        store: None,
+        webhooks: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());

@@ -68,6 +68,8 @@ impl Fixture {
             ready: Arc::new(AtomicBool::new(true)),
             templates: Arc::new(Templates::load(None).unwrap()),
             subscriptions: None,
+            store: None,
+            webhooks: None,
         };
         let app = router(state.clone());
         Fixture { site, state, app }

@@ -33,6 +33,7 @@ mod real_sites;
 mod replicas;
 mod smtp;
 mod store;
+mod store_feedback;
 mod store_ledger;
 mod subscribe;
 mod subscribers_cli;

@@ -215,6 +215,24 @@ impl SmtpServer {
 
     /// The server's counters: connections, messages_accepted,
     /// recipients_accepted, temp_failures, rejects, dropped.
+    /// The envelope sender (MAIL FROM) of each message, by recipient, in
+    /// the order received.
+    pub fn envelope_senders(&self) -> std::collections::BTreeMap<String, Vec<String>> {
+        let text =
+            std::fs::read_to_string(self.store().join("envelopes.jsonl")).unwrap_or_default();
+        let mut out = std::collections::BTreeMap::<String, Vec<String>>::new();
+        for line in text.lines() {
+            let v: serde_json::Value = serde_json::from_str(line).expect("envelope JSON");
+            let from = v["from"].as_str().unwrap_or("").to_string();
+            for to in v["to"].as_array().into_iter().flatten() {
+                out.entry(to.as_str().unwrap_or("").to_lowercase())
+                    .or_default()
+                    .push(from.clone());
+            }
+        }
+        out
+    }
+
     pub fn stats(&self) -> serde_json::Value {
         let text = std::fs::read(self.store().join("stats.json")).expect("stats.json");
         serde_json::from_slice(&text).expect("stats.json is JSON")
