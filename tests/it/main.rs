@@ -3,6 +3,7 @@
 mod addresses;
 mod backends;
 mod bad_input;
+mod bounces;
 mod browser;
 mod check_parity;
 mod cli;
