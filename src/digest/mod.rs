@@ -81,8 +81,8 @@ pub struct Digests {
 
 /// What a run sends.
 pub enum Content {
-    Digest(RunContext),
-    Announcement(AnnounceContext),
+    Digest(Box<RunContext>),
+    Announcement(Box<AnnounceContext>),
 }
 
 /// How far one call to [`Digests::drain`] got.
@@ -413,11 +413,11 @@ impl Digests {
                     .to_string();
                 ctx.archive = Some(self.store.assign_archive_slug(run.id, &date).await?);
             }
-            return Ok(Content::Announcement(ctx));
+            return Ok(Content::Announcement(Box::new(ctx)));
         }
         let mut ctx = self.composer.context(run.clone(), Arc::clone(articles))?;
         ctx.archive = self.archive_slug(run).await?;
-        Ok(Content::Digest(ctx))
+        Ok(Content::Digest(Box::new(ctx)))
     }
 
     /// With a rate limit and replicas sharing it, reserves this batch's

@@ -39,4 +39,5 @@ mod store_ledger;
 mod subscribe;
 mod subscribers_cli;
 mod template_docs;
+mod webhooks;
 mod websub;

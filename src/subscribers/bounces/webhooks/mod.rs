@@ -220,13 +220,13 @@ impl Webhooks {
             (Some("complained"), _) => FeedbackKind::Complaint,
             _ => return Ok(ignored()),
         };
-        let id = e["id"]
-            .as_str()
-            .ok_or_else(|| WebhookError::BadRequest("no event-data.id".into()))?;
         let status = &e["delivery-status"];
         let event = ProviderEvent {
             source: "mailgun",
-            event_id: id.to_string(),
+            // Mailgun signs timestamp and token, not the body: the token
+            // is what is applied once, so a captured signature cannot
+            // carry another event.
+            event_id: token.to_string(),
             kind,
             recipient: e["recipient"].as_str().unwrap_or("").to_string(),
             message_id: e["message"]["headers"]["message-id"]
@@ -413,7 +413,7 @@ fn metadata(v: &Value, key: &str) -> Option<String> {
 }
 
 fn hex_bytes(hex: &str) -> Option<Vec<u8>> {
-    if hex.len() % 2 != 0 || hex.len() > 256 {
+    if !hex.len().is_multiple_of(2) || hex.len() > 256 {
         return None;
     }
     (0..hex.len() / 2)
