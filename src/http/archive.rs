@@ -150,7 +150,7 @@ async fn listing(a: &Archive, schedule: Option<&str>) -> Response {
         .iter()
         .map(|i| {
             json!({
-                "title": i.subject,
+                "subject": i.subject,
                 "url": a.config.archive_url(&i.schedule, Some(&i.slug)).to_string(),
                 "date": i.published_at.format("%-d %B %Y").to_string(),
                 "date_iso": i.published_at.to_rfc3339(),

@@ -131,7 +131,7 @@ pub fn entry_samples() -> Vec<(&'static str, Vec<Value>)> {
                     "feed": "https://example.org/archive/weekly/atom.xml",
                     "subscribe": "https://example.org/subscribe",
                     "issues": [{
-                        "title": "Example Site: A sample article",
+                        "subject": "Example Site: A sample article",
                         "url": "https://example.org/archive/weekly/2026-11-30/",
                         "date": "30 November 2026",
                         "date_iso": "2026-11-30T08:00:00+00:00",

@@ -1,6 +1,7 @@
 //! herald's integration tests: one binary, one file per area.
 
 mod addresses;
+mod archive;
 mod backends;
 mod bad_input;
 mod bounces;
