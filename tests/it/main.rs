@@ -1,6 +1,7 @@
 //! herald's integration tests: one binary, one file per area.
 
 mod addresses;
+mod announce;
 mod archive;
 mod backends;
 mod bad_input;
