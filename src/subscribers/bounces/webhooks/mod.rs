@@ -63,18 +63,15 @@ pub struct Webhooks {
     sendgrid: Option<Vec<u8>>,
 }
 
-fn hash(bytes: &[u8]) -> [u8; 32] {
-    Sha256::digest(bytes).into()
+/// The providers' keys, as configured.
+struct Keys {
+    postmark: Option<[u8; 32]>,
+    mailgun: Option<Vec<u8>>,
+    sendgrid: Option<Vec<u8>>,
 }
 
-impl Webhooks {
-    /// The webhooks `[webhooks]` configures; SNS certificates and
-    /// confirmations are fetched by `sns_fetch`.
-    pub fn new(
-        config: &Config,
-        bounces: Arc<Bounces>,
-        sns_fetch: Box<dyn sns::SnsFetch>,
-    ) -> anyhow::Result<Webhooks> {
+impl Keys {
+    fn read(config: &Config) -> anyhow::Result<Keys> {
         let w = &config.webhooks;
         let postmark = read_secret(
             &w.postmark.password,
@@ -105,16 +102,44 @@ impl Webhooks {
             }
             None => None,
         };
+        Ok(Keys {
+            postmark,
+            mailgun,
+            sendgrid,
+        })
+    }
+}
+
+fn hash(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
+impl Webhooks {
+    /// The webhooks `[webhooks]` configures; SNS certificates and
+    /// confirmations are fetched by `sns_fetch`.
+    pub fn new(
+        config: &Config,
+        bounces: Arc<Bounces>,
+        sns_fetch: Box<dyn sns::SnsFetch>,
+    ) -> anyhow::Result<Webhooks> {
+        let w = &config.webhooks;
+        let keys = Keys::read(config)?;
         let ses = (!w.ses.topic_arns.is_empty())
             .then(|| sns::Sns::new(w.ses.topic_arns.clone(), sns_fetch));
         Ok(Webhooks {
             bounces,
             max_age: chrono::Duration::from_std(w.max_age.0).unwrap_or(chrono::Duration::MAX),
             ses,
-            postmark,
-            mailgun,
-            sendgrid,
+            postmark: keys.postmark,
+            mailgun: keys.mailgun,
+            sendgrid: keys.sendgrid,
         })
+    }
+
+    /// Checks the `[webhooks]` keys as [`Webhooks::new`] reads them
+    /// (`herald check`).
+    pub fn check_config(config: &Config) -> anyhow::Result<()> {
+        Keys::read(config).map(drop)
     }
 
     /// Whether any endpoint is on.
