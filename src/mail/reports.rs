@@ -258,24 +258,10 @@ pub fn parse_report(raw: &[u8]) -> Result<Report, ReportError> {
                     report.token_addresses.push(typed_address(from));
                 }
             }
-            (_, PartType::Message(inner)) => {
-                note_original(
-                    &mut report,
-                    &mut original_to,
-                    inner.message_id(),
-                    inner.header_raw("Return-Path"),
-                    inner.header_raw("To"),
-                );
-            }
+            (_, PartType::Message(inner)) => note_original(&mut report, &mut original_to, inner),
             ("text/rfc822-headers" | "message/rfc822-headers", _) => {
                 if let Some(inner) = MessageParser::default().parse_headers(part.contents()) {
-                    note_original(
-                        &mut report,
-                        &mut original_to,
-                        inner.message_id(),
-                        inner.header_raw("Return-Path"),
-                        inner.header_raw("To"),
-                    );
+                    note_original(&mut report, &mut original_to, &inner);
                 }
             }
             _ => {}
@@ -293,21 +279,23 @@ pub fn parse_report(raw: &[u8]) -> Result<Report, ReportError> {
     Ok(report)
 }
 
+/// What the returned message (or its headers) tells: its Message-ID, its
+/// envelope sender (`Return-Path`, with herald's token) and recipient.
 fn note_original(
     report: &mut Report,
     original_to: &mut Option<String>,
-    message_id: Option<&str>,
-    return_path: Option<&str>,
-    to: Option<&str>,
+    original: &mail_parser::Message<'_>,
 ) {
     if report.original_message_id.is_none() {
-        report.original_message_id = message_id.map(bare_id);
+        report.original_message_id = original.message_id().map(bare_id);
     }
-    if let Some(rp) = return_path {
+    if let Some(rp) = original.header_raw("Return-Path") {
         report.token_addresses.extend(addresses_in(rp));
     }
     if original_to.is_none() {
-        *original_to = to.and_then(|t| addresses_in(t).next());
+        *original_to = original
+            .header_raw("To")
+            .and_then(|t| addresses_in(t).next());
     }
 }
 

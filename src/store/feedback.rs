@@ -107,11 +107,69 @@ pub trait Deliverability: Send + Sync {
     async fn expire_ips(&self, before: DateTime<Utc>) -> StoreResult<u64>;
 }
 
+/// Whether a report matched by herald's Message-ID alone is about that
+/// delivery: the run's secret nonce and the recipient both agree (an abuse
+/// report may redact the recipient; the nonce must do then).
+pub(super) fn message_id_matches(
+    f: &Feedback,
+    nonce: &str,
+    run_nonce: &str,
+    delivery_email: &str,
+) -> bool {
+    let same_rcpt = match &f.recipient {
+        Some(r) => r.key() == delivery_email.to_lowercase(),
+        None => f.kind == FeedbackKind::Complaint,
+    };
+    nonce == run_nonce && same_rcpt
+}
+
+/// What applying a report to a subscriber does, the same on both
+/// backends.
+pub(super) struct Decision {
+    /// The consent-log event: `bounce` or `complaint`.
+    pub event: &'static str,
+    pub note: String,
+    /// The subscriber's hard bounces after it.
+    pub bounces: i64,
+    /// The status it moves to, with `left_how`, if it moves.
+    pub moves_to: Option<(Status, &'static str)>,
+}
+
+/// A hard bounce counts one towards `limit` (an active subscriber at the
+/// limit becomes `bounced`); a complaint makes anyone not yet so
+/// `complained`.
+pub(super) fn decide(f: &Feedback, status: Status, bounces: i64, limit: u32) -> Decision {
+    match f.kind {
+        FeedbackKind::HardBounce => {
+            let count = bounces + 1;
+            let limit = i64::from(limit);
+            let reached = count >= limit && status == Status::Active;
+            Decision {
+                event: "bounce",
+                note: format!(
+                    "late hard bounce {count} of {limit}{}: {}",
+                    if reached { ", now bounced" } else { "" },
+                    f.detail
+                ),
+                bounces: count,
+                moves_to: reached.then_some((Status::Bounced, "bounce")),
+            }
+        }
+        FeedbackKind::Complaint => Decision {
+            event: "complaint",
+            note: format!("reported as spam: {}", f.detail),
+            bounces,
+            moves_to: (status != Status::Complained).then_some((Status::Complained, "complaint")),
+        },
+    }
+}
+
 /// The hash an erased address is remembered by: SHA-256 of the address
 /// lower-cased, hex. Deterministic (every replica, every secret) so that
 /// an import can be checked against it; one-way, so the store keeps no
 /// address of a person who asked to be erased.
 pub fn suppression_hash(email: &SubscriberEmail) -> String {
-    let digest = Sha256::digest(format!("herald-erased:{}", email.key()).as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(Sha256::digest(
+        format!("herald-erased:{}", email.key()).as_bytes(),
+    ))
 }

@@ -59,6 +59,24 @@ pub struct Announcement {
     pub archive: bool,
 }
 
+/// An announcements row as both databases return it: `(audience,
+/// subject, html, text, archive)`.
+pub(super) type AnnouncementRow = (String, String, String, String, bool);
+
+/// The announcement of a row of the `announcements` table.
+pub(super) fn stored_announcement(row: AnnouncementRow) -> StoreResult<Announcement> {
+    let (audience, subject, html, text, archive) = row;
+    Ok(Announcement {
+        audience: Audience::parse(&audience).ok_or_else(|| {
+            super::StoreError::internal(format!("bad audience `{audience}` in the database"))
+        })?,
+        subject,
+        html,
+        text,
+        archive,
+    })
+}
+
 /// An announcement run to create, with its recipients.
 #[derive(Debug, Clone)]
 pub struct NewAnnouncement<'a> {

@@ -232,11 +232,7 @@ impl Signer {
         let mut mac = self.mac();
         mac.update(format!("env.{run}.{subscriber}").as_bytes());
         let tag = mac.finalize().into_bytes();
-        let hex: String = tag[..ENVELOPE_MAC]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        format!("{run}-{subscriber}-{hex}")
+        format!("{run}-{subscriber}-{}", hex::encode(&tag[..ENVELOPE_MAC]))
     }
 
     /// `(run, subscriber)` of a genuine [`Signer::envelope_token`];
@@ -255,10 +251,7 @@ impl Signer {
         if hex.len() != 2 * ENVELOPE_MAC {
             return None;
         }
-        let tag: Vec<u8> = (0..ENVELOPE_MAC)
-            .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16))
-            .collect::<Result<_, _>>()
-            .ok()?;
+        let tag = hex::decode(hex).ok()?;
         let mut mac = self.mac();
         mac.update(format!("env.{run}.{sub}").as_bytes());
         mac.verify_truncated_left(&tag).ok()?;

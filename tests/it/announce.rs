@@ -9,12 +9,10 @@
 //! send --to`) that goes to one address and leaves the ledger alone.
 
 use chrono::{SecondsFormat, Utc};
-use herald::store::{
-    Ledger, NewSubscription, Newsletter, SqliteStore, Store, SubscriberEmail, Subscribers,
-};
+use herald::store::{Ledger, Newsletter, SqliteStore, Store};
 
 use super::digest_crash::crash_test;
-use super::helpers::{herald_command, TestSite};
+use super::helpers::{herald_command, import_active, TestSite};
 use super::smtp::SmtpServer;
 
 #[test]
@@ -90,29 +88,14 @@ schedule = "0 0 0 1 1 * 2099"
 "#,
         smtp.port()
     );
-    let db = site.config().database_path();
-    tokio::runtime::Runtime::new().unwrap().block_on(async {
-        let store = SqliteStore::open(&db).await.unwrap();
-        let rows = [
-            ("ann", "news", "rust"),
-            ("bob", "news", "web"),
-            ("cat", "weekly", "rust"),
-        ]
-        .into_iter()
-        .map(|(who, schedule, tag)| NewSubscription {
-            email: SubscriberEmail::parse(&format!("{who}@example.net")).unwrap(),
-            name: None,
-            schedules: vec![schedule.into()],
-            tags: vec![tag.into()],
-            at: Utc::now(),
-            ip: None,
-            source: "import".into(),
-            confirmed_note: Some("test".into()),
-        })
-        .collect();
-        store.import(rows).await.unwrap();
-        store.close().await;
-    });
+    import_active(
+        &site.config().database_path(),
+        &[
+            ("ann@example.net", &["news"], &["rust"]),
+            ("bob@example.net", &["news"], &["web"]),
+            ("cat@example.net", &["weekly"], &["rust"]),
+        ],
+    );
     site
 }
 

@@ -11,11 +11,10 @@
 use std::time::Duration;
 
 use chrono::{SecondsFormat, Utc};
-use herald::store::{NewSubscription, SqliteStore, Store, SubscriberEmail, Subscribers};
 use reqwest::StatusCode;
 
 use super::digest_templates::{artifacts_dir, assert_png, chromium, screenshot};
-use super::helpers::{start_herald, TestSite};
+use super::helpers::{import_active, start_herald, TestSite};
 use super::smtp::SmtpServer;
 
 fn get(url: &str) -> (StatusCode, String) {
@@ -80,25 +79,13 @@ first_digest_articles = 3
 "#,
         port = smtp.port()
     );
-    let db = site.config().database_path();
-    tokio::runtime::Runtime::new().unwrap().block_on(async {
-        let store = SqliteStore::open(&db).await.unwrap();
-        let rows = [("ann", vec![]), ("bob", vec!["rust".to_string()])]
-            .into_iter()
-            .map(|(who, tags)| NewSubscription {
-                email: SubscriberEmail::parse(&format!("{who}@example.net")).unwrap(),
-                name: None,
-                schedules: vec!["news".into()],
-                tags,
-                at: Utc::now(),
-                ip: None,
-                source: "import".into(),
-                confirmed_note: Some("archive test".into()),
-            })
-            .collect();
-        store.import(rows).await.unwrap();
-        store.close().await;
-    });
+    import_active(
+        &site.config().database_path(),
+        &[
+            ("ann@example.net", &["news"], &[]),
+            ("bob@example.net", &["news"], &["rust"]),
+        ],
+    );
     let out = site.cli(&["digest", "send", "--schedule", "news"]);
     assert!(
         out.status.success(),

@@ -15,11 +15,9 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use chrono::{SecondsFormat, Utc};
-use herald::store::{
-    ListFilter, NewSubscription, SqliteStore, Status, Store, SubscriberEmail, Subscribers,
-};
+use herald::store::{ListFilter, SqliteStore, Status, Store, SubscriberEmail, Subscribers};
 
-use super::helpers::{herald_command, repo_root, wait_until, TestSite};
+use super::helpers::{herald_command, import_active, repo_root, wait_until, TestSite};
 use super::smtp::SmtpServer;
 
 const READERS: [&str; 8] = [
@@ -69,25 +67,12 @@ first_digest_articles = 3
 }
 
 fn import(site: &TestSite) {
-    let db = site.config().database_path();
-    tokio::runtime::Runtime::new().unwrap().block_on(async {
-        let store = SqliteStore::open(&db).await.unwrap();
-        let rows = READERS
-            .iter()
-            .map(|r| NewSubscription {
-                email: SubscriberEmail::parse(&format!("{r}@example.net")).unwrap(),
-                name: None,
-                schedules: vec!["news".into()],
-                tags: vec![],
-                at: Utc::now(),
-                ip: None,
-                source: "import".into(),
-                confirmed_note: Some("bounce test".into()),
-            })
-            .collect();
-        store.import(rows).await.unwrap();
-        store.close().await;
-    });
+    let rows: Vec<String> = READERS.iter().map(|r| format!("{r}@example.net")).collect();
+    let rows: Vec<(&str, &[&str], &[&str])> = rows
+        .iter()
+        .map(|r| (r.as_str(), &["news"][..], &[][..]))
+        .collect();
+    import_active(&site.config().database_path(), &rows);
 }
 
 /// What each reader's message looked like: its header block, the whole
@@ -127,6 +112,17 @@ fn sent(smtp: &SmtpServer) -> BTreeMap<String, Sent> {
         );
     }
     out
+}
+
+/// Sends the run (the real binary) and returns what went out.
+fn send(site: &TestSite, smtp: &SmtpServer) -> BTreeMap<String, Sent> {
+    let out = site.cli(&["digest", "send", "--schedule", "news"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    sent(smtp)
 }
 
 /// `tests/reports/<name>` with its blanks filled in for `rcpt`, CRLF.
@@ -197,13 +193,7 @@ fn reports_in_every_mtas_layout_are_matched_and_applied_once() {
     };
     let site = site(&smtp, "");
     import(&site);
-    let out = site.cli(&["digest", "send", "--schedule", "news"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let sent = sent(&smtp);
+    let sent = send(&site, &smtp);
     assert_eq!(sent.len(), READERS.len());
     for (rcpt, s) in &sent {
         // The envelope sender names the delivery; the From header is
@@ -367,13 +357,7 @@ fn the_daemon_applies_reports_delivered_to_its_maildir() {
         ),
     );
     import(&site);
-    let out = site.cli(&["digest", "send", "--schedule", "news"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let sent = sent(&smtp);
+    let sent = send(&site, &smtp);
     let s = &sent["maildir@example.net"];
     let (_daemon, _port) = super::helpers::start_herald(&mut site);
     wait_until(

@@ -14,7 +14,7 @@ use base64::Engine as _;
 use chrono::Utc;
 use herald::base::shutdown::Shutdown;
 use herald::config::Config;
-use herald::store::{ListFilter, NewSubscription, Status, Store, SubscriberEmail};
+use herald::store::{ListFilter, Status, Store, SubscriberEmail};
 use herald::subscribers::bounces::webhooks::sns::SnsFetch;
 use herald::subscribers::bounces::webhooks::Webhooks;
 use herald::subscribers::bounces::Bounces;
@@ -224,7 +224,7 @@ async fn every_providers_webhook_applies_signed_events_once_and_refuses_forgerie
     )
     .unwrap();
     // The verification key as SendGrid shows it: a base64 SPKI.
-    let mut spki = hex_to_bytes("3059301306072a8648ce3d020106082a8648ce3d030107034200");
+    let mut spki = hex::decode("3059301306072a8648ce3d020106082a8648ce3d030107034200").unwrap();
     spki.extend_from_slice(sg_key.public_key().as_ref());
     let mut site = TestSite::new();
     site.extra = format!(
@@ -261,20 +261,12 @@ public_key = "{}"
     let readers = [
         "sam", "tom", "ula", "pm", "pm2", "mg", "mg2", "sg", "sg2", "sg3",
     ];
-    let rows = readers
+    let addresses: Vec<String> = readers.iter().map(|r| format!("{r}@example.net")).collect();
+    let rows: Vec<(&str, &[&str], &[&str])> = addresses
         .iter()
-        .map(|r| NewSubscription {
-            email: SubscriberEmail::parse(&format!("{r}@example.net")).unwrap(),
-            name: None,
-            schedules: vec![],
-            tags: vec![],
-            at: Utc::now(),
-            ip: None,
-            source: "import".into(),
-            confirmed_note: Some("webhook test".into()),
-        })
+        .map(|a| (a.as_str(), &[][..], &[][..]))
         .collect();
-    store.import(rows).await.unwrap();
+    crate::helpers::add_active(&*store, &rows).await;
     let asked = Arc::new(Mutex::new(Vec::new()));
     let fetch = TestFetch {
         cert_pem,
@@ -426,12 +418,7 @@ public_key = "{}"
     let mailgun = |ts: i64, token: &str, event: Value, key: &str| {
         let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key.as_bytes()).unwrap();
         mac.update(format!("{ts}{token}").as_bytes());
-        let sig: String = mac
-            .finalize()
-            .into_bytes()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let sig = hex::encode(mac.finalize().into_bytes());
         json!({"signature": {"timestamp": ts.to_string(), "token": token, "signature": sig},
                "event-data": event})
     };
@@ -584,10 +571,4 @@ public_key = "{}"
     assert_eq!(everyone.len(), readers.len());
     app.shutdown.trigger();
     bare.shutdown.trigger();
-}
-
-fn hex_to_bytes(hex: &str) -> Vec<u8> {
-    (0..hex.len() / 2)
-        .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap())
-        .collect()
 }

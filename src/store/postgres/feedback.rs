@@ -6,10 +6,14 @@ use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
 use super::{insert_log, LogRow, PgStore};
+use crate::store::feedback::{decide, message_id_matches};
 use crate::store::{
     db_time, stored_status, suppression_hash, Deliverability, Feedback, FeedbackKind,
-    FeedbackOutcome, FeedbackTarget, Status, StoreResult, SubscriberEmail,
+    FeedbackOutcome, FeedbackTarget, StoreResult, SubscriberEmail,
 };
+
+/// Counts a hard bounce.
+const UPDATE_BOUNCES: &str = "UPDATE subscribers SET hard_bounces = $1 WHERE id = $2";
 
 /// The subscriber (and the delivery, with its state) a report is about,
 /// or `None` when nothing matches.
@@ -36,14 +40,7 @@ async fn resolve(
                 return Ok(None);
             };
             if let Some(nonce) = nonce {
-                // Matched by Message-ID alone: the run's secret part and
-                // the recipient must both agree (an abuse report may
-                // redact the recipient; the nonce must do then).
-                let same_rcpt = match &f.recipient {
-                    Some(r) => r.key() == email.to_lowercase(),
-                    None => f.kind == FeedbackKind::Complaint,
-                };
-                if nonce != &run_nonce || !same_rcpt {
+                if !message_id_matches(f, nonce, &run_nonce, &email) {
                     return Ok(None);
                 }
             }
@@ -99,60 +96,37 @@ impl Deliverability for PgStore {
             return Ok(FeedbackOutcome::Unmatched);
         };
         let status = stored_status(&status)?;
-        let (event, note, new_status) = match f.kind {
-            FeedbackKind::HardBounce => {
-                if let Some((run, state)) = &delivery {
-                    if state == "bounced" {
-                        // A DSN and a webhook about one message: counted once.
-                        tx.commit().await?;
-                        return Ok(FeedbackOutcome::Applied {
-                            subscriber_id: id,
-                            status,
-                            changed: false,
-                        });
-                    }
-                    sqlx::query(
-                        "UPDATE digest_deliveries SET state = 'bounced', reply = $1,
-                             updated_at = $2, next_attempt_at = NULL
-                         WHERE run_id = $3 AND subscriber_id = $4 AND state <> 'sending'",
-                    )
-                    .bind(format!("late bounce ({}): {}", f.source, f.detail))
-                    .bind(at)
-                    .bind(run)
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
+        let decision = decide(f, status, i64::from(bounces), bounce_limit);
+        if f.kind == FeedbackKind::HardBounce {
+            if let Some((run, state)) = &delivery {
+                if state == "bounced" {
+                    // A DSN and a webhook about one message: counted once.
+                    tx.commit().await?;
+                    return Ok(FeedbackOutcome::Applied {
+                        subscriber_id: id,
+                        status,
+                        changed: false,
+                    });
                 }
-                let count = i64::from(bounces) + 1;
-                sqlx::query("UPDATE subscribers SET hard_bounces = $1 WHERE id = $2")
-                    .bind(count as i32)
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
-                let limit = i64::from(bounce_limit);
-                let reached = count >= limit && status == Status::Active;
-                let note = format!(
-                    "late hard bounce {count} of {limit}{}: {}",
-                    if reached { ", now bounced" } else { "" },
-                    f.detail
-                );
-                ("bounce", note, reached.then_some(Status::Bounced))
-            }
-            FeedbackKind::Complaint => {
-                let changed = status != Status::Complained;
-                (
-                    "complaint",
-                    format!("reported as spam: {}", f.detail),
-                    changed.then_some(Status::Complained),
+                sqlx::query(
+                    "UPDATE digest_deliveries SET state = 'bounced', reply = $1,
+                         updated_at = $2, next_attempt_at = NULL
+                     WHERE run_id = $3 AND subscriber_id = $4 AND state <> 'sending'",
                 )
+                .bind(format!("late bounce ({}): {}", f.source, f.detail))
+                .bind(at)
+                .bind(run)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
             }
-        };
-        if let Some(new) = new_status {
-            let how = if new == Status::Complained {
-                "complaint"
-            } else {
-                "bounce"
-            };
+            sqlx::query(UPDATE_BOUNCES)
+                .bind(decision.bounces as i32)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        if let Some((new, how)) = decision.moves_to {
             sqlx::query(
                 "UPDATE subscribers SET status = $1, left_at = coalesce(left_at, $2), left_how = $3
                  WHERE id = $4",
@@ -167,18 +141,18 @@ impl Deliverability for PgStore {
         let entry = LogRow {
             id: Some(id),
             key: &key,
-            event,
+            event: decision.event,
             at,
             ip: None,
             source: Some(&f.source),
-            note: Some(note),
+            note: Some(decision.note),
         };
         insert_log(&mut tx, &[entry]).await?;
         tx.commit().await?;
         Ok(FeedbackOutcome::Applied {
             subscriber_id: id,
-            status: new_status.unwrap_or(status),
-            changed: new_status.is_some(),
+            status: decision.moves_to.map_or(status, |(s, _)| s),
+            changed: decision.moves_to.is_some(),
         })
     }
 

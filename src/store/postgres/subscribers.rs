@@ -230,27 +230,30 @@ impl PgStore {
                     ))
                 }
             },
-            Some((id, status)) if status == Status::Complained.as_str() => {
+            // A complainer, or someone already active: the request is
+            // logged and changes nothing.
+            Some((id, status))
+                if status == Status::Complained.as_str() || status == Status::Active.as_str() =>
+            {
+                let complained = status == Status::Complained.as_str();
                 let mut e = entry(id, &key, "subscribe", row.log_at);
                 e.ip = req.ip.as_deref();
                 e.source = Some(&req.source);
-                e.note =
-                    Some("refused: the address reported a message as spam; nothing changed".into());
-                insert_log(&mut tx, &[e]).await?;
-                tx.commit().await?;
-                return Ok(SubscribeOutcome::Suppressed);
-            }
-            Some((id, status)) if status == Status::Active.as_str() => {
-                let mut e = entry(id, &key, "subscribe", row.log_at);
-                e.ip = req.ip.as_deref();
-                e.source = Some(&req.source);
-                e.note = Some("already active; nothing changed".into());
+                e.note = Some(if complained {
+                    "refused: the address reported a message as spam; nothing changed".into()
+                } else {
+                    "already active; nothing changed".into()
+                });
                 insert_log(&mut tx, &[e]).await?;
                 let s = by_id(&mut tx, id)
                     .await?
                     .ok_or_else(|| StoreError::internal("subscriber vanished"))?;
                 tx.commit().await?;
-                return Ok(SubscribeOutcome::AlreadyActive(s));
+                return Ok(if complained {
+                    SubscribeOutcome::Suppressed
+                } else {
+                    SubscribeOutcome::AlreadyActive(s)
+                });
             }
             Some((id, status)) => {
                 // Pending: the request is renewed. Left or bounced: a new

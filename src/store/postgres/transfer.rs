@@ -8,7 +8,8 @@ use sqlx::Row;
 
 use super::{insert_pairs, PgStore};
 use crate::store::copy::*;
-use crate::store::{Issue, Newsletter, StoreResult, Transfer};
+use crate::store::newsletter::stored_announcement;
+use crate::store::{StoreResult, Transfer};
 
 fn subscriber(r: &PgRow) -> StoreResult<SubscriberRow> {
     Ok(SubscriberRow {
@@ -249,20 +250,21 @@ impl Transfer for PgStore {
                 .await?,
             ),
             Part::Announcements => {
-                let ids: Vec<i64> = sqlx::query_scalar(
-                    "SELECT run_id FROM announcements WHERE run_id > $1 ORDER BY run_id LIMIT $2",
+                let rows: Vec<(i64, String, String, String, String, bool)> = sqlx::query_as(
+                    "SELECT run_id, audience, subject, html, text, archive FROM announcements
+                     WHERE run_id > $1 ORDER BY run_id LIMIT $2",
                 )
                 .bind(a)
                 .bind(limit)
                 .fetch_all(pool)
                 .await?;
-                let mut rows = Vec::with_capacity(ids.len());
-                for id in ids {
-                    if let Some(m) = self.announcement(id).await? {
-                        rows.push((id, m));
-                    }
-                }
-                Rows::Announcements(rows)
+                Rows::Announcements(
+                    rows.into_iter()
+                        .map(|(id, au, su, h, t, ar)| {
+                            Ok((id, stored_announcement((au, su, h, t, ar))?))
+                        })
+                        .collect::<StoreResult<_>>()?,
+                )
             }
             Part::Archive => {
                 let rows = sqlx::query(
@@ -274,17 +276,7 @@ impl Transfer for PgStore {
                 .await?;
                 Rows::Archive(
                     rows.iter()
-                        .map(|r| {
-                            Ok(Issue {
-                                run_id: r.try_get("run_id")?,
-                                schedule: r.try_get("schedule")?,
-                                slug: r.try_get("slug")?,
-                                subject: r.try_get("subject")?,
-                                published_at: r.try_get("published_at")?,
-                                html: r.try_get("html")?,
-                                summary: r.try_get("summary")?,
-                            })
-                        })
+                        .map(super::newsletter::issue)
                         .collect::<StoreResult<_>>()?,
                 )
             }

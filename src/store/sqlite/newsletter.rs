@@ -7,13 +7,13 @@ use sqlx::Row;
 
 use super::ledger::insert_deliveries;
 use super::{format_time, parse_opt_time, parse_time, SqliteStore};
-use crate::store::newsletter::free_slug;
+use crate::store::newsletter::{free_slug, stored_announcement, AnnouncementRow};
 use crate::store::{
     stored_email, Announcement, Audience, Candidate, Issue, Ledger, NewAnnouncement, Newsletter,
     Run, StoreError, StoreResult, Trigger, ANNOUNCEMENTS,
 };
 
-fn issue(row: &SqliteRow) -> StoreResult<Issue> {
+pub(super) fn issue(row: &SqliteRow) -> StoreResult<Issue> {
     Ok(Issue {
         run_id: row.try_get("run_id")?,
         schedule: row.try_get("schedule")?,
@@ -111,25 +111,13 @@ impl Newsletter for SqliteStore {
     }
 
     async fn announcement(&self, run: i64) -> StoreResult<Option<Announcement>> {
-        let row = sqlx::query(
+        let row: Option<AnnouncementRow> = sqlx::query_as(
             "SELECT audience, subject, html, text, archive FROM announcements WHERE run_id = ?",
         )
         .bind(run)
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|r| {
-            let audience: String = r.try_get("audience")?;
-            Ok(Announcement {
-                audience: Audience::parse(&audience).ok_or_else(|| {
-                    StoreError::internal(format!("bad audience `{audience}` in the database"))
-                })?,
-                subject: r.try_get("subject")?,
-                html: r.try_get("html")?,
-                text: r.try_get("text")?,
-                archive: r.try_get::<i64, _>("archive")? != 0,
-            })
-        })
-        .transpose()
+        row.map(stored_announcement).transpose()
     }
 
     async fn assign_archive_slug(&self, run: i64, date: &str) -> StoreResult<String> {

@@ -35,7 +35,12 @@ impl Subscribers for SqliteStore {
                     ))
                 }
             },
-            Some((id, status)) if status == Status::Complained.as_str() => {
+            // A complainer, or someone already active: the request is
+            // logged and changes nothing.
+            Some((id, status))
+                if status == Status::Complained.as_str() || status == Status::Active.as_str() =>
+            {
+                let complained = status == Status::Complained.as_str();
                 let entry = LogRow {
                     id: Some(id),
                     key: &key,
@@ -43,28 +48,22 @@ impl Subscribers for SqliteStore {
                     at: &at,
                     ip: req.ip.as_deref(),
                     source: Some(&req.source),
-                    note: Some("refused: the address reported a message as spam; nothing changed"),
-                };
-                log(&mut tx, entry).await?;
-                tx.commit().await?;
-                return Ok(SubscribeOutcome::Suppressed);
-            }
-            Some((id, status)) if status == Status::Active.as_str() => {
-                let entry = LogRow {
-                    id: Some(id),
-                    key: &key,
-                    event: "subscribe",
-                    at: &at,
-                    ip: req.ip.as_deref(),
-                    source: Some(&req.source),
-                    note: Some("already active; nothing changed"),
+                    note: Some(if complained {
+                        "refused: the address reported a message as spam; nothing changed"
+                    } else {
+                        "already active; nothing changed"
+                    }),
                 };
                 log(&mut tx, entry).await?;
                 let s = by_id(&mut tx, id)
                     .await?
                     .ok_or_else(|| StoreError::internal("subscriber vanished"))?;
                 tx.commit().await?;
-                return Ok(SubscribeOutcome::AlreadyActive(s));
+                return Ok(if complained {
+                    SubscribeOutcome::Suppressed
+                } else {
+                    SubscribeOutcome::AlreadyActive(s)
+                });
             }
             Some((id, status)) => {
                 // Pending: the request is renewed. Left or bounced: a new

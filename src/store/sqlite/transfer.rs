@@ -8,7 +8,8 @@ use sqlx::Row;
 use super::bulk::insert_pairs;
 use super::{format_time, parse_opt_time, parse_time, SqliteStore};
 use crate::store::copy::*;
-use crate::store::{Issue, Newsletter, StoreResult, Transfer};
+use crate::store::newsletter::stored_announcement;
+use crate::store::{StoreResult, Transfer};
 
 fn opt_time(t: &Option<chrono::DateTime<chrono::Utc>>) -> Value {
     t.map_or(Value::Null, |t| Value::String(format_time(t)))
@@ -269,20 +270,21 @@ impl Transfer for SqliteStore {
                 )
             }
             Part::Announcements => {
-                let ids: Vec<i64> = sqlx::query_scalar(
-                    "SELECT run_id FROM announcements WHERE run_id > ? ORDER BY run_id LIMIT ?",
+                let rows: Vec<(i64, String, String, String, String, bool)> = sqlx::query_as(
+                    "SELECT run_id, audience, subject, html, text, archive FROM announcements
+                     WHERE run_id > ? ORDER BY run_id LIMIT ?",
                 )
                 .bind(a)
                 .bind(limit)
                 .fetch_all(pool)
                 .await?;
-                let mut rows = Vec::with_capacity(ids.len());
-                for id in ids {
-                    if let Some(m) = self.announcement(id).await? {
-                        rows.push((id, m));
-                    }
-                }
-                Rows::Announcements(rows)
+                Rows::Announcements(
+                    rows.into_iter()
+                        .map(|(id, au, su, h, t, ar)| {
+                            Ok((id, stored_announcement((au, su, h, t, ar))?))
+                        })
+                        .collect::<StoreResult<_>>()?,
+                )
             }
             Part::Archive => {
                 let rows = sqlx::query(
@@ -294,17 +296,7 @@ impl Transfer for SqliteStore {
                 .await?;
                 Rows::Archive(
                     rows.iter()
-                        .map(|r| {
-                            Ok(Issue {
-                                run_id: r.try_get("run_id")?,
-                                schedule: r.try_get("schedule")?,
-                                slug: r.try_get("slug")?,
-                                subject: r.try_get("subject")?,
-                                published_at: parse_time(r.try_get("published_at")?)?,
-                                html: r.try_get("html")?,
-                                summary: r.try_get("summary")?,
-                            })
-                        })
+                        .map(super::newsletter::issue)
                         .collect::<StoreResult<_>>()?,
                 )
             }
