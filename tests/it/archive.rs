@@ -240,3 +240,49 @@ first_digest_articles = 3
     assert!(bytes.len() > 8_000, "{} bytes: nothing drawn?", bytes.len());
     eprintln!("screenshot: {} ({} bytes)", png.display(), bytes.len());
 }
+
+#[test]
+fn a_schedule_with_the_archive_off_names_the_feed_and_publishes_nothing() {
+    let Some(smtp) = SmtpServer::start() else {
+        return;
+    };
+    let mut site = TestSite::new();
+    let date = (Utc::now() - chrono::Duration::hours(1)).to_rfc3339_opts(SecondsFormat::Secs, true);
+    site.write(
+        "a.md",
+        format!("+++\ntitle = \"A\"\ndate = {date}\n+++\n\nText.\n"),
+    );
+    site.extra = format!(
+        "[mail]\ntransport = \"smtp\"\n[mail.smtp]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\n\
+         [[digest]]\nname = \"quiet\"\nschedule = \"0 0 0 1 1 * 2099\"\nfirst_digest_articles = 1\narchive = false\n",
+        smtp.port()
+    );
+    import_active(
+        &site.config().database_path(),
+        &[("ann@example.net", &["quiet"], &[])],
+    );
+    let out = site.cli(&["digest", "send", "--schedule", "quiet"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (_, raw) = &smtp.messages()[0];
+    let parsed = mail_parser::MessageParser::default().parse(raw).unwrap();
+    // The site's feed, in the first configured format.
+    assert_eq!(
+        parsed.header_raw("List-Archive").map(str::trim),
+        Some("<https://example.org/rss.xml>")
+    );
+    assert!(!parsed
+        .body_html(0)
+        .unwrap()
+        .contains("View in your browser"));
+    let db = site.config().database_path();
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        use herald::store::{Newsletter, Store};
+        let store = herald::store::SqliteStore::open(&db).await.unwrap();
+        assert!(store.issues(None, 10).await.unwrap().is_empty());
+        store.close().await;
+    });
+}

@@ -438,3 +438,52 @@ fn id_of(v: &Value) -> Option<String> {
 fn metadata(v: &Value, key: &str) -> Option<String> {
     v.get(key).and_then(Value::as_str).map(str::to_string)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(extra: &str) -> Config {
+        Config::parse(&format!(
+            "[site]\ntitle = \"T\"\nbase_url = \"https://example.org/\"\nauthor = {{ name = \"A\" }}\n{extra}"
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_sendgrid_key_that_is_no_p256_key_stops_herald_at_start() {
+        // Base64, but an Ed25519 key's SubjectPublicKeyInfo.
+        let ed25519 = "MCowBQYDK2VwAyEAGb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE=";
+        let err = Webhooks::check_config(&config(&format!(
+            "[webhooks.sendgrid]\npublic_key = \"{ed25519}\"\n"
+        )))
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("not an ECDSA P-256 public key"),
+            "{err}"
+        );
+        let p256 = "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE/PtILvrHb8TdMHwosQKlDnHnYHR5wXA377F2gunNAX3wmH7CyJWdyGsUCRzdNUJr2xmXIypu0g32OE23s0EhXg==";
+        Webhooks::check_config(&config(&format!(
+            "[webhooks.sendgrid]\npublic_key = \"{p256}\"\n"
+        )))
+        .unwrap();
+        let missing = config("[webhooks.mailgun]\nsigning_key_file = \"/nonexistent/key\"\n");
+        let err = Webhooks::check_config(&missing).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("webhooks.mailgun.signing_key_file"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_announcements_archive_name_is_no_schedule_name() {
+        let text = "[site]\ntitle = \"T\"\nbase_url = \"https://example.org/\"\nauthor = { name = \"A\" }\n[[digest]]\nname = \"announcements\"\nschedule = \"0 0 8 * * *\"\n";
+        let err = Config::parse(text).unwrap_err().to_string();
+        assert!(err.contains("digest[0].name"), "{err}");
+        let text = text.replace("name = \"announcements\"", "name = \"news\"")
+            + "[mail]\nbounce_address = \"bounces+x@example.org\"\n";
+        let err = Config::parse(&text).unwrap_err().to_string();
+        assert!(err.contains("mail.bounce_address"), "{err}");
+    }
+}
