@@ -202,7 +202,9 @@ impl Webhooks {
             event_id: format!("{record}:{id}"),
             kind,
             recipient: v["Email"].as_str().unwrap_or("").to_string(),
-            message_id: metadata(&v["Metadata"], "herald-message-id"),
+            // Postmark returns its own message id, not herald's: the
+            // address is what matches.
+            message_id: None,
             envelope_sender: None,
             detail: format!(
                 "{} {}",
@@ -433,10 +435,6 @@ fn id_of(v: &Value) -> Option<String> {
         Value::Number(n) => Some(n.to_string()),
         _ => None,
     }
-}
-
-fn metadata(v: &Value, key: &str) -> Option<String> {
-    v.get(key).and_then(Value::as_str).map(str::to_string)
 }
 
 #[cfg(test)]
