@@ -374,3 +374,43 @@ fn the_daemon_applies_reports_delivered_to_its_maildir() {
     });
     assert_eq!(statuses(&site)["maildir"], Status::Bounced);
 }
+
+#[test]
+fn forgetting_an_address_erases_it_and_an_import_cannot_bring_it_back() {
+    let mut site = TestSite::new();
+    site.extra = "[[digest]]\nname = \"news\"\nschedule = \"0 0 0 1 1 * 2099\"\n".into();
+    let add = site.cli(&[
+        "subscribers",
+        "add",
+        "Zoe@Example.net",
+        "--confirmed",
+        "--note",
+        "fair",
+    ]);
+    assert!(
+        add.status.success(),
+        "{}",
+        String::from_utf8_lossy(&add.stderr)
+    );
+    let out = site.cli(&["subscribers", "forget", "zoe@example.net"]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && said.contains("is erased"), "{said}");
+    let export = site.cli(&["subscribers", "export"]);
+    assert!(!String::from_utf8_lossy(&export.stdout)
+        .to_lowercase()
+        .contains("zoe"));
+    let csv = site.dir.path().join("back.csv");
+    std::fs::write(
+        &csv,
+        "email,confirmed,consent_note\nzoe@example.net,true,again\n",
+    )
+    .unwrap();
+    let out = site.cli(&["subscribers", "import", csv.to_str().unwrap()]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("imported 0, already present 1"), "{said}");
+    let add = site.cli(&["subscribers", "add", "zoe@example.net"]);
+    assert!(!add.status.success());
+    assert!(String::from_utf8_lossy(&add.stderr).contains("refused"));
+    let list = site.cli(&["subscribers", "list"]);
+    assert!(!String::from_utf8_lossy(&list.stdout).contains("zoe"));
+}
