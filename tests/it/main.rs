@@ -32,6 +32,7 @@ mod leftovers;
 mod mail;
 mod outage;
 mod pg;
+mod postfix;
 mod real_sites;
 mod replicas;
 mod smtp;
