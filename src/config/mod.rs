@@ -19,10 +19,12 @@ use url::Url;
 pub use crate::base::FeedFormat;
 
 mod env;
+mod net;
 mod sections;
 mod validate;
 mod values;
 
+pub use net::{canonical, Cidr, ClientIpHeader, ConnectionLimit};
 pub use sections::{
     ContentConfig, DigestConfig, DkimAlgorithm, DkimConfig, FeedContent, FeedsConfig, MailConfig,
     MailTransportKind, Person, RescanConfig, ServerConfig, SiteConfig, SmtpConfig, SmtpTls,

@@ -32,6 +32,22 @@ impl Config {
         {
             bail!("config key `server.cache_control`: must be a non-empty header value of printable ASCII");
         }
+        let server = &self.server;
+        for (key, value) in [
+            ("request_timeout", server.request_timeout),
+            ("header_read_timeout", server.header_read_timeout),
+            ("keepalive_timeout", server.keepalive_timeout),
+        ] {
+            if value.0.is_zero() {
+                bail!("config key `server.{key}`: must be longer than 0");
+            }
+        }
+        if server.metrics_listen == Some(server.listen) {
+            bail!("config key `server.metrics_listen`: is `server.listen`; leave it out to serve /metrics there");
+        }
+        if server.metrics_token.is_some() && server.metrics_token_file.is_some() {
+            bail!("config keys `server.metrics_token` and `server.metrics_token_file` are both set; keep one");
+        }
         let mut names = std::collections::BTreeSet::new();
         for (i, d) in self.digest.iter().enumerate() {
             if d.name.is_empty()

@@ -3,9 +3,11 @@
 //! those whose size or modification time changed; when nothing changed and
 //! no scheduled article fell due it stops there. Otherwise only the feeds
 //! whose articles changed are rendered again, only files whose bytes changed
-//! are written, and the served snapshot is replaced in one step.
+//! are written and compressed, and the served snapshot is replaced in one
+//! step, with every body a request may ask for already made.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -16,6 +18,7 @@ use url::Url;
 
 use crate::base::fs::{write_if_changed, Durability};
 use crate::base::metrics::Metrics;
+use crate::base::panic;
 use crate::base::served::{FeedFile, ServedFeeds, Snapshot};
 use crate::base::FeedFormat;
 use crate::config::Config;
@@ -96,35 +99,27 @@ impl Engine {
         let m = &self.metrics;
         match &result {
             Ok(r) if r.skipped => {}
-            Ok(r) => {
-                m.rebuilds
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                m.observe_rebuild(r.elapsed);
-                m.articles_published
-                    .store(r.published as u64, std::sync::atomic::Ordering::Relaxed);
-                m.files_rejected.store(
-                    r.report.rejected.len() as u64,
-                    std::sync::atomic::Ordering::Relaxed,
-                );
-                m.feeds_updated
-                    .fetch_add(r.changed.len() as u64, std::sync::atomic::Ordering::Relaxed);
-            }
-            Err(_) => {
-                m.rebuilds
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                m.rebuild_failures
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            }
+            Ok(r) => m.rebuild_published(
+                r.elapsed,
+                r.published,
+                r.report.rejected.len(),
+                r.changed.len(),
+            ),
+            Err(_) => m.rebuild_failed(),
         }
         if result.is_ok() {
-            let unix = SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0);
-            m.last_success_unix
-                .store(unix, std::sync::atomic::Ordering::Relaxed);
+            m.build_succeeded_at(Utc::now().timestamp());
         }
         result
+    }
+
+    /// After a rebuild panicked half-way: forget what was kept between
+    /// runs (it may be half updated), so that the next rebuild starts
+    /// afresh. The served snapshot stays as it is.
+    pub fn recover_from_panic(&mut self) {
+        self.cache = ContentCache::new();
+        self.rendered.clear();
+        self.built = false;
     }
 
     fn rebuild_inner(&mut self, now: DateTime<Utc>, started: Instant) -> anyhow::Result<Rebuild> {
@@ -166,7 +161,18 @@ impl Engine {
         let fresh: Vec<(String, FeedFormat, Vec<u8>, SystemTime, &str)> = todo
             .par_iter()
             .map(|&(s, f)| {
-                let bytes = feeds::render_to_vec(s, f, &config)?;
+                // A panic in a renderer names the feed it was making and
+                // fails this rebuild only.
+                let bytes = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                    feeds::render_to_vec(s, f, &config)
+                }))
+                .unwrap_or_else(|p| {
+                    Err(anyhow::anyhow!(
+                        "rendering {} panicked: {}",
+                        s.rel_path(f),
+                        panic::message(&*p)
+                    ))
+                })?;
                 Ok((
                     s.rel_path(f),
                     f,
@@ -197,6 +203,8 @@ impl Engine {
                         format!("cannot write feed {}", out_dir.join(&rel).display())
                     })?;
                 let same_as_served = old.files.get(&rel).is_some_and(|f| f.body[..] == bytes[..]);
+                // Compressed here, on the rebuild's threads, before the
+                // snapshot that holds it goes live.
                 let file = (wrote || !same_as_served).then(|| {
                     Arc::new(FeedFile::new(rel.clone(), format, bytes, updated).with_title(title))
                 });
@@ -222,16 +230,7 @@ impl Engine {
         let keep: HashSet<String> = files.keys().cloned().collect();
         let removed = feeds::remove_stale(out_dir, &keep)?;
         let published = catalog.len();
-        let fresh_files: Vec<Arc<FeedFile>> = changed
-            .iter()
-            .filter_map(|rel| files.get(rel).cloned())
-            .collect();
         self.served.publish(Snapshot { files });
-        // Compress the new files in the background; a request that comes
-        // first compresses on its own.
-        if !fresh_files.is_empty() {
-            rayon::spawn(move || fresh_files.par_iter().for_each(|f| f.warm()));
-        }
         self.rendered = specs.into_iter().map(|s| (s.dir, s.articles)).collect();
         self.built = true;
         Ok(Rebuild {

@@ -4,19 +4,23 @@
 //!
 //! [`router`] builds the whole application apart from any socket, so tests
 //! drive it with `oneshot`; [`serve`] runs it on a bound listener until
-//! shutdown. Nothing here reads the disk: only exact keys of the served snapshot are
-//! reachable.
+//! shutdown, through the accept loop of [`server`] (timeouts, connection
+//! cap, client addresses behind proxies). Nothing here reads the disk:
+//! only exact keys of the served snapshot are reachable. A handler that
+//! panics answers 500 and is counted; the server goes on.
 
+mod client_ip;
 mod conditional;
+mod conn;
 mod error;
 mod feed_files;
 mod health;
 mod index;
 mod negotiate;
+pub mod server;
 mod subscribe;
 
-use std::future::IntoFuture;
-use std::sync::atomic::AtomicBool;
+use std::any::Any;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,19 +28,25 @@ use anyhow::Context;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultOnFailure, TraceLayer};
 use tracing::Level;
 
 use crate::base::metrics::Metrics;
+use crate::base::panic;
+use crate::base::ready::Readiness;
 use crate::base::served::{FeedFile, ServedFeeds};
-use crate::base::shutdown::ShutdownSignal;
+use crate::base::shutdown::{Shutdown, ShutdownSignal};
 use crate::config::Config;
+use crate::store::Counts;
 
+pub use client_ip::{ClientAddr, Proxies};
 pub use error::ApiError;
+pub use server::Edge;
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -44,13 +54,16 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub served: Arc<ServedFeeds>,
     pub metrics: Arc<Metrics>,
-    /// true once the first build finished
-    pub ready: Arc<AtomicBool>,
+    /// What `/readyz` says.
+    pub ready: Arc<Readiness>,
     /// Page templates (the feeds index; the subscription pages use those
     /// of `subscriptions`, the same set).
     pub templates: Arc<crate::templates::Templates>,
     /// The subscription pages, when subscribers are enabled.
     pub subscriptions: Option<Arc<crate::subscribers::optin::Subscriptions>>,
+    /// Subscribers, runs and deliveries by state, counted at each scrape of
+    /// `/metrics`.
+    pub counts: Option<Arc<dyn Counts>>,
 }
 
 const HEALTHZ: &str = "/healthz";
@@ -155,22 +168,59 @@ impl Ctx {
 }
 
 /// The whole application: feeds and the index under the path of
-/// `config.feeds_base_url()`, `/healthz`, `/readyz` and `/metrics` at the
-/// root. Every response is counted in `state.metrics`.
+/// `config.feeds_base_url()`, `/healthz`, `/readyz` and (unless
+/// `server.metrics_listen` moves it) `/metrics` at the root. Every
+/// response is counted in `state.metrics`.
 pub fn router(state: AppState) -> Router {
     let timeout = state.config.server.request_timeout.0;
+    let metrics_here = state.config.server.metrics_listen.is_none();
     let pages = match &state.subscriptions {
         Some(subs) => subscribe::routes(Arc::clone(subs)),
         None => Router::new(),
     };
     let ctx = Arc::new(Ctx::new(state));
-    Router::new()
+    let mut app = Router::new()
         .merge(pages.with_state(()))
         .route(HEALTHZ, get(health::healthz))
-        .route(READYZ, get(health::readyz))
-        .route(METRICS, get(health::metrics))
-        .method_not_allowed_fallback(error::method_not_allowed)
-        .fallback(feed_files::dispatch)
+        .route(READYZ, get(health::readyz));
+    if metrics_here {
+        app = app.route(METRICS, get(health::metrics));
+    }
+    harden(
+        app.method_not_allowed_fallback(error::method_not_allowed)
+            .fallback(feed_files::dispatch),
+        ctx,
+        timeout,
+    )
+}
+
+/// `/metrics` alone, for `server.metrics_listen`.
+pub fn metrics_router(state: AppState) -> Router {
+    let timeout = state.config.server.request_timeout.0;
+    let ctx = Arc::new(Ctx::new(state));
+    harden(
+        Router::new()
+            .route(METRICS, get(health::metrics))
+            .method_not_allowed_fallback(error::method_not_allowed)
+            .fallback(|| async { ApiError::NotFound }),
+        ctx,
+        timeout,
+    )
+}
+
+/// The layers every response goes through, innermost first: a panic
+/// becomes a 500, a handler that overruns a 503, both are traced, and the
+/// response is counted.
+fn harden(routes: Router<Arc<Ctx>>, ctx: Arc<Ctx>, timeout: Duration) -> Router {
+    let metrics = Arc::clone(&ctx.state.metrics);
+    routes
+        .layer(CatchPanicLayer::custom(
+            move |payload: Box<dyn Any + Send>| {
+                metrics.panicked("http");
+                tracing::error!("a request handler panicked: {}", panic::message(&*payload));
+                ApiError::Internal(anyhow::anyhow!("the handler panicked")).into_response()
+            },
+        ))
         // A handler that overruns is the server's fault, hence 503 and
         // not 408 (which blames the client).
         .layer(TimeoutLayer::with_status_code(
@@ -179,8 +229,20 @@ pub fn router(state: AppState) -> Router {
         ))
         // 5xx here are timeouts and `/readyz` before the first build;
         // internal errors log themselves at error level (see `ApiError`).
-        .layer(TraceLayer::new_for_http().on_failure(DefaultOnFailure::new().level(Level::WARN)))
-        // Outermost, so that timeouts are counted too.
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|req: &Request| {
+                    let client = req.extensions().get::<ClientAddr>().map(|c| c.ip);
+                    tracing::debug_span!(
+                        "request",
+                        method = %req.method(),
+                        uri = %req.uri(),
+                        client = tracing::field::debug(client),
+                    )
+                })
+                .on_failure(DefaultOnFailure::new().level(Level::WARN)),
+        )
+        // Outermost, so that timeouts and panics are counted too.
         .layer(middleware::from_fn_with_state(
             ctx.clone(),
             resolve_and_count,
@@ -218,10 +280,9 @@ async fn resolve_and_count(State(ctx): State<Arc<Ctx>>, mut req: Request, next: 
 }
 
 /// Serves until `shutdown` fires, then stops accepting, lets requests in
-/// flight finish for at most `grace`, and returns.
-///
-/// Connections still open after `grace` are not waited for; they end when
-/// the runtime does.
+/// flight finish for at most `grace`, and returns. The server's limits are
+/// the defaults of `[server]`; `herald run` uses [`server::run`] with its
+/// own.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
@@ -231,38 +292,32 @@ pub async fn serve(
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "serving HTTP");
     }
-    let mut stop = shutdown.clone();
-    // Connection info gives the subscribe form the client's address for
-    // its rate limit.
-    // Feeds are written in one go; do not let Nagle hold back the last
-    // segment of a response.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let server = axum::serve(
+    let local = Shutdown::new();
+    let server = server::run(
         listener,
-        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move { stop.wait().await })
-    .into_future();
+        router,
+        Edge::default(),
+        Arc::new(Metrics::new()),
+        local.signal(),
+    );
     tokio::pin!(server);
-
-    let mut signal = shutdown;
+    let mut outer = shutdown;
     tokio::select! {
         res = &mut server => return res.context("HTTP server failed"),
-        () = signal.wait() => {}
+        () = outer.wait() => local.trigger(),
     }
-    match tokio::time::timeout(grace, server).await {
-        Ok(res) => {
+    tokio::select! {
+        res = &mut server => {
             tracing::info!("HTTP server stopped");
-            res.context("HTTP server failed")
+            return res.context("HTTP server failed");
         }
-        Err(_) => {
-            tracing::warn!(
-                grace_ms = grace.as_millis() as u64,
-                "requests still in flight when the shutdown grace period ended; not waiting for them"
-            );
-            Ok(())
-        }
+        () = tokio::time::sleep(grace) => {}
+        () = outer.abandoned() => {}
     }
+    tracing::warn!(
+        grace_ms = grace.as_millis() as u64,
+        "requests still in flight when the shutdown grace period ended; not waiting for them"
+    );
+    local.abandon();
+    server.await.context("HTTP server failed")
 }

@@ -6,12 +6,14 @@
 //! removal keep the record and say when and how the person left; purging
 //! unconfirmed sign-ups keeps their attempt in the consent log.
 
+pub mod counts;
 mod ledger;
 mod sqlite;
 
 use chrono::{DateTime, Utc};
 
 pub use crate::base::{EmailError, SubscriberEmail};
+pub use counts::{Counts, StoreCounts};
 pub use ledger::{
     Candidate, Claimed, DeliveryState, NewDelivery, Outcome, Problem, Run, RunStatus, Settled,
     Trigger,

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use herald::base::metrics::Metrics;
+use herald::base::ready::Readiness;
 use herald::base::served::ServedFeeds;
 use herald::base::shutdown::Shutdown;
 use herald::config::Config;
@@ -355,9 +356,10 @@ async fn readers_never_see_a_partial_feed_while_hundreds_of_rebuilds_replace_it(
         config: Arc::clone(&config),
         served,
         metrics,
-        ready: Arc::new(AtomicBool::new(true)),
+        ready: Arc::new(Readiness::ready()),
         templates: Arc::new(Templates::load(None).unwrap()),
         subscriptions: None,
+        counts: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());

@@ -9,7 +9,8 @@
 //! - `subscribers`: the [`Store`](super::Store) queries, one subscriber at a time;
 //! - `bulk`: many rows in one statement (import, restore);
 //! - `consent`: the append-only consent log;
-//! - `ledger`: the digest ledger's SQL.
+//! - `ledger`: the digest ledger's SQL;
+//! - `counts`: rows per state, for `/metrics`.
 
 use std::path::Path;
 use std::time::Duration;
@@ -183,5 +184,6 @@ async fn by_id(conn: &mut SqliteConnection, id: i64) -> anyhow::Result<Option<Su
 // Declared after `select_subscribers!` so that the macro is in scope in them.
 mod bulk;
 mod consent;
+mod counts;
 mod ledger;
 mod subscribers;
