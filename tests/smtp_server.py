@@ -2,6 +2,7 @@
 """A real SMTP server for herald's integration tests, on 127.0.0.1.
 
     python3 tests/smtp_server.py --port 0 --store DIR [--control FILE]
+                                 [--tls-cert PEM --tls-key PEM]
 
 Prints `READY <port>` once it listens. Every accepted message is stored
 in DIR once per recipient as `<seq>-<recipient>.eml` holding the raw DATA
@@ -28,7 +29,10 @@ command, so a test can change the server's behaviour while it runs:
 - data_delay_ms: wait this long before answering the end of DATA.
 
 "Next N" counts from the moment the control file last changed, so writing
-a new control file starts a fresh sequence of failures. Needs aiosmtpd
+a new control file starts a fresh sequence of failures.
+
+With --tls-cert and --tls-key the server offers STARTTLS with that
+certificate (and its chain, in the same PEM file). Needs aiosmtpd
 (`pip install aiosmtpd`).
 """
 
@@ -39,6 +43,7 @@ import os
 import re
 import signal
 import socket
+import ssl
 import sys
 
 from aiosmtpd.smtp import MISSING, SMTP
@@ -193,9 +198,11 @@ class ControlledSMTP(SMTP):
     """aiosmtpd's server with two test hooks: counting connections and
     dropping a connection at DATA."""
 
-    def __init__(self, handler, state):
+    def __init__(self, handler, state, tls_context=None):
         # A fixed host name: `socket.getfqdn()` may wait on DNS.
-        super().__init__(handler, hostname="smtp.test", ident="herald test SMTP")
+        super().__init__(
+            handler, hostname="smtp.test", ident="herald test SMTP", tls_context=tls_context
+        )
         self.state = state
 
     def connection_made(self, transport):
@@ -256,8 +263,12 @@ async def serve(args):
     state = State(args.store, args.control)
     handler = Handler(state)
     loop = asyncio.get_running_loop()
+    tls = None
+    if args.tls_cert:
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls.load_cert_chain(args.tls_cert, args.tls_key)
     server = await loop.create_server(
-        lambda: ControlledSMTP(handler, state), host="127.0.0.1", port=args.port
+        lambda: ControlledSMTP(handler, state, tls), host="127.0.0.1", port=args.port
     )
     port = server.sockets[0].getsockname()[1]
     print(f"READY {port}", flush=True)
@@ -273,6 +284,8 @@ def main():
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--store", required=True, help="directory for received messages")
     parser.add_argument("--control", help="JSON file that steers the replies")
+    parser.add_argument("--tls-cert", help="PEM certificate (chain) for STARTTLS")
+    parser.add_argument("--tls-key", help="PEM private key of --tls-cert")
     args = parser.parse_args()
     asyncio.run(serve(args))
 

@@ -2,6 +2,7 @@
 
 mod bad_input;
 mod browser;
+mod child;
 mod cli;
 mod config_docs;
 mod corpora;
@@ -11,6 +12,7 @@ mod digest;
 mod digest_crash;
 mod digest_templates;
 mod e2e;
+mod edge;
 mod healthcheck;
 mod helpers;
 mod http;
