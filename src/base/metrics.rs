@@ -127,6 +127,9 @@ const STATUSES: [u16; 13] = [
     200, 304, 400, 401, 404, 405, 406, 412, 413, 429, 500, 503, 422,
 ];
 
+/// The tasks whose panics are caught and counted.
+pub const TASKS: [&str; 5] = ["http", "rebuild", "digest", "websub", "purge"];
+
 /// Which exposition format a scrape asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -204,7 +207,44 @@ impl Metrics {
             digest_runs: Family::default(),
             digest_deliveries: Family::default(),
         };
+        m.label_known_series();
         m.register()
+    }
+
+    /// Creates the series whose label values are known up front, at 0,
+    /// so that they are there from the first scrape (a rate over a series
+    /// that appears only with its first event misses that event).
+    fn label_known_series(&self) {
+        for ok in [true, false] {
+            self.websub_pings.get_or_create(&ping_label(ok));
+        }
+        for result in [
+            EmailResult::Sent,
+            EmailResult::Retried,
+            EmailResult::Failed,
+            EmailResult::Bounced,
+            EmailResult::Skipped,
+        ] {
+            self.emails.get_or_create(&ResultLabel {
+                result: result.label(),
+            });
+        }
+        for reason in [
+            CloseReason::Done,
+            CloseReason::HeaderTimeout,
+            CloseReason::IdleTimeout,
+            CloseReason::Evicted,
+            CloseReason::Refused,
+            CloseReason::Shutdown,
+            CloseReason::Error,
+        ] {
+            self.connections_closed.get_or_create(&ReasonLabel {
+                reason: reason.label(),
+            });
+        }
+        for task in TASKS {
+            self.panics.get_or_create(&TaskLabel { task });
+        }
     }
 
     /// Names every family once; the registry holds clones of the handles

@@ -17,6 +17,8 @@ mod healthcheck;
 mod helpers;
 mod http;
 mod mail;
+mod metrics;
+mod proxy;
 mod smtp;
 mod store;
 mod subscribe;
