@@ -216,7 +216,7 @@ impl Metrics {
     /// that appears only with its first event misses that event).
     fn label_known_series(&self) {
         for ok in [true, false] {
-            self.websub_pings.get_or_create(&ping_label(ok));
+            self.websub_pings.get_or_create_owned(&ping_label(ok));
         }
         for result in [
             EmailResult::Sent,
@@ -225,7 +225,7 @@ impl Metrics {
             EmailResult::Bounced,
             EmailResult::Skipped,
         ] {
-            self.emails.get_or_create(&ResultLabel {
+            self.emails.get_or_create_owned(&ResultLabel {
                 result: result.label(),
             });
         }
@@ -238,12 +238,12 @@ impl Metrics {
             CloseReason::Shutdown,
             CloseReason::Error,
         ] {
-            self.connections_closed.get_or_create(&ReasonLabel {
+            self.connections_closed.get_or_create_owned(&ReasonLabel {
                 reason: reason.label(),
             });
         }
         for task in TASKS {
-            self.panics.get_or_create(&TaskLabel { task });
+            self.panics.get_or_create_owned(&TaskLabel { task });
         }
     }
 
