@@ -122,7 +122,7 @@ fn values(families: &[Value]) -> BTreeMap<String, f64> {
 }
 
 fn site() -> TestSite {
-    let mut site = TestSite::new();
+    let site = TestSite::new();
     for (i, title) in ["Alpha", "Beta", "Gamma"].iter().enumerate() {
         site.write(
             &format!("{i}.md"),

@@ -18,7 +18,8 @@ use crate::helpers::{free_port, spawn_daemon, KillOnDrop, TestSite};
 /// process (`master_process off`: nothing to drop privileges for, no
 /// workers to leave behind).
 struct Nginx {
-    proc: KillOnDrop,
+    /// Stopped when the test ends, passed or not.
+    _proc: KillOnDrop,
     port: u16,
     error_log: PathBuf,
 }
@@ -88,7 +89,7 @@ http {{
             .spawn()
             .expect("nginx starts");
         let nginx = Nginx {
-            proc: KillOnDrop(child),
+            _proc: KillOnDrop(child),
             port,
             error_log,
         };
