@@ -280,7 +280,7 @@ impl StopClock {
             ready.set(ReadyState::Stopping);
             tracing::info!(grace_ms = grace.as_millis() as u64, "stopping");
             tokio::select! {
-                () = tokio::time::sleep_until(at - reserve(grace)) => shutdown.abandon(),
+                () = tokio::time::sleep_until(at.checked_sub(reserve(grace)).unwrap_or(at)) => shutdown.abandon(),
                 () = signal.abandoned() => {}
             }
         });
@@ -603,4 +603,41 @@ impl Rebuilder for EngineRebuilder {
 
 fn ms(d: Duration) -> u64 {
     d.as_millis() as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    #[tokio::test(start_paused = true)]
+    async fn a_background_loop_that_panics_is_counted_and_started_again() {
+        let metrics = Arc::new(Metrics::new());
+        let shutdown = Shutdown::new();
+        let runs = Arc::new(AtomicU32::new(0));
+        let counter = Arc::clone(&runs);
+        keep_running(
+            "purge",
+            Arc::clone(&metrics),
+            shutdown.signal(),
+            move || {
+                let n = counter.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    if n == 0 {
+                        panic!("first run fails");
+                    }
+                }
+            },
+        )
+        .await;
+        assert_eq!(runs.load(Ordering::SeqCst), 2, "run again after the panic");
+        assert_eq!(metrics.panics("purge"), 1);
+    }
+
+    #[test]
+    fn the_reserve_is_a_quarter_of_the_grace_and_at_most_a_second() {
+        assert_eq!(reserve(Duration::from_secs(8)), Duration::from_secs(1));
+        assert_eq!(reserve(Duration::from_secs(2)), Duration::from_millis(500));
+        assert_eq!(reserve(Duration::ZERO), Duration::ZERO);
+    }
 }

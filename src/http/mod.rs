@@ -321,3 +321,73 @@ pub async fn serve(
     local.abandon();
     server.await.context("HTTP server failed")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The layers of every herald router around one handler that panics
+    /// and one that does not.
+    fn panicking_app(metrics: Arc<Metrics>) -> Router {
+        let text = "[site]\ntitle = \"T\"\nbase_url = \"https://example.org/\"\nauthor = { name = \"A\" }\n";
+        let state = AppState {
+            config: Arc::new(Config::parse(text).unwrap()),
+            served: Arc::new(ServedFeeds::new()),
+            metrics,
+            ready: Arc::new(Readiness::ready()),
+            templates: Arc::new(crate::templates::Templates::load(None).unwrap()),
+            subscriptions: None,
+            counts: None,
+        };
+        let routes = Router::new()
+            .route(
+                "/boom",
+                get(|| async {
+                    if true {
+                        panic!("a handler bug");
+                    }
+                    "unreachable"
+                }),
+            )
+            .route(HEALTHZ, get(health::healthz));
+        harden(routes, Arc::new(Ctx::new(state)), Duration::from_secs(5))
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_answers_500_and_the_connection_carries_on() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let metrics = Arc::new(Metrics::new());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = Shutdown::new();
+        let server = tokio::spawn(serve(
+            listener,
+            panicking_app(Arc::clone(&metrics)),
+            shutdown.signal(),
+            Duration::from_secs(1),
+        ));
+        // Both requests on one connection, the second after the panic.
+        let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+        conn.write_all(
+            b"GET /boom HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        let mut answer = String::new();
+        conn.read_to_string(&mut answer).await.unwrap();
+        let statuses: Vec<&str> = answer
+            .lines()
+            .filter(|l| l.starts_with("HTTP/1.1 "))
+            .collect();
+        assert_eq!(
+            statuses,
+            ["HTTP/1.1 500 Internal Server Error", "HTTP/1.1 200 OK"],
+            "{answer}"
+        );
+        assert!(!answer.contains("a handler bug"), "internals stay inside");
+        assert_eq!(metrics.panics("http"), 1);
+        assert_eq!(metrics.requests("not_found", 500), 1);
+        shutdown.trigger();
+        server.await.unwrap().unwrap();
+    }
+}
