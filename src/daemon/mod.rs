@@ -550,8 +550,11 @@ impl Rebuilder for EngineRebuilder {
                 };
                 self.metrics.panicked("rebuild");
                 self.metrics.rebuild_failed();
-                let mut engine = self.engine.lock().unwrap_or_else(|p| p.into_inner());
-                engine.recover_from_panic();
+                {
+                    let mut engine = self.engine.lock().unwrap_or_else(|p| p.into_inner());
+                    engine.recover_from_panic();
+                }
+                self.engine.clear_poison();
                 tracing::error!(?reason, "{why}; still serving the last good feeds");
                 self.ready.build_failed(why);
                 return None;

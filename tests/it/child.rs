@@ -132,6 +132,18 @@ impl Daemon {
             .unwrap_or(0)
     }
 
+    /// The text of `/metrics`.
+    pub async fn metrics(&self) -> String {
+        plain_client()
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("the metrics page")
+    }
+
     /// The "Max open files" line of `/proc/<pid>/limits`: (soft, hard).
     pub fn open_file_limits(&self) -> (String, String) {
         let limits = std::fs::read_to_string(format!("/proc/{}/limits", self.pid())).unwrap();
@@ -141,6 +153,29 @@ impl Daemon {
             .expect("Max open files line");
         let fields: Vec<&str> = line.split_whitespace().collect();
         (fields[3].to_string(), fields[4].to_string())
+    }
+}
+
+/// Adds `email` to `store` as an active subscriber of `schedule`, as the
+/// operator's `subscribers add --confirmed` would; its id.
+pub async fn add_active(store: &herald::store::SqliteStore, email: &str, schedule: &str) -> i64 {
+    use herald::store::{NewSubscription, Store, SubscribeOutcome, SubscriberEmail};
+    let outcome = store
+        .subscribe(NewSubscription {
+            email: SubscriberEmail::parse(email).unwrap(),
+            name: None,
+            schedules: vec![schedule.into()],
+            tags: vec![],
+            at: chrono::Utc::now(),
+            ip: None,
+            source: "cli".into(),
+            confirmed_note: Some("added by the test".into()),
+        })
+        .await
+        .unwrap();
+    match outcome {
+        SubscribeOutcome::Active(s) => s.id,
+        other => panic!("{email} is not new: {other:?}"),
     }
 }
 

@@ -44,14 +44,6 @@ fn start_daemon(config: &Path, log: &Path) -> KillOnDrop {
     )
 }
 
-fn accepted(smtp: &SmtpServer) -> u64 {
-    std::fs::read(smtp.store().join("stats.json"))
-        .ok()
-        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-        .and_then(|v| v["messages_accepted"].as_u64())
-        .unwrap_or(0)
-}
-
 /// `GET /readyz` answers 200 (HTTP/1.0 by hand: no client needed).
 fn ready(port: u16) -> bool {
     use std::io::{Read, Write};
@@ -180,12 +172,12 @@ first_digest_articles = 3
         wait_until(
             &format!("{at} messages arrived"),
             Duration::from_secs(120),
-            || accepted(&smtp) >= at,
+            || smtp.accepted() >= at,
         );
         eprintln!(
             "{:?}: SIGKILL after {} messages",
             started.elapsed(),
-            accepted(&smtp)
+            smtp.accepted()
         );
         daemon.0.kill().unwrap(); // SIGKILL
         daemon.0.wait().unwrap();

@@ -91,14 +91,7 @@ async fn slow_header_clients_are_closed_within_the_timeout_while_readers_get_200
     assert!(results.iter().all(|(s, _)| *s == 200), "{results:?}");
     assert!(slowest < Duration::from_secs(1), "{results:?}");
 
-    let metrics = plain_client()
-        .get(daemon.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = daemon.metrics().await;
     let timed_out = sample(
         &metrics,
         "herald_http_connections_closed_total{reason=\"header_timeout\"}",
@@ -151,14 +144,7 @@ async fn the_connection_cap_holds_and_the_daemon_stays_reachable() {
         assert!(took < Duration::from_secs(2), "request {i} took {took:?}");
         assert!(daemon.sockets() <= CAP + idle_before);
     }
-    let metrics = plain_client()
-        .get(daemon.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = daemon.metrics().await;
     let open = sample(&metrics, "herald_http_connections_open");
     assert!(open <= CAP as f64 && open >= 1.0, "{metrics}");
     let evicted = sample(

@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use chrono::Utc;
 use herald::config::Config;
-use herald::store::{NewSubscription, SqliteStore, Store, SubscriberEmail};
+use herald::store::{SqliteStore, Store};
 use serde_json::Value;
 
-use crate::child::sample;
+use crate::child::{add_active, sample};
 use crate::helpers::{eventually, free_port, herald_command, repo_root, spawn_daemon, TestSite};
 
 /// Every family herald exposes.
@@ -158,36 +158,14 @@ first_digest_articles = 3
 
     // Known people: three active, one who left.
     let store = SqliteStore::open(&config.database_path()).await.unwrap();
-    for (i, email) in [
-        "a@example.org",
-        "b@example.org",
-        "c@example.org",
-        "gone@example.org",
-    ]
-    .iter()
-    .enumerate()
-    {
-        let out = store
-            .subscribe(NewSubscription {
-                email: SubscriberEmail::parse(email).unwrap(),
-                name: None,
-                schedules: vec!["weekly".into()],
-                tags: vec![],
-                at: Utc::now(),
-                ip: None,
-                source: "cli".into(),
-                confirmed_note: Some("test".into()),
-            })
-            .await
-            .unwrap();
-        if i == 3 {
-            let id = match out {
-                herald::store::SubscribeOutcome::Active(s) => s.id,
-                other => panic!("{other:?}"),
-            };
-            store.unsubscribe(id, Utc::now(), "operator").await.unwrap();
-        }
+    for email in ["a@example.org", "b@example.org", "c@example.org"] {
+        add_active(&store, email, "weekly").await;
     }
+    let gone = add_active(&store, "gone@example.org", "weekly").await;
+    store
+        .unsubscribe(gone, Utc::now(), "operator")
+        .await
+        .unwrap();
     store.close().await;
 
     let (base, shutdown, task) = spawn_daemon(config).await;

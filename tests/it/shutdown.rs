@@ -9,26 +9,16 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use chrono::{SecondsFormat, Utc};
-use herald::store::{
-    DeliveryState, NewSubscription, RunStatus, SqliteStore, Store, SubscriberEmail,
-};
+use herald::store::{DeliveryState, RunStatus, SqliteStore};
 use serde_json::json;
 
-use crate::child::{enough_fds, slow_header_clients, Daemon};
+use crate::child::{add_active, enough_fds, slow_header_clients, Daemon};
 use crate::helpers::{herald_command, TestSite};
 use crate::smtp::SmtpServer;
 
 const READERS: usize = 24;
 const SLOW_CLIENTS: usize = 500;
 const GRACE: Duration = Duration::from_secs(3);
-
-fn accepted(smtp: &SmtpServer) -> u64 {
-    std::fs::read(smtp.store().join("stats.json"))
-        .ok()
-        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-        .and_then(|v| v["messages_accepted"].as_u64())
-        .unwrap_or(0)
-}
 
 async fn run_status(db: &std::path::Path, run: i64) -> (RunStatus, bool) {
     let store = SqliteStore::open(db).await.unwrap();
@@ -99,19 +89,7 @@ first_digest_articles = 1
     let db = config.database_path();
     let store = SqliteStore::open(&db).await.unwrap();
     for i in 0..READERS {
-        store
-            .subscribe(NewSubscription {
-                email: SubscriberEmail::parse(&format!("reader{i:02}@example.net")).unwrap(),
-                name: None,
-                schedules: vec!["news".into()],
-                tags: vec![],
-                at: Utc::now(),
-                ip: None,
-                source: "cli".into(),
-                confirmed_note: Some("test".into()),
-            })
-            .await
-            .unwrap();
+        add_active(&store, &format!("reader{i:02}@example.net"), "news").await;
     }
     store.close().await;
 
@@ -133,7 +111,7 @@ first_digest_articles = 1
     // The first four are through (4 s each, four at a time); the next four
     // of the batch are on the wire.
     let start = Instant::now();
-    while accepted(&smtp) < 4 {
+    while smtp.accepted() < 4 {
         assert!(
             start.elapsed() < Duration::from_secs(30),
             "{}",

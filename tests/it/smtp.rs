@@ -176,6 +176,15 @@ impl SmtpServer {
         );
     }
 
+    /// Messages accepted so far (0 before the first counter is written).
+    pub fn accepted(&self) -> u64 {
+        std::fs::read(self.store().join("stats.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|v| v["messages_accepted"].as_u64())
+            .unwrap_or(0)
+    }
+
     /// The server's counters: connections, messages_accepted,
     /// recipients_accepted, temp_failures, rejects, dropped.
     pub fn stats(&self) -> serde_json::Value {
