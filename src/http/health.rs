@@ -2,7 +2,8 @@
 //! answers), `/readyz` (serving current feeds, or why not) and `/metrics`
 //! (optionally behind a bearer token). None of them may be cached.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::extract::State;
 use axum::http::header::{ACCEPT, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
@@ -46,11 +47,17 @@ pub(super) async fn metrics(State(ctx): State<Arc<Ctx>>, headers: HeaderMap) -> 
     }
     let metrics = &ctx.state.metrics;
     if let Some(counts) = &ctx.state.counts {
-        match counts.counts().await {
-            Ok(c) => set_counts(metrics, &c),
-            // The other families are still worth a scrape; the gauges
-            // keep their last values.
-            Err(e) => tracing::warn!("/metrics: cannot count subscribers and deliveries: {e:#}"),
+        if ctx.counted.due() {
+            let started = Instant::now();
+            match counts.counts().await {
+                Ok(c) => set_counts(metrics, &c),
+                // The other families are still worth a scrape; the gauges
+                // keep their last values.
+                Err(e) => {
+                    tracing::warn!("/metrics: cannot count subscribers and deliveries: {e:#}")
+                }
+            }
+            ctx.counted.done(started);
         }
     }
     let format = wanted_format(&headers);
@@ -62,6 +69,29 @@ pub(super) async fn metrics(State(ctx): State<Arc<Ctx>>, headers: HeaderMap) -> 
         metrics.render(format),
     )
         .into_response()
+}
+
+/// When the store's counts were last taken and how long that took. They
+/// are taken again only once 20 times that long has passed, so that
+/// scrapes (however frequent) spend at most a twentieth of one core on
+/// them: every scrape on a small database, every few seconds on a ledger
+/// of millions of deliveries.
+#[derive(Debug, Default)]
+pub(super) struct Counted(Mutex<Option<(Instant, Duration)>>);
+
+impl Counted {
+    fn due(&self) -> bool {
+        match self.0.lock().ok().and_then(|last| *last) {
+            Some((at, took)) => at.elapsed() >= took * 20,
+            None => true,
+        }
+    }
+
+    fn done(&self, started: Instant) {
+        if let Ok(mut last) = self.0.lock() {
+            *last = Some((Instant::now(), started.elapsed()));
+        }
+    }
 }
 
 fn set_counts(metrics: &Metrics, c: &StoreCounts) {

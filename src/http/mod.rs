@@ -78,6 +78,8 @@ struct Ctx {
     base_path: String,
     /// `server.cache_control` as a header; `None` if it cannot be one.
     cache_control: Option<HeaderValue>,
+    /// When `/metrics` last counted the store.
+    counted: health::Counted,
 }
 
 /// The route label of a response in `/metrics`: a fixed set, never the
@@ -150,6 +152,7 @@ impl Ctx {
             state,
             base_path,
             cache_control,
+            counted: health::Counted::default(),
         }
     }
 

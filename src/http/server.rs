@@ -28,7 +28,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ConnectInfo;
 use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
@@ -278,9 +277,7 @@ impl hyper::service::Service<hyper::Request<Incoming>> for PerConnection {
     fn call(&self, mut req: hyper::Request<Incoming>) -> Self::Future {
         let guard = InService::enter(&self.state);
         let client = self.shared.proxies.client(self.peer, req.headers());
-        let ext = req.extensions_mut();
-        ext.insert(client);
-        ext.insert(ConnectInfo(self.peer));
+        req.extensions_mut().insert(client);
         let mut router = self.shared.router.clone();
         Counted::new(router.call(req), guard)
     }
