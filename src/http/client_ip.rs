@@ -9,7 +9,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use axum::http::header::{HeaderName, FORWARDED};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, HeaderValue};
 
 use crate::config::{canonical, Cidr, ClientIpHeader};
 
@@ -62,14 +62,14 @@ impl Proxies {
 
     /// From the trusted `peer` leftwards through the header's hops.
     fn walk(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
-        let hops = match self.header {
-            ClientIpHeader::XForwardedFor => list(headers, &X_FORWARDED_FOR, xff_hop),
-            ClientIpHeader::Forwarded => list(headers, &FORWARDED, forwarded_hop),
-            ClientIpHeader::XRealIp => list(headers, &X_REAL_IP, xff_hop),
+        let (name, hop): (&HeaderName, fn(&str) -> Option<IpAddr>) = match self.header {
+            ClientIpHeader::XForwardedFor => (&X_FORWARDED_FOR, xff_hop),
+            ClientIpHeader::Forwarded => (&FORWARDED, forwarded_hop),
+            ClientIpHeader::XRealIp => (&X_REAL_IP, xff_hop),
         };
         let mut client = peer;
-        for hop in hops.into_iter().rev().take(MAX_HOPS) {
-            match hop {
+        for entry in right_to_left(headers, name).take(MAX_HOPS) {
+            match entry.and_then(|e| hop(e.trim())) {
                 // `unknown`, an obfuscated name, garbage: nothing to the
                 // left of it can be vouched for; the last trusted hop
                 // stands for the client.
@@ -86,22 +86,23 @@ impl Proxies {
     }
 }
 
-/// The comma-separated entries of every `name` header line, in order, each
-/// read by `hop`. A header line that is not text ends the list there.
-fn list(
-    headers: &HeaderMap,
+/// The comma-separated entries of every `name` header line, last first
+/// (lazily: a long forged list costs only the hops actually read). A line
+/// that is not text is one entry that reads as nothing.
+fn right_to_left<'a>(
+    headers: &'a HeaderMap,
     name: &HeaderName,
-    hop: fn(&str) -> Option<IpAddr>,
-) -> Vec<Option<IpAddr>> {
-    let mut hops = Vec::new();
-    for value in headers.get_all(name) {
-        let Ok(text) = value.to_str() else {
-            hops.push(None);
-            continue;
-        };
-        hops.extend(text.split(',').map(|entry| hop(entry.trim())));
-    }
-    hops
+) -> impl Iterator<Item = Option<&'a str>> + 'a {
+    let lines: Vec<&HeaderValue> = headers.get_all(name).iter().collect();
+    lines
+        .into_iter()
+        .rev()
+        .flat_map(|value| -> Box<dyn Iterator<Item = Option<&'a str>> + 'a> {
+            match value.to_str() {
+                Ok(text) => Box::new(text.rsplit(',').map(Some)),
+                Err(_) => Box::new(std::iter::once(None)),
+            }
+        })
 }
 
 /// `192.0.2.1`, `2001:db8::1`, and the forms with a port some proxies
@@ -142,7 +143,6 @@ fn forwarded_hop(element: &str) -> Option<IpAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::http::HeaderValue;
 
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
@@ -204,6 +204,24 @@ mod tests {
         assert_eq!(client(&p, "[2001:db8:1::9]:4", &h), "2001:db8:2::5");
         let h = [("x-forwarded-for", "::ffff:203.0.113.4")];
         assert_eq!(client(&p, "[::ffff:127.0.0.1]:4", &h), "203.0.113.4");
+    }
+
+    #[test]
+    fn a_long_forged_list_is_read_from_the_right_no_further_than_needed() {
+        let p = proxies(ClientIpHeader::XForwardedFor);
+        let forged = vec!["198.51.100.7"; 5000].join(", ");
+        let h = [
+            ("x-forwarded-for", forged.as_str()),
+            ("x-forwarded-for", "203.0.113.9"),
+        ];
+        assert_eq!(client(&p, "127.0.0.1:9", &h), "203.0.113.9");
+        let proxies_only = vec!["10.0.0.1"; 100].join(",");
+        let h = [("x-forwarded-for", proxies_only.as_str())];
+        assert_eq!(
+            client(&p, "127.0.0.1:9", &h),
+            "10.0.0.1",
+            "stops after {MAX_HOPS}"
+        );
     }
 
     #[test]
