@@ -186,6 +186,9 @@ async fn submit(State(subs): State<Arc<Subscriptions>>, req: Request) -> Respons
             "If the address can receive mail, a message with a confirmation link is on its way. Nothing is sent until you follow it.",
         ),
         Err(RequestError::RateLimited(wait)) => {
+            if let Some(ip) = ip {
+                tracing::info!(client = %ip, "sign-up refused: too many from this network");
+            }
             let minutes = wait.as_secs().div_ceil(60).max(1);
             let mut res = message(
                 &subs,
