@@ -189,33 +189,32 @@ pub fn router(state: AppState) -> Router {
     if metrics_here {
         app = app.route(METRICS, get(health::metrics));
     }
-    harden(
-        app.method_not_allowed_fallback(error::method_not_allowed)
-            .fallback(feed_files::dispatch),
-        ctx,
-        timeout,
-    )
+    let app = app
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .fallback(feed_files::dispatch);
+    harden(app, &ctx, timeout)
+        // Outermost: feeds are answered before all of the above.
+        .layer(feed_files::FeedsFirstLayer(Arc::clone(&ctx)))
+        .with_state(ctx)
 }
 
 /// `/metrics` alone, for `server.metrics_listen`.
 pub fn metrics_router(state: AppState) -> Router {
     let timeout = state.config.server.request_timeout.0;
     let ctx = Arc::new(Ctx::new(state));
-    harden(
-        Router::new()
-            .route(METRICS, get(health::metrics))
-            .method_not_allowed_fallback(error::method_not_allowed)
-            .fallback(|| async { ApiError::NotFound }),
-        ctx,
-        timeout,
-    )
+    let app = Router::new()
+        .route(METRICS, get(health::metrics))
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .fallback(|| async { ApiError::NotFound });
+    harden(app, &ctx, timeout).with_state(ctx)
 }
 
 /// The layers every response goes through, innermost first: a panic
 /// becomes a 500, a handler that overruns a 503, both are traced, and the
 /// response is counted.
-fn harden(routes: Router<Arc<Ctx>>, ctx: Arc<Ctx>, timeout: Duration) -> Router {
+fn harden(routes: Router<Arc<Ctx>>, ctx: &Arc<Ctx>, timeout: Duration) -> Router<Arc<Ctx>> {
     let metrics = Arc::clone(&ctx.state.metrics);
+    let ctx = Arc::clone(ctx);
     routes
         .layer(CatchPanicLayer::custom(
             move |payload: Box<dyn Any + Send>| {
@@ -245,12 +244,18 @@ fn harden(routes: Router<Arc<Ctx>>, ctx: Arc<Ctx>, timeout: Duration) -> Router 
                 })
                 .on_failure(DefaultOnFailure::new().level(Level::WARN)),
         )
-        // Outermost, so that timeouts and panics are counted too.
+        // Outside these, so that timeouts and panics are counted too.
         .layer(middleware::from_fn_with_state(
             ctx.clone(),
             resolve_and_count,
         ))
-        .with_state(ctx)
+}
+
+/// The answer to a request whose handler panicked: logged, counted, 500.
+fn panicked(metrics: &Metrics, payload: Box<dyn Any + Send>) -> Response {
+    metrics.panicked("http");
+    tracing::error!("a request handler panicked: {}", panic::message(&*payload));
+    ApiError::Internal(anyhow::anyhow!("the handler panicked")).into_response()
 }
 
 /// Decides the route once, hands a feed request its [`Target`], and counts
@@ -353,7 +358,8 @@ mod tests {
                 }),
             )
             .route(HEALTHZ, get(health::healthz));
-        harden(routes, Arc::new(Ctx::new(state)), Duration::from_secs(5))
+        let ctx = Arc::new(Ctx::new(state));
+        harden(routes, &ctx, Duration::from_secs(5)).with_state(ctx)
     }
 
     #[tokio::test]
