@@ -161,18 +161,7 @@ impl Engine {
         let fresh: Vec<(String, FeedFormat, Vec<u8>, SystemTime, &str)> = todo
             .par_iter()
             .map(|&(s, f)| {
-                // A panic in a renderer names the feed it was making and
-                // fails this rebuild only.
-                let bytes = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                    feeds::render_to_vec(s, f, &config)
-                }))
-                .unwrap_or_else(|p| {
-                    Err(anyhow::anyhow!(
-                        "rendering {} panicked: {}",
-                        s.rel_path(f),
-                        panic::message(&*p)
-                    ))
-                })?;
+                let bytes = guarded(&s.rel_path(f), || feeds::render_to_vec(s, f, &config))?;
                 Ok((
                     s.rel_path(f),
                     f,
@@ -246,6 +235,17 @@ impl Engine {
     }
 }
 
+/// Renders one feed file; a panic in the renderer becomes an error that
+/// names the file, and fails this rebuild only.
+fn guarded(rel: &str, render: impl FnOnce() -> anyhow::Result<Vec<u8>>) -> anyhow::Result<Vec<u8>> {
+    std::panic::catch_unwind(AssertUnwindSafe(render)).unwrap_or_else(|p| {
+        Err(anyhow::anyhow!(
+            "rendering {rel} panicked: {}",
+            panic::message(&*p)
+        ))
+    })
+}
+
 fn same_articles(a: &[Arc<Article>], b: &[Arc<Article>]) -> bool {
     a.len() == b.len() && a.iter().zip(b).all(|(x, y)| Arc::ptr_eq(x, y))
 }
@@ -278,6 +278,35 @@ mod tests {
 
     fn at(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().to_utc()
+    }
+
+    #[test]
+    fn a_renderer_that_panics_fails_the_rebuild_naming_the_feed() {
+        let err = guarded("tags/x/rss.xml", || {
+            panic!("date cannot be represented by RFC 2822")
+        })
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "rendering tags/x/rss.xml panicked: date cannot be represented by RFC 2822"
+        );
+        assert_eq!(
+            guarded("atom.xml", || Ok(b"<feed/>".to_vec())).unwrap(),
+            b"<feed/>"
+        );
+    }
+
+    #[test]
+    fn after_a_panic_the_next_rebuild_starts_afresh_and_publishes() {
+        let (dir, mut engine, served) = setup();
+        write(&dir, "a.md", "A", "2024-01-01T00:00:00Z", "");
+        engine.rebuild(at("2025-01-01T00:00:00Z")).unwrap();
+        assert!(engine.rebuild(at("2025-01-01T00:00:00Z")).unwrap().skipped);
+        engine.recover_from_panic();
+        let r = engine.rebuild(at("2025-01-01T00:00:00Z")).unwrap();
+        assert!(!r.skipped, "everything is read again");
+        assert_eq!(r.published, 1);
+        assert!(served.get("atom.xml").is_some());
     }
 
     #[test]
