@@ -16,31 +16,31 @@
 pub mod engine;
 pub mod limits;
 pub mod rebuild;
+mod stop;
+mod supervise;
 pub mod websub;
 
 use std::collections::HashMap;
-use std::future::Future;
-use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use futures_util::FutureExt;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
-use tokio::time::Instant;
 
 use crate::base::clock::Clock;
 use crate::base::metrics::Metrics;
 use crate::base::panic;
-use crate::base::ready::{Readiness, ReadyState};
+use crate::base::ready::Readiness;
 use crate::base::served::ServedFeeds;
 use crate::base::shutdown::{Shutdown, ShutdownSignal};
 use crate::config::{Config, Secret};
 use crate::content::Article;
 use crate::daemon::engine::Engine;
 use crate::daemon::rebuild::{LoopSettings, Reason, Rebuilder};
+use crate::daemon::stop::StopClock;
+use crate::daemon::supervise::keep_running;
 use crate::daemon::websub::{RetryPolicy, WebSub};
 use crate::digest::schedule::{DigestWork, Entry};
 use crate::digest::{self, Composer, Digests, SendLock};
@@ -261,46 +261,6 @@ pub async fn run(
     side.context("metrics server failed")
 }
 
-/// When the stop began and when it must be over. On the signal: not ready
-/// any more; at `grace - reserve`: abandon what is in flight, leaving the
-/// reserve for recording it and closing connections.
-struct StopClock {
-    deadline: Arc<OnceLock<Instant>>,
-    grace: Duration,
-}
-
-impl StopClock {
-    fn start(shutdown: &Shutdown, grace: Duration, ready: Arc<Readiness>) -> StopClock {
-        let deadline = Arc::new(OnceLock::new());
-        let (shutdown, set) = (shutdown.clone(), Arc::clone(&deadline));
-        tokio::spawn(async move {
-            let mut signal = shutdown.signal();
-            signal.wait().await;
-            let at = *set.get_or_init(|| Instant::now() + grace);
-            ready.set(ReadyState::Stopping);
-            tracing::info!(grace_ms = grace.as_millis() as u64, "stopping");
-            tokio::select! {
-                () = tokio::time::sleep_until(at.checked_sub(reserve(grace)).unwrap_or(at)) => shutdown.abandon(),
-                () = signal.abandoned() => {}
-            }
-        });
-        StopClock { deadline, grace }
-    }
-
-    /// The shutdown deadline (from now, should the signal not have been
-    /// seen yet).
-    fn deadline(&self) -> Instant {
-        *self.deadline.get_or_init(|| Instant::now() + self.grace)
-    }
-}
-
-/// Time kept back from the grace period for recording what was abandoned
-/// and closing connections: a quarter of it, at most a second (settling a
-/// batch and closing SQLite take milliseconds; QUIT waits on the server).
-fn reserve(grace: Duration) -> Duration {
-    (grace / 4).min(Duration::from_secs(1))
-}
-
 /// `server.metrics_token_file` read into `server.metrics_token`.
 fn read_metrics_token(config: &mut Config) -> anyhow::Result<()> {
     let server = &mut config.server;
@@ -322,36 +282,6 @@ fn read_metrics_token(config: &mut Config) -> anyhow::Result<()> {
     }
     server.metrics_token = Some(Secret::new(token));
     Ok(())
-}
-
-/// Runs the loop `make` returns; should it panic, the panic is logged and
-/// counted, and after a pause the loop starts again, until shutdown.
-async fn keep_running<F, Fut>(
-    task: &'static str,
-    metrics: Arc<Metrics>,
-    mut shutdown: ShutdownSignal,
-    mut make: F,
-) where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = ()>,
-{
-    loop {
-        match AssertUnwindSafe(make()).catch_unwind().await {
-            Ok(()) => return,
-            Err(p) => {
-                metrics.panicked(task);
-                tracing::error!(
-                    task,
-                    "a background task panicked; restarting it: {}",
-                    panic::message(&*p)
-                );
-            }
-        }
-        tokio::select! {
-            () = shutdown.wait() => return,
-            () = tokio::time::sleep(Duration::from_secs(5)) => {}
-        }
-    }
 }
 
 /// The subscriber store, mail transport, signing secret and templates,
@@ -606,41 +536,4 @@ impl Rebuilder for EngineRebuilder {
 
 fn ms(d: Duration) -> u64 {
     d.as_millis() as u64
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::sync::atomic::{AtomicU32, Ordering};
-
-    #[tokio::test(start_paused = true)]
-    async fn a_background_loop_that_panics_is_counted_and_started_again() {
-        let metrics = Arc::new(Metrics::new());
-        let shutdown = Shutdown::new();
-        let runs = Arc::new(AtomicU32::new(0));
-        let counter = Arc::clone(&runs);
-        keep_running(
-            "purge",
-            Arc::clone(&metrics),
-            shutdown.signal(),
-            move || {
-                let n = counter.fetch_add(1, Ordering::SeqCst);
-                async move {
-                    if n == 0 {
-                        panic!("first run fails");
-                    }
-                }
-            },
-        )
-        .await;
-        assert_eq!(runs.load(Ordering::SeqCst), 2, "run again after the panic");
-        assert_eq!(metrics.panics("purge"), 1);
-    }
-
-    #[test]
-    fn the_reserve_is_a_quarter_of_the_grace_and_at_most_a_second() {
-        assert_eq!(reserve(Duration::from_secs(8)), Duration::from_secs(1));
-        assert_eq!(reserve(Duration::from_secs(2)), Duration::from_millis(500));
-        assert_eq!(reserve(Duration::ZERO), Duration::ZERO);
-    }
 }
