@@ -22,6 +22,7 @@ mod content;
 mod cron;
 mod env;
 mod error;
+mod net;
 mod sections;
 mod validate;
 mod values;
@@ -31,6 +32,7 @@ pub use content::{
 };
 pub use cron::CronSchedule;
 pub use error::{env_var_for, ConfigError, Origins, SECRET_KEYS};
+pub use net::{canonical, Cidr, ClientIpHeader, ConnectionLimit};
 pub use sections::{
     ContentConfig, DigestConfig, DkimAlgorithm, DkimConfig, FeedContent, FeedsConfig, MailConfig,
     MailTransportKind, Person, RescanConfig, ServerConfig, SiteConfig, SmtpConfig, SmtpTls,

@@ -241,7 +241,7 @@ pub trait Transfer: Send + Sync {
 
 /// Everything herald keeps, behind one handle.
 #[async_trait::async_trait]
-pub trait Store: Subscribers + Ledger + SharedState + Transfer {
+pub trait Store: Subscribers + Ledger + SharedState + Transfer + super::Counts {
     fn backend(&self) -> Backend;
 
     /// Where the data is, for logs (`SQLite data/herald.sqlite3`,

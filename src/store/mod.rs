@@ -10,6 +10,7 @@
 
 mod api;
 pub mod copy;
+pub mod counts;
 mod error;
 mod ledger;
 mod open;
@@ -21,6 +22,7 @@ use chrono::{DateTime, SubsecRound, Utc};
 
 pub use crate::base::{EmailError, SubscriberEmail};
 pub use api::{Backend, Claim, Ledger, SeenArticle, SharedState, Store, Subscribers, Transfer};
+pub use counts::{Counts, StoreCounts};
 pub use error::{StoreError, StoreResult};
 pub use ledger::{
     Candidate, Claimed, DeliveryState, NewDelivery, NewRun, Outcome, Problem, Run, RunStatus,
