@@ -2,7 +2,7 @@
 """A real SMTP server for herald's integration tests, on 127.0.0.1.
 
     python3 tests/smtp_server.py --port 0 --store DIR [--control FILE]
-        [--smtputf8] [--auth]
+        [--smtputf8] [--auth] [--tls-cert PEM --tls-key PEM]
 
 Prints `READY <port>` once it listens. Every accepted message is stored
 in DIR once per recipient as `<seq>-<recipient>.eml` holding the raw DATA
@@ -36,7 +36,10 @@ accepts any credentials, and appends each login as a JSON line
 {"login": ..., "password": ...} to DIR/auth.jsonl.
 
 "Next N" counts from the moment the control file last changed, so writing
-a new control file starts a fresh sequence of failures. Needs aiosmtpd
+a new control file starts a fresh sequence of failures.
+
+With --tls-cert and --tls-key the server offers STARTTLS with that
+certificate (and its chain, in the same PEM file). Needs aiosmtpd
 (`pip install aiosmtpd`).
 """
 
@@ -47,6 +50,7 @@ import os
 import re
 import signal
 import socket
+import ssl
 import sys
 
 from aiosmtpd.smtp import MISSING, SMTP, AuthResult
@@ -218,7 +222,7 @@ class ControlledSMTP(SMTP):
     """aiosmtpd's server with two test hooks: counting connections and
     dropping a connection at DATA."""
 
-    def __init__(self, handler, state, smtputf8=False, auth=False):
+    def __init__(self, handler, state, smtputf8=False, auth=False, tls_context=None):
         options = {}
         if auth:
             options = {"authenticator": state.record_login, "auth_require_tls": False}
@@ -228,6 +232,7 @@ class ControlledSMTP(SMTP):
             hostname="smtp.test",
             ident="herald test SMTP",
             enable_SMTPUTF8=smtputf8,
+            tls_context=tls_context,
             **options,
         )
         self.state = state
@@ -290,8 +295,14 @@ async def serve(args):
     state = State(args.store, args.control)
     handler = Handler(state)
     loop = asyncio.get_running_loop()
+    tls = None
+    if args.tls_cert:
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls.load_cert_chain(args.tls_cert, args.tls_key)
     server = await loop.create_server(
-        lambda: ControlledSMTP(handler, state, smtputf8=args.smtputf8, auth=args.auth),
+        lambda: ControlledSMTP(
+            handler, state, smtputf8=args.smtputf8, auth=args.auth, tls_context=tls
+        ),
         host="127.0.0.1",
         port=args.port,
     )
@@ -311,6 +322,8 @@ def main():
     parser.add_argument("--control", help="JSON file that steers the replies")
     parser.add_argument("--smtputf8", action="store_true", help="offer SMTPUTF8")
     parser.add_argument("--auth", action="store_true", help="offer AUTH, record logins")
+    parser.add_argument("--tls-cert", help="PEM certificate (chain) for STARTTLS")
+    parser.add_argument("--tls-key", help="PEM private key of --tls-cert")
     args = parser.parse_args()
     asyncio.run(serve(args))
 

@@ -442,8 +442,10 @@ pub(super) async fn send_now_or_queue(
     let shutdown = Shutdown::new();
     let trigger = shutdown.clone();
     tokio::spawn(async move {
-        crate::base::shutdown::os_signal().await;
-        trigger.trigger();
+        match crate::base::shutdown::os_signal().await {
+            Ok(()) => trigger.trigger(),
+            Err(e) => tracing::warn!("cannot handle SIGTERM and SIGINT: {e}"),
+        }
     });
     let mut signal = shutdown.signal();
     // Progress read from the ledger beside the sending, every few seconds.

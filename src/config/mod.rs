@@ -23,6 +23,7 @@ mod cron;
 mod deliverability;
 mod env;
 mod error;
+mod net;
 mod sections;
 mod validate;
 mod values;
@@ -36,6 +37,7 @@ pub use deliverability::{
     WebhooksConfig, ANNOUNCEMENTS,
 };
 pub use error::{env_var_for, ConfigError, Origins, SECRET_KEYS};
+pub use net::{canonical, Cidr, ClientIpHeader, ConnectionLimit};
 pub use sections::{
     ContentConfig, DigestConfig, DkimAlgorithm, DkimConfig, FeedContent, FeedsConfig, MailConfig,
     MailTransportKind, Person, RescanConfig, ServerConfig, SiteConfig, SmtpConfig, SmtpTls,

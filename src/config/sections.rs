@@ -12,6 +12,7 @@ use super::content::{
     FeedSection, FieldsConfig, FileNames, SectionFeeds, SectionsFrom, TemplateTags, Undated,
 };
 use super::cron::CronSchedule;
+use super::net::{Cidr, ClientIpHeader, ConnectionLimit};
 use super::values::{
     BaseUrl, BaseUrlLike, ByteSize, DatabaseLocation, Duration, LanguageTag, Secret, Sender,
     TimeZone, UrlPattern,
@@ -199,10 +200,33 @@ pub struct ServerConfig {
     pub listen: std::net::SocketAddr,
     /// `Cache-Control` sent with every feed.
     pub cache_control: String,
-    /// How long shutdown waits for requests in flight and a running rebuild.
+    /// On SIGTERM or SIGINT, the whole stop (HTTP drained, the rebuild and
+    /// the digest batch finished or recorded, connections closed) fits in
+    /// this; herald then exits 0 anyway. Below a container's kill timeout.
     pub shutdown_grace: Duration,
-    /// Longest time one request may take.
+    /// Longest time one request may take once its head has arrived.
     pub request_timeout: Duration,
+    /// A request head must arrive whole within this: from the connection's
+    /// start for its first request, from the first byte for later ones.
+    pub header_read_timeout: Duration,
+    /// A connection with no request in progress and no bytes moving is
+    /// closed after this (longer than a reverse proxy keeps its idle
+    /// upstream connections, so that the proxy closes first).
+    pub keepalive_timeout: Duration,
+    /// Connections served at once: `"auto"` (from the open-file limit) or
+    /// a number. At the cap, the connection idle the longest makes room.
+    pub max_connections: ConnectionLimit,
+    /// Reverse proxies (CIDR networks or addresses) whose word on the
+    /// client's address is taken, from `client_ip_header`.
+    pub trusted_proxies: Vec<Cidr>,
+    /// The header trusted proxies name the client in.
+    pub client_ip_header: ClientIpHeader,
+    /// Serve `/metrics` on this address instead of `listen`.
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    /// A bearer token `/metrics` asks for. Only from the environment
+    /// (`HERALD_SERVER__METRICS_TOKEN`) or `metrics_token_file`.
+    pub metrics_token: Option<Secret>,
+    pub metrics_token_file: Option<PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -210,8 +234,16 @@ impl Default for ServerConfig {
         ServerConfig {
             listen: "127.0.0.1:8080".parse().expect("valid address"),
             cache_control: "public, max-age=300".into(),
-            shutdown_grace: secs(10),
+            shutdown_grace: secs(8),
             request_timeout: secs(30),
+            header_read_timeout: secs(10),
+            keepalive_timeout: secs(75),
+            max_connections: ConnectionLimit::Auto,
+            trusted_proxies: Vec::new(),
+            client_ip_header: ClientIpHeader::XForwardedFor,
+            metrics_listen: None,
+            metrics_token: None,
+            metrics_token_file: None,
         }
     }
 }
@@ -243,6 +275,8 @@ impl Default for RescanConfig {
 pub struct WebSubConfig {
     /// WebSub hubs to advertise (`rel="hub"`) and notify after each change.
     pub hubs: Vec<BaseUrlLike>,
+    /// PEM file of CA certificates trusted for hubs besides the system's.
+    pub ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -409,6 +443,9 @@ pub struct SmtpConfig {
     /// Connections kept open to the server.
     pub pool_size: u32,
     pub timeout: Duration,
+    /// PEM file of CA certificates trusted for the server besides the
+    /// system's (a relay behind a company CA).
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for SmtpConfig {
@@ -421,6 +458,7 @@ impl Default for SmtpConfig {
             password: None,
             pool_size: 4,
             timeout: secs(30),
+            ca_file: None,
         }
     }
 }

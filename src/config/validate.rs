@@ -74,6 +74,30 @@ impl Config {
                 );
             }
         }
+        let server = &self.server;
+        for (key, value) in [
+            ("server.request_timeout", server.request_timeout),
+            ("server.header_read_timeout", server.header_read_timeout),
+            ("server.keepalive_timeout", server.keepalive_timeout),
+        ] {
+            if value.0.is_zero() {
+                fail!(self, key, "must be longer than 0");
+            }
+        }
+        if server.metrics_listen == Some(server.listen) {
+            fail!(
+                self,
+                "server.metrics_listen",
+                "is `server.listen`; leave it out to serve /metrics there"
+            );
+        }
+        if server.metrics_token.is_some() && server.metrics_token_file.is_some() {
+            fail!(
+                self,
+                "server.metrics_token",
+                "`server.metrics_token_file` is set too; keep one"
+            );
+        }
         let mut names = std::collections::BTreeSet::new();
         for (i, d) in self.digest.iter().enumerate() {
             if d.name.is_empty()

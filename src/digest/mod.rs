@@ -303,7 +303,9 @@ impl Digests {
 
     /// Sends every delivery of `run` that is due now, batch by batch, until
     /// none is left or shutdown is asked for (the batch in hand is
-    /// finished first).
+    /// finished first). Should the shutdown be abandoned while that batch
+    /// is still being sent, the sends not yet answered are dropped and
+    /// marked `uncertain`; the others are recorded as usual.
     pub async fn drain(
         &self,
         run: &Run,
@@ -339,8 +341,10 @@ impl Digests {
             self.reserve_rate(size).await?;
             let previous = unsettled.take();
             let sent_before = previous.as_ref().is_some_and(|o| any_sent(o));
-            let (outcomes, settled) =
-                tokio::join!(self.send_batch(&ctx, batch), self.settle(run, previous));
+            let (outcomes, settled) = tokio::join!(
+                self.send_batch(&ctx, batch, shutdown),
+                self.settle(run, previous)
+            );
             settled?;
             if sent_before && !archived {
                 self.publish_archive(&ctx).await;
@@ -358,6 +362,18 @@ impl Digests {
         self.settle(run, unsettled).await?;
         if sent_last && !archived {
             self.publish_archive(&ctx).await;
+        }
+        if shutdown.is_abandoned() {
+            // Only the holder of the send lock (this process) sets
+            // `sending`: what is still there was cut off just now.
+            let cut = self.store.resolve_interrupted(self.clock.now()).await?;
+            if cut > 0 {
+                tracing::warn!(
+                    run = run.id,
+                    "{cut} digest deliveries were in flight when the shutdown deadline came; they are marked uncertain (see `herald digest status`, resend with `herald digest retry --uncertain {}`)",
+                    run.id
+                );
+            }
         }
         let now = self.clock.now();
         if self.store.finish_if_done(run.id, now).await? {
@@ -479,8 +495,14 @@ impl Digests {
     }
 
     /// Sends a batch concurrently (the pool bounds the connections) and
-    /// returns each delivery's outcome.
-    async fn send_batch(&self, ctx: &Arc<Content>, batch: Vec<Claimed>) -> Vec<(i64, Outcome)> {
+    /// returns each delivery's outcome; when the shutdown is abandoned,
+    /// only those that have one by then (the rest stay `sending`).
+    async fn send_batch(
+        &self,
+        ctx: &Arc<Content>,
+        batch: Vec<Claimed>,
+        shutdown: &ShutdownSignal,
+    ) -> Vec<(i64, Outcome)> {
         let mut tasks = JoinSet::new();
         let policy = RetryPolicy::from_config(&self.config);
         for claimed in batch {
@@ -499,12 +521,27 @@ impl Digests {
             });
         }
         let mut outcomes = Vec::with_capacity(tasks.len());
-        while let Some(joined) = tasks.join_next().await {
+        loop {
+            let joined = tokio::select! {
+                biased;
+                joined = tasks.join_next() => joined,
+                () = shutdown.abandoned() => {
+                    // Dropping the tasks drops their connections.
+                    tasks.abort_all();
+                    break;
+                }
+            };
             match joined {
-                Ok(pair) => outcomes.push(pair),
+                None => break,
+                Some(Ok(pair)) => outcomes.push(pair),
                 // A panic in one delivery: it stays `sending` and becomes
                 // uncertain when its lease runs out, like a crash.
-                Err(e) => tracing::error!("a digest delivery task failed: {e}"),
+                Some(Err(e)) => {
+                    if e.is_panic() {
+                        self.metrics.panicked("digest");
+                    }
+                    tracing::error!("a digest delivery task failed: {e}");
+                }
             }
         }
         outcomes

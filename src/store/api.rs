@@ -245,7 +245,13 @@ pub trait Transfer: Send + Sync {
 /// Everything herald keeps, behind one handle.
 #[async_trait::async_trait]
 pub trait Store:
-    Subscribers + Ledger + SharedState + Transfer + super::Deliverability + super::Newsletter
+    Subscribers
+    + Ledger
+    + SharedState
+    + Transfer
+    + super::Counts
+    + super::Deliverability
+    + super::Newsletter
 {
     fn backend(&self) -> Backend;
 

@@ -10,6 +10,7 @@
 
 mod api;
 pub mod copy;
+pub mod counts;
 mod error;
 mod feedback;
 mod ledger;
@@ -23,6 +24,7 @@ use chrono::{DateTime, SubsecRound, Utc};
 
 pub use crate::base::{EmailError, SubscriberEmail};
 pub use api::{Backend, Claim, Ledger, SeenArticle, SharedState, Store, Subscribers, Transfer};
+pub use counts::{Counts, StoreCounts};
 pub use error::{StoreError, StoreResult};
 pub use feedback::{
     suppression_hash, Deliverability, Feedback, FeedbackKind, FeedbackOutcome, FeedbackTarget,

@@ -184,11 +184,12 @@ async fn serve(config: Config, webhooks: Option<Webhooks>, store: Arc<dyn Store>
         config: Arc::clone(&config),
         served: Arc::new(herald::base::served::ServedFeeds::new()),
         metrics: Arc::new(herald::base::metrics::Metrics::new()),
-        ready: Arc::new(std::sync::atomic::AtomicBool::new(true)),
+        ready: Arc::new(herald::base::ready::Readiness::ready()),
         templates: Arc::new(herald::templates::Templates::load(None).unwrap()),
         subscriptions: None,
         store: Some(Arc::clone(&store)),
         webhooks: webhooks.map(Arc::new),
+        counts: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
