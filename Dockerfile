@@ -47,9 +47,9 @@ RUN cargo build --release --locked --bin herald \
 # ---- run --------------------------------------------------------------------
 FROM debian:bookworm-slim
 
-# Debian's CA certificates, and nothing else. (herald's own TLS clients,
-# SMTP and WebSub, currently trust the Mozilla roots compiled into the
-# binary, not this bundle.)
+# Debian's CA certificates, and nothing else: herald's TLS clients (SMTP,
+# WebSub) trust this store, plus mail.smtp.ca_file / websub.ca_file. Add a
+# company CA here (update-ca-certificates) or mount a PEM file for those.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates \
  && rm -rf /var/lib/apt/lists/*
@@ -83,13 +83,17 @@ EXPOSE 8080
 # /etc/passwd (Kubernetes' runAsNonRoot); it is the herald user above.
 USER 10001:10001
 
-# `herald healthcheck` GETs /healthz at server.listen: no curl needed.
+# `herald healthcheck --ready` GETs /readyz at server.listen: healthy while
+# the feeds of a successful build are served (not when the content
+# directory is missing), no curl needed. Kubernetes: /healthz for liveness,
+# /readyz for readiness.
 HEALTHCHECK --interval=30s --timeout=10s --start-period=20s --retries=3 \
-  CMD ["herald", "healthcheck"]
+  CMD ["herald", "healthcheck", "--ready"]
 
 # Exec form: herald is PID 1 and gets SIGTERM itself; it stops accepting
-# connections, finishes requests and a running rebuild for up to
-# server.shutdown_grace, and exits 0.
+# connections and is gone within server.shutdown_grace (8 s: requests,
+# the rebuild and the digest batch in hand finished or recorded as
+# uncertain), exit code 0, before Docker's SIGKILL at 10 s.
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["herald"]
 CMD ["run"]

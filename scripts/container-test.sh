@@ -350,7 +350,7 @@ grep -q '/confirm?token=' "$mail" || die "the mail in $mail carries no confirmat
 echo "received $(basename "$mail"): $(grep -m1 -i '^Subject:' "$mail")"
 
 # ---------------------------------------------------------------------------
-step "podman healthcheck run (the image's HEALTHCHECK: herald healthcheck)"
+step "podman healthcheck run (the image's HEALTHCHECK: herald healthcheck --ready)"
 out=$(podman healthcheck run "$NAME" 2>&1) || die "podman healthcheck run failed: $out"
 echo "podman healthcheck run: ${out:-exit 0}"
 status=$(podman inspect --format '{{.State.Health.Status}}' "$NAME")

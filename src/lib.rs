@@ -15,17 +15,21 @@
 //! - [`store`]: subscribers, the consent log, the digest ledger and the
 //!   state replicas share, behind traits; SQLite or PostgreSQL.
 //! - [`mail`]: messages (plain text and HTML) and their transport: SMTP
-//!   pool or file outbox, errors sorted into transient and permanent.
+//!   pool or file outbox, errors sorted into transient and permanent; the
+//!   bounce and abuse reports that come back.
 //! - [`subscribers`]: double opt-in, confirmation, unsubscribe,
-//!   preferences, and the signed links they use.
-//! - [`digest`]: digest emails: runs planned into the ledger, sent in
-//!   batches with retries, on cron schedules with catch-up.
+//!   preferences, the signed links they use; late bounces and complaints
+//!   (reports, Maildir, provider webhooks).
+//! - [`digest`]: digest emails and announcements: runs planned into the
+//!   ledger, sent in batches with retries, on cron schedules with
+//!   catch-up; each run's page in the web archive.
 //! - [`http`]: the feeds over HTTP (conditional GET, precompressed bodies),
-//!   the subscribe pages, `/healthz`, `/readyz`, `/metrics`.
+//!   the subscribe pages, the web archive, the webhooks, `/healthz`,
+//!   `/readyz`, `/metrics`.
 //! - [`daemon`]: `herald run`: the rebuild loop and engine, WebSub pings,
 //!   the digest and purge loops, wired to the HTTP server.
 //! - [`cli`]: the other commands: `build`/`check`, `db`, `digest`,
-//!   `subscribers`, `healthcheck`.
+//!   `announce`, `bounces`, `subscribers`, `healthcheck`.
 
 pub mod base;
 pub mod cli;

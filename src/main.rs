@@ -90,6 +90,20 @@ enum Command {
         #[command(subcommand)]
         cmd: herald::cli::digest::DigestCommand,
     },
+    /// Send a one-off message (Markdown; subject from its `title` or first
+    /// heading) to the list, one schedule's subscribers or one tag's,
+    /// through the same ledger, templates, headers, retries and crash
+    /// guarantees as a digest, and into the web archive. Queued to the
+    /// daemon when it holds the send lock. Exits 1 when a delivery failed
+    /// or bounced.
+    Announce(herald::cli::announce::AnnounceArgs),
+    /// Bounce reports mailed back to `mail.bounce_address`: `ingest` reads
+    /// one (a DSN or an abuse report) from a file or standard input, as an
+    /// MTA alias pipes it, and applies it.
+    Bounces {
+        #[command(subcommand)]
+        cmd: herald::cli::bounces::BouncesCommand,
+    },
     /// The subscriber database: apply migrations, or copy everything from
     /// one database into another (SQLite to PostgreSQL).
     Db {
@@ -101,6 +115,11 @@ enum Command {
     /// 5 s timeout. Exits 0 on 200 OK, 1 with one line saying why otherwise,
     /// as a container HEALTHCHECK expects.
     Healthcheck {
+        /// Ask /readyz instead: healthy only while current feeds are
+        /// served (not before the first build, not when it failed, not
+        /// while stopping); the reason is printed.
+        #[arg(long)]
+        ready: bool,
         /// Check this URL instead of the one `server.listen` gives.
         #[arg(long, value_name = "URL")]
         url: Option<url::Url>,
@@ -122,10 +141,19 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    if let Command::Healthcheck { url } = &cli.command {
+    if let Command::Healthcheck { url, ready } = &cli.command {
         // Reads the config itself: a config that does not load is an
         // unhealthy 1 here, not the fatal 2 of the other commands.
-        return Ok(herald::cli::healthcheck::run(&cli.config, url.as_ref()));
+        let probe = if *ready {
+            herald::cli::healthcheck::Probe::Ready
+        } else {
+            herald::cli::healthcheck::Probe::Alive
+        };
+        return Ok(herald::cli::healthcheck::run(
+            &cli.config,
+            url.as_ref(),
+            probe,
+        ));
     }
     let config = Config::load(&cli.config)?;
     let command = match cli.command {
@@ -136,6 +164,20 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .build()
                 .context("cannot start the async runtime")?;
             return runtime.block_on(herald::cli::subscribers::run(&config, cmd));
+        }
+        Command::Announce(args) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
+            return runtime.block_on(herald::cli::announce::run(config, args));
+        }
+        Command::Bounces { cmd } => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
+            return runtime.block_on(herald::cli::bounces::run(config, cmd));
         }
         Command::Db { cmd } => {
             let runtime = tokio::runtime::Builder::new_current_thread()
@@ -202,11 +244,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 fn run_daemon(config: Config) -> anyhow::Result<ExitCode> {
+    // A panic that herald catches (a request, a rebuild) is reported in the
+    // log, with where it happened, not as bare text on stderr.
+    herald::base::panic::log_panics();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(async {
+    let result = runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(config.server.listen)
             .await
             .with_context(|| {
@@ -215,8 +260,17 @@ fn run_daemon(config: Config) -> anyhow::Result<ExitCode> {
         let shutdown = herald::base::shutdown::Shutdown::new();
         let trigger = shutdown.clone();
         tokio::spawn(async move {
-            herald::base::shutdown::os_signal().await;
+            // The first signal stops herald within server.shutdown_grace;
+            // a second one gives up on what is in flight at once.
+            if let Err(e) = herald::base::shutdown::os_signal().await {
+                tracing::warn!("cannot handle SIGTERM and SIGINT: {e}");
+                return;
+            }
             trigger.trigger();
+            if herald::base::shutdown::os_signal().await.is_ok() {
+                tracing::warn!("second signal: not waiting for work in flight");
+                trigger.abandon();
+            }
         });
         herald::daemon::run(
             config,
@@ -227,7 +281,11 @@ fn run_daemon(config: Config) -> anyhow::Result<ExitCode> {
             },
         )
         .await
-    })?;
+    });
+    // `run` has returned by the shutdown deadline; a rebuild still running
+    // on a blocking thread must not hold the exit (its writes are atomic).
+    runtime.shutdown_timeout(std::time::Duration::from_millis(50));
+    result?;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
 }

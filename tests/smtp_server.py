@@ -2,12 +2,13 @@
 """A real SMTP server for herald's integration tests, on 127.0.0.1.
 
     python3 tests/smtp_server.py --port 0 --store DIR [--control FILE]
-        [--smtputf8] [--auth]
+        [--smtputf8] [--auth] [--tls-cert PEM --tls-key PEM]
 
 Prints `READY <port>` once it listens. Every accepted message is stored
 in DIR once per recipient as `<seq>-<recipient>.eml` holding the raw DATA
 bytes (written to a hidden temporary file first, then renamed). Counters
-go to DIR/stats.json after every change.
+go to DIR/stats.json after every change; each message's envelope (MAIL
+FROM and recipients) is appended to DIR/envelopes.jsonl.
 
 The optional control file is JSON, read again at every connection and
 command, so a test can change the server's behaviour while it runs:
@@ -35,7 +36,10 @@ accepts any credentials, and appends each login as a JSON line
 {"login": ..., "password": ...} to DIR/auth.jsonl.
 
 "Next N" counts from the moment the control file last changed, so writing
-a new control file starts a fresh sequence of failures. Needs aiosmtpd
+a new control file starts a fresh sequence of failures.
+
+With --tls-cert and --tls-key the server offers STARTTLS with that
+certificate (and its chain, in the same PEM file). Needs aiosmtpd
 (`pip install aiosmtpd`).
 """
 
@@ -46,6 +50,7 @@ import os
 import re
 import signal
 import socket
+import ssl
 import sys
 
 from aiosmtpd.smtp import MISSING, SMTP, AuthResult
@@ -167,12 +172,16 @@ class State:
             f.write(line + "\n")
         return AuthResult(success=True)
 
-    def store_message(self, recipients, data):
+    def store_message(self, recipients, data, mail_from=None):
         seq = self.seq
         self.seq += 1
         for rcpt in recipients:
             name = f"{seq:06}-{safe_name(rcpt)}.eml"
             write_atomically(os.path.join(self.store, name), data)
+        # The envelope, one JSON line per message: what a final MTA would
+        # record as Return-Path, for the bounce tests.
+        with open(os.path.join(self.store, "envelopes.jsonl"), "a", encoding="utf-8") as f:
+            f.write(json.dumps({"seq": seq, "from": mail_from, "to": recipients}) + "\n")
         self.stats["recipients_accepted"] += len(recipients)
         self.count("messages_accepted")
         return seq
@@ -203,7 +212,9 @@ class Handler:
         reply = self.state.take_temp_failure("data")
         if reply:
             return reply
-        seq = self.state.store_message(envelope.rcpt_tos, envelope.original_content)
+        seq = self.state.store_message(
+            envelope.rcpt_tos, envelope.original_content, envelope.mail_from
+        )
         return f"250 2.0.0 OK queued as {seq}"
 
 
@@ -211,7 +222,7 @@ class ControlledSMTP(SMTP):
     """aiosmtpd's server with two test hooks: counting connections and
     dropping a connection at DATA."""
 
-    def __init__(self, handler, state, smtputf8=False, auth=False):
+    def __init__(self, handler, state, smtputf8=False, auth=False, tls_context=None):
         options = {}
         if auth:
             options = {"authenticator": state.record_login, "auth_require_tls": False}
@@ -221,6 +232,7 @@ class ControlledSMTP(SMTP):
             hostname="smtp.test",
             ident="herald test SMTP",
             enable_SMTPUTF8=smtputf8,
+            tls_context=tls_context,
             **options,
         )
         self.state = state
@@ -283,8 +295,14 @@ async def serve(args):
     state = State(args.store, args.control)
     handler = Handler(state)
     loop = asyncio.get_running_loop()
+    tls = None
+    if args.tls_cert:
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls.load_cert_chain(args.tls_cert, args.tls_key)
     server = await loop.create_server(
-        lambda: ControlledSMTP(handler, state, smtputf8=args.smtputf8, auth=args.auth),
+        lambda: ControlledSMTP(
+            handler, state, smtputf8=args.smtputf8, auth=args.auth, tls_context=tls
+        ),
         host="127.0.0.1",
         port=args.port,
     )
@@ -304,6 +322,8 @@ def main():
     parser.add_argument("--control", help="JSON file that steers the replies")
     parser.add_argument("--smtputf8", action="store_true", help="offer SMTPUTF8")
     parser.add_argument("--auth", action="store_true", help="offer AUTH, record logins")
+    parser.add_argument("--tls-cert", help="PEM certificate (chain) for STARTTLS")
+    parser.add_argument("--tls-key", help="PEM private key of --tls-cert")
     args = parser.parse_args()
     asyncio.run(serve(args))
 

@@ -51,9 +51,11 @@ pub struct FeedFile {
     /// The feed's own title (`Site – Tag`); empty when not known.
     pub title: String,
     pub body: Bytes,
-    /// Compressed on first use (and warmed in the background after a
-    /// publish), so that new bytes go live without waiting for brotli. A
-    /// cell holding an empty body means the coding is not offered.
+    /// The compressed bodies, made by [`FeedFile::new`] before the file can
+    /// be published, never on the request path (brotli takes milliseconds
+    /// on a large feed, and every request that wanted the same file would
+    /// wait for it). An empty or unset cell means the coding is not
+    /// offered.
     pub gzip: OnceLock<Bytes>,
     pub brotli: OnceLock<Bytes>,
     /// Hex digest of `body` (BLAKE3, 128 bits); the strong ETag of the
@@ -63,7 +65,12 @@ pub struct FeedFile {
     pub last_modified: SystemTime,
 }
 
+/// What an absent compressed body reads as.
+static NONE: Bytes = Bytes::new();
+
 impl FeedFile {
+    /// The file with its compressed bodies (both made here, on the
+    /// caller's thread: the rebuild, before it publishes).
     pub fn new(
         path: String,
         format: FeedFormat,
@@ -71,13 +78,15 @@ impl FeedFile {
         last_modified: SystemTime,
     ) -> FeedFile {
         let digest = blake3::hash(&body).to_hex()[..32].to_string();
+        let gzip = OnceLock::from(gzip(&body));
+        let brotli = OnceLock::from(brotli(&body));
         FeedFile {
             path,
             format,
             title: String::new(),
             body: Bytes::from(body),
-            gzip: OnceLock::new(),
-            brotli: OnceLock::new(),
+            gzip,
+            brotli,
             digest,
             last_modified,
         }
@@ -88,48 +97,48 @@ impl FeedFile {
         self
     }
 
+    /// The gzip body; empty when not offered.
     pub fn gzip(&self) -> &Bytes {
-        self.gzip.get_or_init(|| {
-            let mut enc = flate2::write::GzEncoder::new(
-                Vec::with_capacity(self.body.len() / 4),
-                flate2::Compression::new(6),
-            );
-            enc.write_all(&self.body).expect("writing to memory");
-            Bytes::from(enc.finish().expect("writing to memory"))
-        })
+        self.gzip.get().unwrap_or(&NONE)
     }
 
+    /// The brotli body; empty when not offered.
     pub fn brotli(&self) -> &Bytes {
-        self.brotli.get_or_init(|| {
-            let mut out = Vec::with_capacity(self.body.len() / 5);
-            {
-                let mut enc = brotli::CompressorWriter::new(&mut out, 4096, 5, 22);
-                enc.write_all(&self.body).expect("writing to memory");
-            }
-            Bytes::from(out)
-        })
+        self.brotli.get().unwrap_or(&NONE)
     }
 
     pub fn offers_gzip(&self) -> bool {
-        self.gzip.get().is_none_or(|b| !b.is_empty())
+        !self.gzip().is_empty()
     }
 
     pub fn offers_brotli(&self) -> bool {
-        self.brotli.get().is_none_or(|b| !b.is_empty())
-    }
-
-    /// Computes both compressed bodies now.
-    pub fn warm(&self) {
-        if self.offers_gzip() {
-            self.gzip();
-        }
-        if self.offers_brotli() {
-            self.brotli();
-        }
+        !self.brotli().is_empty()
     }
 
     pub fn content_type(&self) -> &'static str {
         self.format.content_type()
+    }
+}
+
+fn gzip(body: &[u8]) -> Bytes {
+    let mut enc = flate2::write::GzEncoder::new(
+        Vec::with_capacity(body.len() / 4),
+        flate2::Compression::new(6),
+    );
+    // Writing to memory cannot fail; should the encoder fail anyway, the
+    // coding is simply not offered.
+    match enc.write_all(body).and_then(|()| enc.finish()) {
+        Ok(out) => Bytes::from(out),
+        Err(_) => Bytes::new(),
+    }
+}
+
+fn brotli(body: &[u8]) -> Bytes {
+    let mut enc = brotli::CompressorWriter::new(Vec::with_capacity(body.len() / 5), 4096, 5, 22);
+    match enc.write_all(body) {
+        // `into_inner` finishes the stream.
+        Ok(()) => Bytes::from(enc.into_inner()),
+        Err(_) => Bytes::new(),
     }
 }
 
@@ -178,8 +187,8 @@ mod tests {
             SystemTime::UNIX_EPOCH,
         );
         assert!(
-            f.gzip.get().is_none() && f.brotli.get().is_none(),
-            "compressed lazily"
+            f.offers_gzip() && f.offers_brotli(),
+            "compressed before it can be published"
         );
         let mut out = Vec::new();
         flate2::read::GzDecoder::new(&f.gzip()[..])

@@ -1,33 +1,52 @@
-//! One shutdown signal fanned out to every task: the HTTP server, the
-//! rescan loop, the file watcher, WebSub deliveries. `Shutdown::trigger`
-//! is called once (on SIGTERM or SIGINT, or by a test); every holder of a
-//! [`ShutdownSignal`] sees it.
+//! One shutdown fanned out to every task, in two steps:
+//!
+//! 1. **stop** ([`Shutdown::trigger`], on SIGTERM or SIGINT, or by a test):
+//!    start nothing new. The HTTP server stops accepting, the rebuild and
+//!    digest loops finish what they hold, WebSub stops retrying.
+//! 2. **abandon** ([`Shutdown::abandon`], when the shutdown deadline is
+//!    near): drop what is still in flight (slow clients, a send to a
+//!    stalled SMTP server) and only record what could not be finished.
+//!
+//! Both are `tokio_util` cancellation tokens; every holder of a
+//! [`ShutdownSignal`] sees them.
 
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Clone)]
 pub struct Shutdown {
-    tx: watch::Sender<bool>,
+    stop: CancellationToken,
+    abandon: CancellationToken,
 }
 
 #[derive(Debug, Clone)]
 pub struct ShutdownSignal {
-    rx: watch::Receiver<bool>,
+    stop: CancellationToken,
+    abandon: CancellationToken,
 }
 
 impl Shutdown {
     pub fn new() -> Shutdown {
-        let (tx, _) = watch::channel(false);
-        Shutdown { tx }
+        Shutdown {
+            stop: CancellationToken::new(),
+            abandon: CancellationToken::new(),
+        }
     }
 
+    /// Step 1: stop starting work.
     pub fn trigger(&self) {
-        self.tx.send_replace(true);
+        self.stop.cancel();
+    }
+
+    /// Step 2: give up on work in flight (implies step 1).
+    pub fn abandon(&self) {
+        self.stop.cancel();
+        self.abandon.cancel();
     }
 
     pub fn signal(&self) -> ShutdownSignal {
         ShutdownSignal {
-            rx: self.tx.subscribe(),
+            stop: self.stop.clone(),
+            abandon: self.abandon.clone(),
         }
     }
 }
@@ -41,22 +60,31 @@ impl Default for Shutdown {
 impl ShutdownSignal {
     /// Resolves once shutdown has been triggered (at once if it already was).
     pub async fn wait(&mut self) {
-        // An error means the sender is gone, which also means stop.
-        let _ = self.rx.wait_for(|stop| *stop).await;
+        self.stop.cancelled().await;
     }
 
     pub fn is_triggered(&self) -> bool {
-        *self.rx.borrow()
+        self.stop.is_cancelled()
+    }
+
+    /// Resolves once work in flight is to be given up.
+    pub async fn abandoned(&self) {
+        self.abandon.cancelled().await;
+    }
+
+    pub fn is_abandoned(&self) -> bool {
+        self.abandon.is_cancelled()
     }
 }
 
-/// Resolves on SIGTERM or SIGINT.
-pub async fn os_signal() {
+/// Resolves on SIGTERM or SIGINT; `Err` when the handlers cannot be
+/// installed (then only the other ways of stopping work).
+pub async fn os_signal() -> std::io::Result<()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-        let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
         tokio::select! {
             _ = term.recv() => tracing::info!("SIGTERM received, shutting down"),
             _ = int.recv() => tracing::info!("SIGINT received, shutting down"),
@@ -64,8 +92,9 @@ pub async fn os_signal() {
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        tokio::signal::ctrl_c().await?;
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -84,5 +113,16 @@ mod tests {
         let mut late = s.signal();
         late.wait().await;
         assert!(late.is_triggered());
+        assert!(!late.is_abandoned(), "stopping is not abandoning");
+    }
+
+    #[tokio::test]
+    async fn abandoning_also_stops() {
+        let s = Shutdown::new();
+        let mut a = s.signal();
+        s.abandon();
+        a.wait().await;
+        a.abandoned().await;
+        assert!(a.is_triggered() && a.is_abandoned());
     }
 }

@@ -52,6 +52,12 @@ pub enum DigestCommand {
         /// Only say who would get what.
         #[arg(long)]
         dry_run: bool,
+        /// A test send: mail the digest this address would get now (a
+        /// sample one with the latest articles, when it is no subscriber
+        /// of the schedule) to this address only, outside the ledger, to
+        /// check SMTP, DKIM and rendering without mailing the list.
+        #[arg(long, value_name = "EMAIL", conflicts_with = "dry_run")]
+        to: Option<String>,
     },
     /// Recent runs, or one run's counts by state and every delivery that
     /// did not go out, with its SMTP reply.
@@ -103,7 +109,17 @@ async fn run_with(
             let composer = composer(&config, &*store).await?;
             preview(&config, &*store, &composer, &schedule, subscriber, &out).await
         }
-        DigestCommand::Send { schedule, dry_run } => {
+        DigestCommand::Send {
+            schedule,
+            to: Some(address),
+            ..
+        } => {
+            let composer = composer(&config, &*store).await?;
+            test_send(&config, &*store, &composer, &schedule, &address).await
+        }
+        DigestCommand::Send {
+            schedule, dry_run, ..
+        } => {
             let digests = digests(&config, store).await?;
             send(&config, &digests, &schedule, dry_run).await
         }
@@ -129,7 +145,10 @@ async fn composer(config: &Arc<Config>, store: &dyn Store) -> anyhow::Result<Com
     Composer::new(Arc::clone(config), templates, signer)
 }
 
-async fn digests(config: &Arc<Config>, store: Arc<dyn Store>) -> anyhow::Result<Digests> {
+pub(super) async fn digests(
+    config: &Arc<Config>,
+    store: Arc<dyn Store>,
+) -> anyhow::Result<Digests> {
     let mailer = Arc::new(Mailer::from_config(config).await?);
     let composer = Arc::new(composer(config, &*store).await?);
     Ok(Digests::new(
@@ -201,20 +220,22 @@ fn schedule_exists(config: &Config, schedule: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn preview(
+/// The digest `subscriber` would get now, or a sample reader's (every
+/// tag, the latest articles) addressed to `sample_to`.
+async fn compose_now(
     config: &Config,
     store: &dyn Store,
     composer: &Composer,
     schedule: &str,
-    subscriber: Option<String>,
-    out: &Path,
-) -> anyhow::Result<ExitCode> {
+    subscriber: Option<&str>,
+    sample_to: &str,
+) -> anyhow::Result<Option<(crate::digest::Composed, SubscriberEmail)>> {
     schedule_exists(config, schedule)?;
     let now = Utc::now();
     let articles = articles(config, store, now).await?;
     let (id, email, since, first, tags) = match subscriber {
         Some(address) => {
-            let email = SubscriberEmail::parse(&address)?;
+            let email = SubscriberEmail::parse(address)?;
             let sub = store
                 .find(&email)
                 .await?
@@ -237,7 +258,7 @@ async fn preview(
         }
         None => (
             0,
-            SubscriberEmail::parse("reader@example.com")?,
+            SubscriberEmail::parse(sample_to)?,
             DateTime::<Utc>::MIN_UTC,
             false,
             Vec::new(),
@@ -262,17 +283,37 @@ async fn preview(
         first,
         tags: &tags,
     };
-    let Some(composed) = composer.compose(&ctx, to, now)? else {
+    Ok(composer.compose(&ctx, to, now)?.map(|c| (c, email)))
+}
+
+async fn preview(
+    config: &Config,
+    store: &dyn Store,
+    composer: &Composer,
+    schedule: &str,
+    subscriber: Option<String>,
+    out: &Path,
+) -> anyhow::Result<ExitCode> {
+    let composed = compose_now(
+        config,
+        store,
+        composer,
+        schedule,
+        subscriber.as_deref(),
+        "reader@example.com",
+    )
+    .await?;
+    let Some((composed, email)) = composed else {
         eprintln!(
             "nothing new for {}: no digest would be sent to them now",
-            email.as_str()
+            subscriber.unwrap_or_default()
         );
         return Ok(ExitCode::from(1));
     };
     // The message exactly as it would be sent (signed, if DKIM is set).
     let eml = composer
-        .prepare(&ctx, to, now)?
-        .map_or_else(|| composed.message.formatted(), |p| p.wire.to_bytes());
+        .wire(&composed.message, chrono::Utc::now())
+        .to_bytes();
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     for (name, bytes) in [
         ("digest.html", composed.html.into_bytes()),
@@ -289,6 +330,55 @@ async fn preview(
         out.display()
     )?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `herald digest send --to ADDRESS`: one message, through the configured
+/// transport, recorded nowhere.
+async fn test_send(
+    config: &Config,
+    store: &dyn Store,
+    composer: &Composer,
+    schedule: &str,
+    address: &str,
+) -> anyhow::Result<ExitCode> {
+    let email = SubscriberEmail::parse(address).map_err(|e| anyhow::anyhow!("--to: {e}"))?;
+    let known = match store.find(&email).await? {
+        Some(s) => candidate(store, schedule, s.id).await?.is_some(),
+        None => false,
+    };
+    let subscriber = known.then_some(address);
+    let Some((composed, email)) =
+        compose_now(config, store, composer, schedule, subscriber, address).await?
+    else {
+        eprintln!("nothing new for {address}: no digest would be sent to them now");
+        return Ok(ExitCode::from(1));
+    };
+    let mailer = Mailer::from_config(config).await?;
+    // Signed like the run's messages, so that DKIM is checked too.
+    let sent = mailer
+        .send_wire(&composer.wire(&composed.message, chrono::Utc::now()))
+        .await;
+    mailer.shutdown().await;
+    match sent {
+        Ok(()) => {
+            outln!(
+                "test digest of `{schedule}` ({} articles, {}) sent to {} via {}; nothing recorded",
+                composed.article_count,
+                if known {
+                    "as this subscriber gets it"
+                } else {
+                    "a sample reader's"
+                },
+                email.as_str(),
+                mailer.describe()
+            )?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("test send to {address} failed: {}", e.reply());
+            Ok(ExitCode::from(1))
+        }
+    }
 }
 
 async fn send(
@@ -344,7 +434,7 @@ async fn retry(
 /// Sends `run` to the end (waiting out retries) when this process may send
 /// (PostgreSQL: always; SQLite: when it can take the send lock); otherwise
 /// leaves it to the daemon that holds the lock.
-async fn send_now_or_queue(
+pub(super) async fn send_now_or_queue(
     digests: &Digests,
     run: &Run,
     articles: &Articles,
@@ -359,8 +449,10 @@ async fn send_now_or_queue(
     let shutdown = Shutdown::new();
     let trigger = shutdown.clone();
     tokio::spawn(async move {
-        crate::base::shutdown::os_signal().await;
-        trigger.trigger();
+        match crate::base::shutdown::os_signal().await {
+            Ok(()) => trigger.trigger(),
+            Err(e) => tracing::warn!("cannot handle SIGTERM and SIGINT: {e}"),
+        }
     });
     let mut signal = shutdown.signal();
     // Progress read from the ledger beside the sending, every few seconds.

@@ -1,5 +1,6 @@
 //! `herald healthcheck`: asks a running daemon's `/healthz` whether it
-//! answers, so a container's `HEALTHCHECK` needs no curl in the image.
+//! answers (or, with `--ready`, its `/readyz` whether it serves current
+//! feeds), so a container's `HEALTHCHECK` needs no curl in the image.
 //!
 //! Exit codes follow Docker's health-check contract: 0 healthy, 1 not.
 //! Every failure, a config that does not load included, is 1 with one line
@@ -19,17 +20,43 @@ use crate::config::Config;
 /// is reported well within Docker's default 30 s check timeout.
 pub const TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Which probe to ask.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Probe {
+    /// `/healthz`: the process answers.
+    Alive,
+    /// `/readyz`: the feeds of a successful build are served.
+    Ready,
+}
+
+impl Probe {
+    fn path(self) -> &'static str {
+        match self {
+            Probe::Alive => "/healthz",
+            Probe::Ready => "/readyz",
+        }
+    }
+}
+
 /// The `/healthz` URL of a daemon listening on `listen`. A wildcard bind
 /// address (`0.0.0.0`, `::`) accepts connections on every interface but is
 /// no address to connect to, so it is reached through loopback.
 pub fn healthz_url(listen: SocketAddr) -> Url {
+    probe_url(listen, Probe::Alive)
+}
+
+/// The URL of `probe` of a daemon listening on `listen`.
+pub fn probe_url(listen: SocketAddr, probe: Probe) -> Url {
     let ip = match listen.ip() {
         IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
         IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
         ip => ip,
     };
     let addr = SocketAddr::new(ip, listen.port());
-    Url::parse(&format!("http://{addr}/healthz")).expect("a socket address makes a valid URL")
+    let mut url =
+        Url::parse(&format!("http://{addr}/")).expect("a socket address makes a valid URL");
+    url.set_path(probe.path());
+    url
 }
 
 /// GETs `url` once; healthy means `200 OK` within `timeout`. Returns what
@@ -51,10 +78,25 @@ pub async fn probe(url: &Url, timeout: Duration) -> anyhow::Result<String> {
         Err(e) => bail!("no answer from {url}: {}", causes(&e)),
     };
     let status = response.status();
+    // The body says why (`/readyz`: "not ready: …"); a line of it at most.
+    let body = response.text().await.unwrap_or_default();
+    let said: String = body
+        .lines()
+        .next()
+        .unwrap_or("")
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(300)
+        .collect();
+    let said = if said.is_empty() {
+        String::new()
+    } else {
+        format!(": {said}")
+    };
     if status != reqwest::StatusCode::OK {
-        bail!("{url} answered {status}");
+        bail!("{url} answered {status}{said}");
     }
-    Ok(format!("{url} answered {status}"))
+    Ok(format!("{url} answered {status}{said}"))
 }
 
 /// The causes of `e`, on one line. reqwest's own message only repeats the
@@ -77,8 +119,8 @@ fn causes(e: &reqwest::Error) -> String {
 /// The subcommand: the URL from `url`, else from `server.listen` of the
 /// config at `config_path` (with `HERALD_…` overrides, as `herald run`
 /// reads it). Prints one line and returns the exit code.
-pub fn run(config_path: &Path, url: Option<&Url>) -> ExitCode {
-    match check(config_path, url) {
+pub fn run(config_path: &Path, url: Option<&Url>, probe: Probe) -> ExitCode {
+    match check(config_path, url, probe) {
         Ok(line) => {
             // The exit code is the answer; a closed stdout changes nothing.
             let _ = outln!("healthy: {line}");
@@ -91,10 +133,10 @@ pub fn run(config_path: &Path, url: Option<&Url>) -> ExitCode {
     }
 }
 
-fn check(config_path: &Path, url: Option<&Url>) -> anyhow::Result<String> {
+fn check(config_path: &Path, url: Option<&Url>, which: Probe) -> anyhow::Result<String> {
     let url = match url {
         Some(url) => url.clone(),
-        None => healthz_url(Config::load(config_path)?.server.listen),
+        None => probe_url(Config::load(config_path)?.server.listen, which),
     };
     tokio::runtime::Builder::new_current_thread()
         .enable_all()

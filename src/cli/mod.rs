@@ -3,6 +3,8 @@
 //! below and an exit code.
 //!
 //! - [`site`]: `herald build` and `herald check`, one load-and-write pass.
+//! - [`announce`]: `herald announce`, one-off messages through the ledger.
+//! - [`bounces`]: `herald bounces ingest`, the bounce address's pipe.
 //! - [`db`]: `herald db migrate|copy`.
 //! - [`digest`]: `herald digest preview|send|status|retry`.
 //! - [`subscribers`]: `herald subscribers add|list|remove|import|export`,
@@ -34,6 +36,8 @@ pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
     })
 }
 
+pub mod announce;
+pub mod bounces;
 pub mod db;
 pub mod digest;
 pub mod healthcheck;

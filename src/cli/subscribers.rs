@@ -58,8 +58,8 @@ pub enum SubscribersCommand {
     },
     /// List subscribers, oldest first.
     List {
-        /// Only subscribers in this state: pending, active, unsubscribed or
-        /// bounced.
+        /// Only subscribers in this state: pending, active, unsubscribed,
+        /// bounced or complained.
         #[arg(long, value_parser = parse_status)]
         status: Option<Status>,
         /// A table to read, or CSV (the export's columns).
@@ -69,6 +69,14 @@ pub enum SubscribersCommand {
     /// Unsubscribe an address on the operator's behalf. The record and its
     /// consent history are kept.
     Remove {
+        /// Their email address.
+        email: String,
+    },
+    /// Erase a person on request (GDPR Art. 17): their subscriber record,
+    /// schedules and tags go, their consent history keeps only a hash of
+    /// the address, and the hash stays on a suppression list so that no
+    /// sign-up or import brings the address back.
+    Forget {
         /// Their email address.
         email: String,
     },
@@ -114,7 +122,8 @@ pub enum ListFormat {
 }
 
 fn parse_status(s: &str) -> Result<Status, String> {
-    Status::parse(s).ok_or_else(|| "expected pending, active, unsubscribed or bounced".into())
+    Status::parse(s)
+        .ok_or_else(|| "expected pending, active, unsubscribed, bounced or complained".into())
 }
 
 /// Runs a subcommand, writing to the process's stdout and stderr.
@@ -181,6 +190,18 @@ pub async fn run_with(
             ExitCode::SUCCESS
         }
         SubscribersCommand::Remove { email } => remove(store, &email, out, err).await?,
+        SubscribersCommand::Forget { email } => {
+            let email = SubscriberEmail::parse(&email).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let what = match store.forget(&email, Utc::now()).await? {
+                true => "erased (the consent history keeps only a hash of the address)",
+                false => "unknown to herald",
+            };
+            writeln!(
+                out,
+                "{email} is {what}; it cannot sign up or be imported again"
+            )?;
+            ExitCode::SUCCESS
+        }
         SubscribersCommand::Import { file, dry_run } => {
             let bytes = if file.as_os_str() == "-" {
                 let mut bytes = Vec::new();
@@ -242,6 +263,10 @@ async fn add(
             s.email,
             day_and_time(s.consent.requested_at + purge_after),
         )?,
+        SubscribeOutcome::Suppressed => {
+            writeln!(err, "refused: the address complained or was erased; nothing stored")?;
+            return Ok(ExitCode::from(1));
+        }
         SubscribeOutcome::AlreadyActive(s) => writeln!(
             out,
             "{} is already active (id {}); nothing changed",

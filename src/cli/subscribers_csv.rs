@@ -242,7 +242,7 @@ fn check_row(
     // must agree with each other as the database requires.
     let status = Status::parse(get("status").trim()).ok_or_else(|| {
         format!(
-            "status: `{}` is not one of pending, active, unsubscribed, bounced",
+            "status: `{}` is not one of pending, active, unsubscribed, bounced, complained",
             get("status").trim()
         )
     })?;
@@ -272,7 +272,7 @@ fn check_row(
         ip.parse::<IpAddr>()
             .map_err(|_| format!("requested_ip: `{ip}` is not an IP address"))?;
     }
-    let left = matches!(status, Status::Unsubscribed | Status::Bounced);
+    let left = status.has_left();
     if status == Status::Active && confirmed_at.is_none() {
         return Err("status active needs confirmed_at".into());
     }

@@ -9,8 +9,11 @@ use std::collections::BTreeMap;
 pub const SECRET_KEYS: &[&str] = &[
     "subscribers.secret",
     "subscribers.database_password",
+    "server.metrics_token",
     "mail.smtp.password",
     "mail.dkim.private_key",
+    "webhooks.postmark.password",
+    "webhooks.mailgun.signing_key",
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -20,8 +20,10 @@ pub use crate::base::FeedFormat;
 
 mod content;
 mod cron;
+mod deliverability;
 mod env;
 mod error;
+mod net;
 mod sections;
 mod validate;
 mod values;
@@ -30,7 +32,12 @@ pub use content::{
     FeedSection, FieldsConfig, FileNames, SectionFeeds, SectionsFrom, TemplateTags, Undated,
 };
 pub use cron::CronSchedule;
+pub use deliverability::{
+    read_secret, BouncesConfig, MailgunWebhook, PostmarkWebhook, SendgridWebhook, SesWebhook,
+    WebhooksConfig, ANNOUNCEMENTS,
+};
 pub use error::{env_var_for, ConfigError, Origins, SECRET_KEYS};
+pub use net::{canonical, Cidr, ClientIpHeader, ConnectionLimit};
 pub use sections::{
     ContentConfig, DigestConfig, DkimAlgorithm, DkimConfig, FeedContent, FeedsConfig, MailConfig,
     MailTransportKind, Person, RescanConfig, ServerConfig, SiteConfig, SmtpConfig, SmtpTls,
@@ -59,6 +66,10 @@ pub struct Config {
     pub subscribers: SubscribersConfig,
     #[serde(default)]
     pub mail: MailConfig,
+    #[serde(default)]
+    pub bounces: BouncesConfig,
+    #[serde(default)]
+    pub webhooks: WebhooksConfig,
     /// Folder of template overrides: a file here replaces the built-in
     /// template of the same name.
     #[serde(default = "default_templates_dir")]
@@ -169,6 +180,18 @@ impl Config {
             url.query_pairs_mut().append_pair("token", t);
         }
         url
+    }
+
+    /// The archive of `schedule` (`/archive/<schedule>/`), or one page of
+    /// it, at the root of the feeds' origin.
+    pub fn archive_url(&self, schedule: &str, slug: Option<&str>) -> Url {
+        let path = match slug {
+            Some(slug) => format!("/archive/{schedule}/{slug}/"),
+            None => format!("/archive/{schedule}/"),
+        };
+        self.feeds_base_url()
+            .join(&path)
+            .expect("schedule names and slugs are URL-safe")
     }
 
     /// The file name of `format` in every feed folder.

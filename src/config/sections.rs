@@ -12,6 +12,7 @@ use super::content::{
     FeedSection, FieldsConfig, FileNames, SectionFeeds, SectionsFrom, TemplateTags, Undated,
 };
 use super::cron::CronSchedule;
+use super::net::{Cidr, ClientIpHeader, ConnectionLimit};
 use super::values::{
     BaseUrl, BaseUrlLike, ByteSize, DatabaseLocation, Duration, LanguageTag, Secret, Sender,
     TimeZone, UrlPattern,
@@ -199,10 +200,33 @@ pub struct ServerConfig {
     pub listen: std::net::SocketAddr,
     /// `Cache-Control` sent with every feed.
     pub cache_control: String,
-    /// How long shutdown waits for requests in flight and a running rebuild.
+    /// On SIGTERM or SIGINT, the whole stop (HTTP drained, the rebuild and
+    /// the digest batch finished or recorded, connections closed) fits in
+    /// this; herald then exits 0 anyway. Below a container's kill timeout.
     pub shutdown_grace: Duration,
-    /// Longest time one request may take.
+    /// Longest time one request may take once its head has arrived.
     pub request_timeout: Duration,
+    /// A request head must arrive whole within this: from the connection's
+    /// start for its first request, from the first byte for later ones.
+    pub header_read_timeout: Duration,
+    /// A connection with no request in progress and no bytes moving is
+    /// closed after this (longer than a reverse proxy keeps its idle
+    /// upstream connections, so that the proxy closes first).
+    pub keepalive_timeout: Duration,
+    /// Connections served at once: `"auto"` (from the open-file limit) or
+    /// a number. At the cap, the connection idle the longest makes room.
+    pub max_connections: ConnectionLimit,
+    /// Reverse proxies (CIDR networks or addresses) whose word on the
+    /// client's address is taken, from `client_ip_header`.
+    pub trusted_proxies: Vec<Cidr>,
+    /// The header trusted proxies name the client in.
+    pub client_ip_header: ClientIpHeader,
+    /// Serve `/metrics` on this address instead of `listen`.
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    /// A bearer token `/metrics` asks for. Only from the environment
+    /// (`HERALD_SERVER__METRICS_TOKEN`) or `metrics_token_file`.
+    pub metrics_token: Option<Secret>,
+    pub metrics_token_file: Option<PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -210,8 +234,16 @@ impl Default for ServerConfig {
         ServerConfig {
             listen: "127.0.0.1:8080".parse().expect("valid address"),
             cache_control: "public, max-age=300".into(),
-            shutdown_grace: secs(10),
+            shutdown_grace: secs(8),
             request_timeout: secs(30),
+            header_read_timeout: secs(10),
+            keepalive_timeout: secs(75),
+            max_connections: ConnectionLimit::Auto,
+            trusted_proxies: Vec::new(),
+            client_ip_header: ClientIpHeader::XForwardedFor,
+            metrics_listen: None,
+            metrics_token: None,
+            metrics_token_file: None,
         }
     }
 }
@@ -243,6 +275,8 @@ impl Default for RescanConfig {
 pub struct WebSubConfig {
     /// WebSub hubs to advertise (`rel="hub"`) and notify after each change.
     pub hubs: Vec<BaseUrlLike>,
+    /// PEM file of CA certificates trusted for hubs besides the system's.
+    pub ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -281,6 +315,8 @@ pub struct SubscribersConfig {
     pub resend_after: Duration,
     /// Tags offered as filters on the subscribe form.
     pub tags: Vec<String>,
+    /// Client IPs in consent records are cleared once they are this old.
+    pub ip_retention: Duration,
 }
 
 impl Default for SubscribersConfig {
@@ -300,6 +336,7 @@ impl Default for SubscribersConfig {
             max_requests_per_ip_per_hour: 10,
             resend_after: secs(600),
             tags: Vec::new(),
+            ip_retention: secs(90 * 24 * 3600),
         }
     }
 }
@@ -343,9 +380,14 @@ pub struct MailConfig {
     pub retry_base: Duration,
     /// Longest wait between retries.
     pub retry_max: Duration,
-    /// Hard bounces (5xx for the recipient) after which a subscriber is
-    /// marked `bounced` and gets no more mail.
+    /// Hard bounces (5xx for the recipient, or a late bounce report) after
+    /// which a subscriber is marked `bounced` and gets no more mail.
     pub bounce_limit: u32,
+    /// The envelope sender of digests and announcements, where bounce
+    /// reports go: `bounces@example.org` is sent as
+    /// `bounces+<signed token>@example.org`, which names the delivery.
+    /// Unset: the address of `from`, without a token.
+    pub bounce_address: Option<String>,
     /// Deliveries taken from the ledger (and marked `sending`) at a time;
     /// a crash leaves at most two batches uncertain.
     pub batch_size: usize,
@@ -379,6 +421,7 @@ impl Default for MailConfig {
             retry_base: secs(30),
             retry_max: secs(3600),
             bounce_limit: 2,
+            bounce_address: None,
             batch_size: 64,
             queue_poll: secs(5),
             claim_lease: secs(60),
@@ -400,6 +443,9 @@ pub struct SmtpConfig {
     /// Connections kept open to the server.
     pub pool_size: u32,
     pub timeout: Duration,
+    /// PEM file of CA certificates trusted for the server besides the
+    /// system's (a relay behind a company CA).
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for SmtpConfig {
@@ -412,6 +458,7 @@ impl Default for SmtpConfig {
             password: None,
             pool_size: 4,
             timeout: secs(30),
+            ca_file: None,
         }
     }
 }
@@ -455,6 +502,14 @@ pub struct DigestConfig {
     /// latest articles from before they confirmed (0: only newer ones).
     #[serde(default)]
     pub first_digest_articles: usize,
+    /// Publish each run that sent anything at `/archive/<name>/<date>/`,
+    /// and link to it from the digest ("view in your browser").
+    #[serde(default = "default_digest_archive")]
+    pub archive: bool,
+}
+
+fn default_digest_archive() -> bool {
+    true
 }
 
 fn default_digest_subject() -> String {

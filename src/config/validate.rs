@@ -50,6 +50,54 @@ impl Config {
                 "must be a non-empty header value of printable ASCII"
             );
         }
+        if let Some(address) = &self.mail.bounce_address {
+            let plain = SubscriberEmail::parse(address)
+                .is_ok_and(|e| e.as_str().is_ascii() && !e.as_str().contains('+'));
+            if !plain {
+                fail!(
+                    self,
+                    "mail.bounce_address",
+                    "`{address}` must be a plain ASCII address without `+` (herald adds `+<token>`)"
+                );
+            }
+        }
+        if let Some(key) = &self.webhooks.sendgrid.public_key {
+            use base64::Engine as _;
+            if base64::engine::general_purpose::STANDARD
+                .decode(key.trim())
+                .is_err()
+            {
+                fail!(
+                    self,
+                    "webhooks.sendgrid.public_key",
+                    "is not base64 (copy the verification key SendGrid shows)"
+                );
+            }
+        }
+        let server = &self.server;
+        for (key, value) in [
+            ("server.request_timeout", server.request_timeout),
+            ("server.header_read_timeout", server.header_read_timeout),
+            ("server.keepalive_timeout", server.keepalive_timeout),
+        ] {
+            if value.0.is_zero() {
+                fail!(self, key, "must be longer than 0");
+            }
+        }
+        if server.metrics_listen == Some(server.listen) {
+            fail!(
+                self,
+                "server.metrics_listen",
+                "is `server.listen`; leave it out to serve /metrics there"
+            );
+        }
+        if server.metrics_token.is_some() && server.metrics_token_file.is_some() {
+            fail!(
+                self,
+                "server.metrics_token",
+                "`server.metrics_token_file` is set too; keep one"
+            );
+        }
         let mut names = std::collections::BTreeSet::new();
         for (i, d) in self.digest.iter().enumerate() {
             if d.name.is_empty()
@@ -62,6 +110,14 @@ impl Config {
                     self,
                     format!("digest[{i}].name"),
                     "`{}` must be letters, digits, `-` or `_`",
+                    d.name
+                );
+            }
+            if d.name == super::ANNOUNCEMENTS {
+                fail!(
+                    self,
+                    format!("digest[{i}].name"),
+                    "`{}` is the name of the announcements' archive; choose another",
                     d.name
                 );
             }

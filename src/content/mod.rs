@@ -12,6 +12,7 @@ mod front_matter;
 mod html;
 mod links;
 mod markdown;
+mod message;
 mod permalink;
 mod plain;
 mod scan;
@@ -29,6 +30,7 @@ pub use article::{Article, Image, Tag};
 pub use cache::{CacheStats, ContentCache};
 pub use error::ContentError;
 pub use first_seen::{FirstSeen, FirstSeenChanges};
+pub use message::{render_message, Message};
 pub use scan::{scan, Kind, Scan, SourceFile};
 pub use sections::{normalize as normalize_section, Section};
 

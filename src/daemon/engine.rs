@@ -3,7 +3,8 @@
 //! those whose size or modification time changed; when nothing changed and
 //! no scheduled article fell due it stops there. Otherwise only the feeds
 //! whose articles changed are rendered again, only files whose bytes changed
-//! are written, and the served snapshot is replaced in one step.
+//! are written and compressed, and the served snapshot is replaced in one
+//! step, with every body a request may ask for already made.
 //!
 //! With a store, the dates given to undated articles are shared through it
 //! (the first replica to date a file wins; the others parse it again with
@@ -11,6 +12,7 @@
 //! published article for the digests.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -21,6 +23,7 @@ use url::Url;
 
 use crate::base::fs::{write_if_changed, Durability};
 use crate::base::metrics::Metrics;
+use crate::base::panic;
 use crate::base::served::{FeedFile, ServedFeeds, Snapshot};
 use crate::base::FeedFormat;
 use crate::config::Config;
@@ -123,35 +126,27 @@ impl Engine {
         let m = &self.metrics;
         match &result {
             Ok(r) if r.skipped => {}
-            Ok(r) => {
-                m.rebuilds
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                m.observe_rebuild(r.elapsed);
-                m.articles_published
-                    .store(r.published as u64, std::sync::atomic::Ordering::Relaxed);
-                m.files_rejected.store(
-                    r.report.rejected.len() as u64,
-                    std::sync::atomic::Ordering::Relaxed,
-                );
-                m.feeds_updated
-                    .fetch_add(r.changed.len() as u64, std::sync::atomic::Ordering::Relaxed);
-            }
-            Err(_) => {
-                m.rebuilds
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                m.rebuild_failures
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            }
+            Ok(r) => m.rebuild_published(
+                r.elapsed,
+                r.published,
+                r.report.rejected.len(),
+                r.changed.len(),
+            ),
+            Err(_) => m.rebuild_failed(),
         }
         if result.is_ok() {
-            let unix = SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0);
-            m.last_success_unix
-                .store(unix, std::sync::atomic::Ordering::Relaxed);
+            m.build_succeeded_at(Utc::now().timestamp());
         }
         result
+    }
+
+    /// After a rebuild panicked half-way: forget what was kept between
+    /// runs (it may be half updated), so that the next rebuild starts
+    /// afresh. The served snapshot stays as it is.
+    pub fn recover_from_panic(&mut self) {
+        self.cache = ContentCache::new();
+        self.rendered.clear();
+        self.built = false;
     }
 
     fn rebuild_inner(&mut self, now: DateTime<Utc>, started: Instant) -> anyhow::Result<Rebuild> {
@@ -217,7 +212,7 @@ impl Engine {
         let fresh: Vec<(String, FeedFormat, Vec<u8>, SystemTime, &str)> = todo
             .par_iter()
             .map(|&(s, f)| {
-                let bytes = feeds::render_to_vec(s, f, &config)?;
+                let bytes = guarded(&s.rel_path(f), || feeds::render_to_vec(s, f, &config))?;
                 Ok((
                     s.rel_path(f),
                     f,
@@ -248,6 +243,8 @@ impl Engine {
                         format!("cannot write feed {}", out_dir.join(&rel).display())
                     })?;
                 let same_as_served = old.files.get(&rel).is_some_and(|f| f.body[..] == bytes[..]);
+                // Compressed here, on the rebuild's threads, before the
+                // snapshot that holds it goes live.
                 let file = (wrote || !same_as_served).then(|| {
                     Arc::new(FeedFile::new(rel.clone(), format, bytes, updated).with_title(title))
                 });
@@ -273,16 +270,7 @@ impl Engine {
         let keep: HashSet<String> = files.keys().cloned().collect();
         let removed = feeds::remove_stale(&config, out_dir, &keep)?;
         let published = catalog.len();
-        let fresh_files: Vec<Arc<FeedFile>> = changed
-            .iter()
-            .filter_map(|rel| files.get(rel).cloned())
-            .collect();
         self.served.publish(Snapshot { files });
-        // Compress the new files in the background; a request that comes
-        // first compresses on its own.
-        if !fresh_files.is_empty() {
-            rayon::spawn(move || fresh_files.par_iter().for_each(|f| f.warm()));
-        }
         self.rendered = specs.into_iter().map(|s| (s.dir, s.articles)).collect();
         self.built = true;
         Ok(Rebuild {
@@ -347,6 +335,17 @@ impl Engine {
     }
 }
 
+/// Renders one feed file; a panic in the renderer becomes an error that
+/// names the file, and fails this rebuild only.
+fn guarded(rel: &str, render: impl FnOnce() -> anyhow::Result<Vec<u8>>) -> anyhow::Result<Vec<u8>> {
+    std::panic::catch_unwind(AssertUnwindSafe(render)).unwrap_or_else(|p| {
+        Err(anyhow::anyhow!(
+            "rendering {rel} panicked: {}",
+            panic::message(&*p)
+        ))
+    })
+}
+
 fn same_articles(a: &[Arc<Article>], b: &[Arc<Article>]) -> bool {
     a.len() == b.len() && a.iter().zip(b).all(|(x, y)| Arc::ptr_eq(x, y))
 }
@@ -379,6 +378,35 @@ mod tests {
 
     fn at(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().to_utc()
+    }
+
+    #[test]
+    fn a_renderer_that_panics_fails_the_rebuild_naming_the_feed() {
+        let err = guarded("tags/x/rss.xml", || {
+            panic!("date cannot be represented by RFC 2822")
+        })
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "rendering tags/x/rss.xml panicked: date cannot be represented by RFC 2822"
+        );
+        assert_eq!(
+            guarded("atom.xml", || Ok(b"<feed/>".to_vec())).unwrap(),
+            b"<feed/>"
+        );
+    }
+
+    #[test]
+    fn after_a_panic_the_next_rebuild_starts_afresh_and_publishes() {
+        let (dir, mut engine, served) = setup();
+        write(&dir, "a.md", "A", "2024-01-01T00:00:00Z", "");
+        engine.rebuild(at("2025-01-01T00:00:00Z")).unwrap();
+        assert!(engine.rebuild(at("2025-01-01T00:00:00Z")).unwrap().skipped);
+        engine.recover_from_panic();
+        let r = engine.rebuild(at("2025-01-01T00:00:00Z")).unwrap();
+        assert!(!r.skipped, "everything is read again");
+        assert_eq!(r.published, 1);
+        assert!(served.get("atom.xml").is_some());
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! What `herald run` checks before it starts serving, short of opening the
 //! database and the listening socket: every template rendered with sample
 //! data, digest subjects, the DKIM key, the signing secret, the SMTP
-//! settings. `herald check` calls the same function, so that it passes
+//! settings, the webhooks' keys. `herald check` calls the same function, so that it passes
 //! exactly what `run` would accept, and creates nothing doing so.
 
 use std::sync::Arc;
@@ -9,6 +9,7 @@ use std::sync::Arc;
 use crate::config::Config;
 use crate::digest::Composer;
 use crate::mail::Mailer;
+use crate::subscribers::bounces::webhooks::Webhooks;
 use crate::subscribers::tokens::Signer;
 use crate::templates::Templates;
 
@@ -27,6 +28,7 @@ pub fn preflight(config: &Arc<Config>) -> anyhow::Result<Checked> {
     // Subjects render the sample digest; the DKIM key must load.
     Composer::new(Arc::clone(config), Arc::clone(&templates), signer)?;
     Mailer::check_config(config)?;
+    Webhooks::check_config(config)?;
     let warnings = templates.warnings().to_vec();
     Ok(Checked {
         templates,

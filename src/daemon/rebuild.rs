@@ -4,17 +4,23 @@
 //! rebuild). Also the file watcher that reports those changes.
 //!
 //! Time comes from a [`Clock`] so that tests run the loop on tokio's paused
-//! clock instead of sleeping.
+//! clock instead of sleeping. A rebuild that panics is caught here, logged,
+//! counted as a failed rebuild and a panic, and the loop goes on: the next
+//! change or tick rebuilds again.
 
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use futures_util::FutureExt;
 use tokio::sync::mpsc;
 
 use crate::base::clock::Clock;
+use crate::base::metrics::Metrics;
+use crate::base::panic;
 use crate::base::shutdown::ShutdownSignal;
 
 /// Why a rebuild runs.
@@ -40,6 +46,8 @@ pub trait Rebuilder: Send + 'static {
 pub struct LoopSettings {
     pub schedule: cron::Schedule,
     pub debounce: Duration,
+    /// Where a panicking rebuild is counted.
+    pub metrics: Arc<Metrics>,
 }
 
 /// Runs until `shutdown`. A rebuild in progress when shutdown comes is
@@ -51,7 +59,13 @@ pub async fn run_loop<R: Rebuilder>(
     mut changes: mpsc::Receiver<()>,
     mut shutdown: ShutdownSignal,
 ) {
-    let mut due = rebuilder.rebuild(clock.now(), Reason::Start).await;
+    let mut due = guarded(
+        &mut rebuilder,
+        clock.now(),
+        Reason::Start,
+        &settings.metrics,
+    )
+    .await;
     let mut watching = true;
     loop {
         let now = clock.now();
@@ -93,7 +107,34 @@ pub async fn run_loop<R: Rebuilder>(
                 Reason::FileChange
             }
         };
-        due = rebuilder.rebuild(clock.now(), reason).await;
+        due = guarded(&mut rebuilder, clock.now(), reason, &settings.metrics).await;
+    }
+}
+
+/// One rebuild, with a panic caught: it counts as a failed rebuild, and no
+/// article is then known to be due (the schedule and changes still wake
+/// the loop).
+async fn guarded<R: Rebuilder>(
+    rebuilder: &mut R,
+    now: DateTime<Utc>,
+    reason: Reason,
+    metrics: &Metrics,
+) -> Option<DateTime<Utc>> {
+    match AssertUnwindSafe(rebuilder.rebuild(now, reason))
+        .catch_unwind()
+        .await
+    {
+        Ok(due) => due,
+        Err(panic) => {
+            metrics.panicked("rebuild");
+            metrics.rebuild_failed();
+            tracing::error!(
+                ?reason,
+                "the rebuild panicked; still serving the last good feeds: {}",
+                panic::message(&*panic)
+            );
+            None
+        }
     }
 }
 
@@ -151,6 +192,7 @@ mod tests {
         LoopSettings {
             schedule: cron::Schedule::from_str(expr).unwrap(),
             debounce: Duration::from_millis(300),
+            metrics: Arc::new(Metrics::new()),
         }
     }
 
@@ -247,6 +289,56 @@ mod tests {
             calls[1].0,
             start() + chrono::Duration::milliseconds(400 + 300)
         );
+    }
+
+    /// Panics on its first rebuild, as a bad article once made the real
+    /// one do; records the later ones.
+    struct PanicsFirst {
+        calls: Calls,
+    }
+
+    impl Rebuilder for PanicsFirst {
+        async fn rebuild(&mut self, now: DateTime<Utc>, reason: Reason) -> Option<DateTime<Utc>> {
+            let first = {
+                let mut calls = self.calls.lock().unwrap();
+                calls.push((now, reason));
+                calls.len() == 1
+            };
+            if first {
+                panic!("date cannot be represented");
+            }
+            None
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_panicking_rebuild_is_counted_and_the_next_one_still_runs() {
+        let calls = Calls::default();
+        let shutdown = Shutdown::new();
+        let (tx, rx) = mpsc::channel(8);
+        let clock = Arc::new(TokioClock::starting_at(start()));
+        let s = settings("0 0 * * * *");
+        let metrics = Arc::clone(&s.metrics);
+        let task = tokio::spawn(run_loop(
+            PanicsFirst {
+                calls: Arc::clone(&calls),
+            },
+            clock,
+            s,
+            rx,
+            shutdown.signal(),
+        ));
+        settle().await;
+        assert_eq!(metrics.panics("rebuild"), 1);
+        assert_eq!(metrics.rebuild_failures(), 1);
+        tx.send(()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        shutdown.trigger();
+        task.await.expect("the loop survives the panic");
+        let calls = calls.lock().unwrap().clone();
+        assert_eq!(calls.len(), 2, "{calls:?}");
+        assert_eq!(calls[1].1, Reason::FileChange);
+        assert_eq!(metrics.panics("rebuild"), 1);
     }
 
     #[tokio::test(start_paused = true)]

@@ -6,10 +6,11 @@ use std::collections::hash_map::RandomState;
 use std::error::Error as _;
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
-use std::sync::atomic::Ordering::Relaxed;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
 use tokio::task::{JoinHandle, JoinSet};
 use url::Url;
 
@@ -94,23 +95,15 @@ impl fmt::Debug for WebSub {
 }
 
 impl WebSub {
+    /// Hubs are reached over TLS trusting the system's CA certificates
+    /// (see [`WebSub::with_ca_file`] for more).
     pub fn new(
         hubs: Vec<Url>,
         metrics: Arc<Metrics>,
         shutdown: ShutdownSignal,
         policy: RetryPolicy,
     ) -> WebSub {
-        let client = reqwest::Client::builder()
-            .user_agent(USER_AGENT)
-            .timeout(policy.request_timeout)
-            .build()
-            .map_err(|e| {
-                tracing::error!(
-                    error = %chain(&e),
-                    "cannot build the HTTP client; WebSub pings will fail"
-                )
-            })
-            .ok();
+        let client = client(&policy, &[]);
         WebSub {
             hubs,
             client,
@@ -118,6 +111,32 @@ impl WebSub {
             shutdown,
             policy,
         }
+    }
+
+    /// Also trusts the CA certificates in the PEM file at `path`
+    /// (`websub.ca_file`): hubs behind a company CA.
+    pub fn with_ca_file(mut self, path: &Path) -> anyhow::Result<WebSub> {
+        let pem = std::fs::read(path).with_context(|| {
+            format!(
+                "config key `websub.ca_file`: cannot read {}",
+                path.display()
+            )
+        })?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+            anyhow::anyhow!(
+                "config key `websub.ca_file`: {} holds no PEM certificates: {}",
+                path.display(),
+                chain(&e)
+            )
+        })?;
+        if certs.is_empty() {
+            anyhow::bail!(
+                "config key `websub.ca_file`: {} holds no PEM certificates",
+                path.display()
+            );
+        }
+        self.client = client(&self.policy, &certs);
+        Ok(self)
     }
 
     /// Whether any hub is configured.
@@ -155,14 +174,39 @@ impl WebSub {
                 set.spawn(delivery.run());
             }
         }
+        let metrics = Arc::clone(&self.metrics);
         tokio::spawn(async move {
             while let Some(done) = set.join_next().await {
                 if let Err(e) = done {
+                    if e.is_panic() {
+                        metrics.panicked("websub");
+                    }
                     tracing::error!(error = %e, "a WebSub delivery task ended abnormally");
                 }
             }
         })
     }
+}
+
+/// The HTTP client for hubs: the system's roots plus `extra`. `None` only
+/// when no client can be built (no TLS backend); every ping then fails
+/// and is counted instead of panicking.
+fn client(policy: &RetryPolicy, extra: &[reqwest::Certificate]) -> Option<reqwest::Client> {
+    let mut builder = reqwest::Client::builder()
+        .user_agent(USER_AGENT)
+        .timeout(policy.request_timeout);
+    for cert in extra {
+        builder = builder.add_root_certificate(cert.clone());
+    }
+    builder
+        .build()
+        .map_err(|e| {
+            tracing::error!(
+                error = %chain(&e),
+                "cannot build the HTTP client; WebSub pings will fail"
+            )
+        })
+        .ok()
 }
 
 /// One topic to one hub.
@@ -221,7 +265,7 @@ impl Delivery {
             };
             match outcome {
                 Ok(()) => {
-                    self.metrics.websub_pings_ok.fetch_add(1, Relaxed);
+                    self.metrics.websub_ping(true);
                     tracing::debug!(
                         hub = %self.hub,
                         topic = %self.topic,
@@ -233,7 +277,7 @@ impl Delivery {
                 Err(f) => last = Some(f),
             }
         }
-        self.metrics.websub_pings_failed.fetch_add(1, Relaxed);
+        self.metrics.websub_ping(false);
         let error = last.map_or_else(String::new, |f| f.to_string());
         tracing::warn!(
             hub = %self.hub,

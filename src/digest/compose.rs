@@ -26,9 +26,9 @@ use super::Articles;
 use crate::base::text::html_to_text;
 use crate::config::{Config, DigestConfig, FeedContent};
 use crate::content::Article;
-use crate::mail::{DkimSigner, Outgoing};
+use crate::mail::{DkimSigner, Outgoing, Wire};
 use crate::store::{Run, SubscriberEmail};
-use crate::subscribers::tokens::Signer;
+use crate::subscribers::tokens::{envelope_address, Signer};
 use crate::templates::{Templates, TEXT_WIDTH};
 
 /// What is the same for every digest herald sends: built once at start, so
@@ -48,6 +48,10 @@ pub struct Composer {
 pub struct RunContext {
     pub run: Run,
     pub digest: DigestConfig,
+    /// The run's page in the web archive (its slug), when the schedule
+    /// is archived: the messages link to it. Set with
+    /// [`Composer::set_archive`].
+    pub archive: Option<String>,
     pub(super) articles: Articles,
     pub(super) views: Vec<OnceLock<ArticleView>>,
     pub(super) date: String,
@@ -112,6 +116,8 @@ pub(super) struct Data<'a> {
     first_title: &'a str,
     more: usize,
     full_content: bool,
+    /// The web archive's copy: no subscriber, no personal links.
+    archive: bool,
     articles: Vec<&'a ArticleView>,
     links: Links,
     reason: String,
@@ -142,6 +148,32 @@ pub(super) struct Links {
     pub(super) preferences: String,
     pub(super) site: String,
     pub(super) feed: String,
+    /// The run's page in the web archive ("view in your browser").
+    pub(super) archive: Option<String>,
+    pub(super) subscribe: String,
+}
+
+/// A run as the web archive shows it: no subscriber, no personal links.
+pub struct WebCopy {
+    pub subject: String,
+    pub html: String,
+    /// The articles' titles, newest first.
+    pub titles: Vec<String>,
+}
+
+/// What one message of a run is made of, whatever it carries.
+pub(super) struct MailParts<'a> {
+    pub run: &'a Run,
+    /// The list's name in `List-Id`: the schedule, or `announcements`.
+    pub list: &'a str,
+    pub list_archive: String,
+    pub to: Recipient<'a>,
+    pub subject: &'a str,
+    pub html: &'a str,
+    pub text: &'a str,
+    pub unsubscribe: &'a str,
+    pub token: &'a str,
+    pub now: DateTime<Utc>,
 }
 
 impl Composer {
@@ -204,16 +236,25 @@ impl Composer {
             .format("%A, %-d %B %Y")
             .to_string();
         let views = (0..articles.len()).map(|_| OnceLock::new()).collect();
-        let headers = self.run_headers(&digest);
+        let headers = self.run_headers(&run, &digest, None);
         Ok(RunContext {
             run,
             digest,
+            archive: None,
             articles,
             views,
             date,
             headers,
             variants: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Links the messages of `ctx` to its page in the web archive (`slug`)
+    /// or, with `None`, to none.
+    pub fn set_archive(&self, ctx: &mut RunContext, slug: Option<String>) {
+        ctx.headers = self.run_headers(&ctx.run, &ctx.digest, slug.as_deref());
+        ctx.archive = slug;
+        ctx.variants.lock().expect("variants lock").clear();
     }
 
     /// The articles `to` gets, as indices into the run's articles; empty
@@ -237,13 +278,24 @@ impl Composer {
             .collect()
     }
 
-    /// The links in a digest that take a reader's token.
-    pub(super) fn links(&self, token: &str) -> Links {
+    /// The links in a digest of `ctx`; those that take a reader's token
+    /// empty without one (the web archive's copy).
+    pub(super) fn links(&self, ctx: &RunContext, token: Option<&str>) -> Links {
+        let page = |name: &str| match token {
+            Some(token) => self.config.page_url(name, Some(token)).to_string(),
+            None => String::new(),
+        };
         Links {
-            preferences: self.config.page_url("preferences", Some(token)).to_string(),
-            unsubscribe: self.config.page_url("unsubscribe", Some(token)).to_string(),
+            preferences: page("preferences"),
+            unsubscribe: page("unsubscribe"),
             site: self.config.site.base_url.url().to_string(),
             feed: self.site_feed_url(),
+            archive: ctx.archive.as_deref().map(|slug| {
+                self.config
+                    .archive_url(&ctx.run.schedule, Some(slug))
+                    .to_string()
+            }),
+            subscribe: self.config.page_url("subscribe", None).to_string(),
         }
     }
 
@@ -259,7 +311,7 @@ impl Composer {
             return Ok(None);
         }
         let token = self.signer.manage_token(to.id, now);
-        let links = self.links(&token);
+        let links = self.links(ctx, Some(&token));
         let unsubscribe = links.unsubscribe.clone();
         let data = self.data(ctx, self.views(ctx, &picked), to.email.as_str(), links);
         let subject = self.subject(ctx, &data)?;
@@ -275,7 +327,38 @@ impl Composer {
         }))
     }
 
-    /// The template data of one digest.
+    /// The web archive's copy of a run: what a reader of every tag got who
+    /// had received the run before (`since`), rendered without any
+    /// subscriber (`archive` true, no unsubscribe or preferences links).
+    /// `None` when the run carried nothing for such a reader.
+    pub fn web_copy(
+        &self,
+        ctx: &RunContext,
+        since: DateTime<Utc>,
+    ) -> anyhow::Result<Option<WebCopy>> {
+        let reader = Reader {
+            since,
+            first: false,
+            tags: &[],
+        };
+        let picked = select::select(&ctx.articles, &ctx.digest, ctx.run.horizon, reader);
+        if picked.is_empty() {
+            return Ok(None);
+        }
+        let titles = picked
+            .iter()
+            .map(|&i| ctx.articles.articles[i].title.clone())
+            .collect();
+        let data = self.data(ctx, self.views(ctx, &picked), "", self.links(ctx, None));
+        Ok(Some(WebCopy {
+            subject: self.subject(ctx, &data)?,
+            html: self.templates.render("digest.html", &data)?,
+            titles,
+        }))
+    }
+
+    /// The template data of one digest (`email` empty: the web archive's
+    /// copy).
     pub(super) fn data<'a>(
         &'a self,
         ctx: &'a RunContext,
@@ -310,6 +393,7 @@ impl Composer {
             first_title: articles.first().map_or("", |a| a.title.as_str()),
             more: articles.len().saturating_sub(1),
             full_content: ctx.digest.content == FeedContent::Full,
+            archive: email.is_empty(),
             articles,
             links,
             reason: format!(
@@ -336,15 +420,16 @@ impl Composer {
         Ok(subject.split_whitespace().collect::<Vec<_>>().join(" "))
     }
 
-    /// `List-Id`: RFC 2369/2919, a phrase and a unique dot-atom id per list.
-    pub(super) fn list_id(&self, digest: &DigestConfig) -> String {
+    /// `List-Id`: RFC 2369/2919, a phrase and a unique dot-atom id per
+    /// list (`list`: a schedule, or `announcements`).
+    pub(super) fn list_id(&self, list: &str) -> String {
         let site = &self.config.site;
         let host = site.base_url.url().host_str().unwrap_or("localhost");
-        let phrase: String = format!("{} {} digest", site.title, digest.name)
+        let phrase: String = format!("{} {} digest", site.title, list)
             .chars()
             .filter(|c| !matches!(c, '"' | '\\'))
             .collect();
-        format!("\"{phrase}\" <{}.digest.{host}>", digest.name)
+        format!("\"{phrase}\" <{}.digest.{host}>", list)
     }
 
     /// `List-Unsubscribe`: the one-click link, and a mailbox if configured.
@@ -359,9 +444,32 @@ impl Composer {
         unsub
     }
 
-    /// `List-Archive`.
-    pub(super) fn list_archive(&self) -> String {
-        format!("<{}>", self.site_feed_url())
+    /// `List-Archive` (RFC 2369): the schedule's web archive when the run
+    /// has a page there, else the site's feed.
+    pub(super) fn list_archive(&self, schedule: &str, archived: bool) -> String {
+        let url = if archived {
+            self.config.archive_url(schedule, None).to_string()
+        } else {
+            self.site_feed_url()
+        };
+        format!("<{url}>")
+    }
+
+    /// The envelope sender (`MAIL FROM`) of `run`'s delivery to subscriber
+    /// `id`: with `mail.bounce_address`, an address whose token names the
+    /// delivery, so that a bounce report identifies it (see
+    /// `subscribers::bounces`); else `From`'s address.
+    pub(super) fn envelope_sender(&self, run: &Run, id: i64) -> anyhow::Result<lettre::Address> {
+        match &self.config.mail.bounce_address {
+            Some(bounce) => {
+                let token = self.signer.envelope_token(run.id, id);
+                let address = envelope_address(bounce, &token);
+                address
+                    .parse()
+                    .with_context(|| format!("`{address}` is not an envelope sender"))
+            }
+            None => Ok(self.from.email.clone()),
+        }
     }
 
     /// The local part of the Message-ID of `run`'s delivery to subscriber
@@ -396,8 +504,54 @@ impl Composer {
                 "List-Unsubscribe",
                 &self.list_unsubscribe(unsubscribe, token),
             )?
+            .envelope_from(self.envelope_sender(&ctx.run, to.id)?.as_ref())?
             .build()?;
         Ok(message)
+    }
+
+    /// A message of a run that is not a digest (an announcement), with
+    /// every header herald sets: the Message-ID that names the delivery,
+    /// the list headers (RFC 2369, 2919, 8058), the envelope sender with
+    /// its token. Signed when it goes on the wire ([`Composer::wire`]).
+    pub(super) fn mail(&self, m: MailParts<'_>) -> anyhow::Result<Message> {
+        let run = m.run;
+        let to = m.to;
+        let message = Outgoing::new(&self.from, to.email, m.subject, m.text, m.html)?
+            // The same Message-ID on every attempt at this delivery.
+            .with_message_id(&Self::message_id_local(run, to.id))?
+            .date(m.now.into())
+            .header("List-Id", &self.list_id(m.list))?
+            .header(
+                "List-Unsubscribe",
+                &self.list_unsubscribe(m.unsubscribe, m.token),
+            )?
+            .header("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")?
+            .header("List-Archive", &format!("<{}>", m.list_archive))?
+            .header("Auto-Submitted", "auto-generated")?
+            .envelope_from(self.envelope_sender(run, to.id)?.as_ref())?
+            .build()?;
+        Ok(message)
+    }
+
+    /// A message lettre built, as it goes on the wire: DKIM-signed when
+    /// `mail.dkim` is set.
+    pub fn wire(&self, message: &Message, now: DateTime<Utc>) -> Wire {
+        match &self.dkim {
+            Some(dkim) => {
+                let text = String::from_utf8_lossy(&message.formatted()).into_owned();
+                let signature = dkim.sign_message(&text, now.timestamp());
+                Wire::new(message.envelope().clone(), signature + &text)
+            }
+            None => Wire::from_message(message),
+        }
+    }
+
+    pub(super) fn templates(&self) -> &Templates {
+        &self.templates
+    }
+
+    pub(super) fn signer(&self) -> &Signer {
+        &self.signer
     }
 
     fn view(&self, digest: &DigestConfig, a: &Article) -> ArticleView {

@@ -7,6 +7,8 @@
 //! - [`schedule`]: ticks in a time zone, catch-up after downtime, the
 //!   daemon's loop.
 //! - [`pace`]: retry backoff and the (shared) send rate.
+//! - [`announce`]: one-off announcements, sent as runs of the ledger.
+//! - `archive`: each run's page in the web archive.
 //!
 //! A run is planned whole (one delivery row per recipient, in one
 //! transaction) before anything is sent; candidates are read and
@@ -27,7 +29,10 @@
 //! PostgreSQL every replica sends: claims skip rows another replica holds,
 //! and only rows whose lease ran out while `sending` become `uncertain`.
 
+pub mod announce;
+mod archive;
 pub mod compose;
+mod lock;
 pub mod pace;
 pub mod published;
 pub mod schedule;
@@ -35,13 +40,15 @@ pub mod select;
 mod send;
 mod variant;
 
-use std::fs::File;
 use std::sync::Arc;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 
-pub use compose::{Composed, Composer, Recipient, RunContext};
+pub use announce::AnnounceContext;
+pub use compose::{Composed, Composer, Recipient, RunContext, WebCopy};
+use lock::sender_name;
+pub use lock::{SendLock, SendRight};
 pub use pace::{RateLimiter, RetryPolicy};
 pub use published::Published;
 pub use send::BATCHES_IN_HAND;
@@ -72,61 +79,18 @@ pub struct Digests {
     sender: String,
 }
 
+/// What a run sends.
+pub enum Content {
+    Digest(Box<RunContext>),
+    Announcement(Box<AnnounceContext>),
+}
+
 /// How far one call to [`Digests::drain`] got.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Drained {
     pub done: bool,
     /// When deliveries waiting for a retry are due.
     pub next_retry: Option<DateTime<Utc>>,
-}
-
-/// The exclusive right to send, held as long as the value lives.
-pub struct SendLock {
-    _file: File,
-}
-
-impl SendLock {
-    /// Takes `<data_dir>/digest.lock` if no other process holds it.
-    pub fn try_acquire(config: &Config) -> anyhow::Result<Option<SendLock>> {
-        std::fs::create_dir_all(&config.data_dir)
-            .with_context(|| format!("cannot create the folder {}", config.data_dir.display()))?;
-        let path = config.data_dir.join("digest.lock");
-        let file = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .with_context(|| format!("cannot open {}", path.display()))?;
-        match file.try_lock() {
-            Ok(()) => Ok(Some(SendLock { _file: file })),
-            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
-            Err(std::fs::TryLockError::Error(e)) => {
-                Err(e).with_context(|| format!("cannot lock {}", path.display()))
-            }
-        }
-    }
-}
-
-/// The right to send digests, as the backend grants it.
-pub enum SendRight {
-    /// SQLite: this process holds the send lock.
-    Exclusive(SendLock),
-    /// PostgreSQL: every replica may send; claims are leased.
-    Shared,
-}
-
-/// A name for this process in the ledger's `claimed_by`: host, process id
-/// and a random part (a restarted process never takes over the leases of
-/// the one before it).
-fn sender_name() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "herald".into());
-    format!(
-        "{host}:{}:{:04x}",
-        std::process::id(),
-        rand::random::<u16>()
-    )
 }
 
 /// Aborts a background task when dropped.
@@ -284,6 +248,33 @@ impl Digests {
             None => tracing::debug!(schedule, %tick, "digest run exists already"),
         }
         Ok(planned.map(|(run, _)| run))
+    }
+
+    /// What `run` sends: a digest of `articles`, or an announcement's
+    /// message from the store; with its archive slug.
+    async fn content(&self, run: &Run, articles: &Articles) -> anyhow::Result<Content> {
+        if run.is_announcement() {
+            let message = self
+                .store
+                .announcement(run.id)
+                .await?
+                .with_context(|| format!("run {} has no announcement in the store", run.id))?;
+            let archived = message.archive;
+            let mut ctx = self.composer.announcement_context(run.clone(), message);
+            if archived {
+                let date = run
+                    .tick
+                    .with_timezone(&self.config.site.timezone.0)
+                    .format("%Y-%m-%d")
+                    .to_string();
+                ctx.archive = Some(self.store.assign_archive_slug(run.id, &date).await?);
+            }
+            return Ok(Content::Announcement(Box::new(ctx)));
+        }
+        let mut ctx = self.composer.context(run.clone(), Arc::clone(articles))?;
+        let slug = self.archive_slug(run).await?;
+        self.composer.set_archive(&mut ctx, slug);
+        Ok(Content::Digest(Box::new(ctx)))
     }
 
     /// Counts by state and problems of `run`.

@@ -24,8 +24,7 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 use super::{
-    AbortOnDrop, Articles, Composer, Digests, Drained, RateLimiter, Recipient, RetryPolicy,
-    RunContext,
+    AbortOnDrop, Articles, Composer, Content, Digests, Drained, RateLimiter, Recipient, RetryPolicy,
 };
 use crate::base::clock::Clock;
 use crate::base::metrics::{EmailResult, Metrics};
@@ -98,7 +97,7 @@ struct Progress {
 
 /// Everything a worker needs, shared.
 struct Worker {
-    ctx: Arc<RunContext>,
+    ctx: Arc<Content>,
     composer: Arc<Composer>,
     mailer: Arc<Mailer>,
     limiter: Arc<RateLimiter>,
@@ -107,6 +106,9 @@ struct Worker {
     policy: RetryPolicy,
     /// Set when the recorder failed: queued deliveries are left unsent.
     stop: AtomicBool,
+    /// Once the shutdown is abandoned, sends without an answer yet are
+    /// dropped and queued deliveries left unsent: they stay `sending`.
+    shutdown: ShutdownSignal,
 }
 
 impl Digests {
@@ -157,6 +159,9 @@ impl Digests {
 
     /// Sends every delivery of `run` that is due now until none is left or
     /// shutdown is asked for (the batches in hand are finished first).
+    /// Should the shutdown be abandoned while they are still being sent,
+    /// the sends not yet answered are dropped and marked `uncertain`; the
+    /// others are recorded as usual.
     pub async fn drain(
         &self,
         run: &Run,
@@ -164,7 +169,7 @@ impl Digests {
         shutdown: &ShutdownSignal,
     ) -> anyhow::Result<Drained> {
         let worker = Arc::new(Worker {
-            ctx: Arc::new(self.composer.context(run.clone(), Arc::clone(articles))?),
+            ctx: Arc::new(self.content(run, articles).await?),
             composer: Arc::clone(&self.composer),
             mailer: Arc::clone(&self.mailer),
             limiter: Arc::clone(&self.limiter),
@@ -172,6 +177,7 @@ impl Digests {
             clock: Arc::clone(&self.clock),
             policy: RetryPolicy::from_config(&self.config),
             stop: AtomicBool::new(false),
+            shutdown: shutdown.clone(),
         });
         let _renewing = self.renew_leases();
         let batch_size = self.config.mail.batch_size.max(1);
@@ -190,7 +196,7 @@ impl Digests {
         }
         let _reporting = self.report_progress(run, &progress);
         let claimer = self.claim_batches(run, shutdown, &permits, jobs_tx, done_tx);
-        let recorder = self.record(run, done_rx, &permits, &worker.stop, &progress);
+        let recorder = self.record(run, done_rx, &permits, &worker, &progress);
         let (claimed, recorded) = tokio::join!(claimer, recorder);
         while let Some(joined) = workers.join_next().await {
             if let Err(e) = joined {
@@ -199,6 +205,18 @@ impl Digests {
         }
         recorded?;
         claimed?;
+        if shutdown.is_abandoned() {
+            // Only the holder of the send lock (this process) sets
+            // `sending`: what is still there was cut off just now.
+            let cut = self.store.resolve_interrupted(self.clock.now()).await?;
+            if cut > 0 {
+                tracing::warn!(
+                    run = run.id,
+                    "{cut} digest deliveries were in flight when the shutdown deadline came; they are marked uncertain (see `herald digest status`, resend with `herald digest retry --uncertain {}`)",
+                    run.id
+                );
+            }
+        }
         self.finish(run).await
     }
 
@@ -269,23 +287,33 @@ impl Digests {
         }
     }
 
-    /// Settles each batch as its last outcome comes in.
+    /// Settles each batch as its last outcome comes in; publishes the
+    /// run's archive page once a recorded batch has sent something.
     async fn record(
         &self,
         run: &Run,
         mut done: mpsc::UnboundedReceiver<Finished>,
         permits: &Semaphore,
-        stop: &AtomicBool,
+        worker: &Worker,
         progress: &Progress,
     ) -> anyhow::Result<()> {
+        let mut archived = false;
         while let Some(finished) = done.recv().await {
             let count = finished.outcomes.len() as u64;
+            let sent = finished
+                .outcomes
+                .iter()
+                .any(|(_, o)| matches!(o, Outcome::Sent { .. }));
             if let Err(e) = self.settle(run, finished.outcomes).await {
                 // Nothing more is claimed or sent: what is in hand stays
                 // `sending`, as after a crash.
-                stop.store(true, Relaxed);
+                worker.stop.store(true, Relaxed);
                 permits.close();
                 return Err(e);
+            }
+            if sent && !archived {
+                archived = true;
+                self.publish_archive(&worker.ctx).await;
             }
             progress.settled.fetch_add(count, Relaxed);
             self.metrics.digest_batch_settled(count);
@@ -425,7 +453,7 @@ async fn work(
         let Some(job) = jobs.lock().await.recv().await else {
             return;
         };
-        if w.stop.load(Relaxed) {
+        if w.stop.load(Relaxed) || w.shutdown.is_abandoned() {
             job.batch.end(None);
             continue;
         }
@@ -434,7 +462,17 @@ async fn work(
         // and turns uncertain, like a crash's. (Caught here rather than
         // by a task per delivery: a spawn and a wake-up per message.)
         let delivered = AssertUnwindSafe(deliver(&w, job.claimed)).catch_unwind();
-        match delivered.await {
+        let delivered = tokio::select! {
+            biased;
+            delivered = delivered => delivered,
+            // The send is dropped with its connection: the delivery stays
+            // `sending`, to be marked uncertain.
+            () = w.shutdown.abandoned() => {
+                job.batch.end(None);
+                continue;
+            }
+        };
+        match delivered {
             Ok(outcome) => {
                 let result = email_result(&outcome);
                 w.metrics.count_email(result);
@@ -444,6 +482,7 @@ async fn work(
                 job.batch.end(Some((id, outcome)));
             }
             Err(_) => {
+                w.metrics.panicked("digest");
                 tracing::error!(subscriber = id, "a digest delivery panicked");
                 job.batch.end(None);
             }
@@ -465,7 +504,18 @@ async fn deliver(w: &Worker, c: Claimed) -> Outcome {
         first: c.first,
         tags: &c.tags,
     };
-    let prepared = match w.composer.prepare(&w.ctx, to, w.clock.now()) {
+    let now = w.clock.now();
+    let prepared = match &*w.ctx {
+        Content::Digest(ctx) => w.composer.prepare(ctx, to, now),
+        // Announcements are rare and once per address: built whole.
+        Content::Announcement(ctx) => w.composer.compose_announcement(ctx, to, now).map(|c| {
+            Some(super::Prepared {
+                wire: w.composer.wire(&c.message, now),
+                article_count: 0,
+            })
+        }),
+    };
+    let prepared = match prepared {
         Ok(Some(prepared)) => prepared,
         Ok(None) => {
             return Outcome::Skipped {

@@ -27,6 +27,7 @@ use super::compose::{Composer, Data, Links, Recipient, RunContext};
 use crate::config::DigestConfig;
 use crate::mail::dkim::canonical_body;
 use crate::mail::{encoded_header, from_header, push_header, qp, BodyHash, Wire};
+use crate::store::Run;
 use crate::templates::{Piece, Skeleton};
 
 /// Distinct digests kept per run; past this the cache starts over, so a
@@ -118,11 +119,20 @@ impl Part {
 
 impl Composer {
     /// The header lines every message of a run for `digest` shares.
-    pub(super) fn run_headers(&self, digest: &DigestConfig) -> RunHeaders {
+    /// `archive`: the run's slug in the web archive, if it has one.
+    pub(super) fn run_headers(
+        &self,
+        run: &Run,
+        digest: &DigestConfig,
+        archive: Option<&str>,
+    ) -> RunHeaders {
         let values = vec![
-            ("List-Id", self.list_id(digest)),
+            ("List-Id", self.list_id(&digest.name)),
             ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click".into()),
-            ("List-Archive", self.list_archive()),
+            (
+                "List-Archive",
+                self.list_archive(&run.schedule, archive.is_some()),
+            ),
             ("Auto-Submitted", "auto-generated".into()),
         ];
         let line = |i: usize| encoded_header(values[i].0, &values[i].1);
@@ -243,7 +253,8 @@ impl Composer {
             .as_str()
             .parse()
             .with_context(|| format!("`{}` is not an address", to.email.as_str()))?;
-        let envelope = Envelope::new(Some(self.from.email.clone()), vec![address])?;
+        let sender = self.envelope_sender(&ctx.run, to.id)?;
+        let envelope = Envelope::new(Some(sender), vec![address])?;
         Ok(Some(Prepared {
             wire: Wire::new(envelope, text),
             article_count: variant.picked.len(),
@@ -274,7 +285,7 @@ impl Composer {
         let links = Links {
             unsubscribe: values[1].to_string(),
             preferences: values[2].to_string(),
-            ..self.links("")
+            ..self.links(ctx, None)
         };
         self.data(ctx, self.views(ctx, &variant.picked), values[0], links)
     }

@@ -1,9 +1,25 @@
 //! Everything under the feeds base path: the feed files themselves, with
 //! validators, conditional GET and precompressed bodies, and the index page
 //! at the base path itself.
+//!
+//! A GET or HEAD of a feed is answered by [`FeedsFirst`] ahead of the
+//! middleware every other request goes through: the answer is in memory
+//! and made without waiting, so a timeout timer, a tracing span and the
+//! panic layer's boxed body would only cost time on the path readers poll
+//! most. Skipping them took the 304 path from 8.9 to 7.0 us of CPU per
+//! request (8.3 with `axum::serve` before this server; nginx 6.2) and the
+//! 200 path from 24.7 to 23.2 us (scripts/bench-http.sh, one machine, one
+//! hour).
 
+use std::convert::Infallible;
+use std::future::{ready, Ready};
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::SystemTime;
+
+use futures_util::future::Either;
+use tower_service::Service;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -38,6 +54,62 @@ pub(super) async fn dispatch(State(ctx): State<Arc<Ctx>>, req: Request) -> Respo
         Target::Index => index::page(&ctx),
         Target::Feed(file) => feed(&ctx, &file, method == Method::HEAD, req.headers())
             .unwrap_or_else(IntoResponse::into_response),
+    }
+}
+
+/// The outermost layer of every route: answers GET and HEAD of a feed
+/// itself, counted and with panics caught like any other request, and
+/// hands everything else to the routes' own stack.
+#[derive(Clone)]
+pub(super) struct FeedsFirstLayer(pub(super) Arc<Ctx>);
+
+impl<S> tower_layer::Layer<S> for FeedsFirstLayer {
+    type Service = FeedsFirst<S>;
+    fn layer(&self, inner: S) -> FeedsFirst<S> {
+        FeedsFirst {
+            ctx: Arc::clone(&self.0),
+            inner,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub(super) struct FeedsFirst<S> {
+    ctx: Arc<Ctx>,
+    inner: S,
+}
+
+impl<S> Service<Request> for FeedsFirst<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Either<Ready<Result<Response, Infallible>>, S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        let method = req.method();
+        if method != Method::GET && method != Method::HEAD {
+            return Either::Right(self.inner.call(req));
+        }
+        let Target::Feed(file) = self.ctx.resolve(req.uri().path()) else {
+            return Either::Right(self.inner.call(req));
+        };
+        let head = method == Method::HEAD;
+        let ctx = &self.ctx;
+        let res = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            feed(ctx, &file, head, req.headers()).unwrap_or_else(IntoResponse::into_response)
+        }))
+        .unwrap_or_else(|payload| super::panicked(&ctx.state.metrics, payload));
+        ctx.state
+            .metrics
+            .count_request(Target::Feed(file).route().label(), res.status().as_u16());
+        tracing::debug!(uri = %req.uri(), status = res.status().as_u16(), "feed");
+        Either::Left(ready(Ok(res)))
     }
 }
 

@@ -3,11 +3,10 @@
 //! mail scanners follow links; unsubscribing on POST, including RFC 8058
 //! one-click), and `/preferences`.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, Query, Request, State};
+use axum::extract::{Query, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -15,6 +14,7 @@ use axum::Router;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::ClientAddr;
 use crate::subscribers::optin::{RequestError, SubscribeRequest, Subscriptions};
 use crate::subscribers::tokens::TokenError;
 
@@ -167,10 +167,9 @@ async fn form(State(subs): State<Arc<Subscriptions>>) -> Response {
 }
 
 async fn submit(State(subs): State<Arc<Subscriptions>>, req: Request) -> Response {
-    let ip = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip());
+    // The client, as a trusted proxy named it: what the rate limit and
+    // the consent record use.
+    let ip = req.extensions().get::<ClientAddr>().map(|c| c.ip);
     let body = match axum::body::to_bytes(req.into_body(), MAX_FORM).await {
         Ok(b) => b,
         Err(_) => {
@@ -198,15 +197,19 @@ async fn submit(State(subs): State<Arc<Subscriptions>>, req: Request) -> Respons
             "ok",
             "If the address can receive mail, a message with a confirmation link is on its way. Nothing is sent until you follow it.",
         ),
-        Err(RequestError::RateLimited) => {
+        Err(RequestError::RateLimited(wait)) => {
+            if let Some(ip) = ip {
+                tracing::info!(client = %ip, "sign-up refused: too many from this network");
+            }
+            let minutes = wait.as_secs().div_ceil(60).max(1);
             let mut res = message(
                 &subs,
                 StatusCode::TOO_MANY_REQUESTS,
                 "Too many requests",
                 "error",
-                "Too many subscription requests came from your network. Please try again in an hour.",
+                &format!("Too many subscription requests came from your network. Please try again in {minutes} minute{}.", if minutes == 1 { "" } else { "s" }),
             );
-            res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("3600"));
+            res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(wait.as_secs().max(1)));
             res
         }
         Err(RequestError::Unavailable) => message(

@@ -80,6 +80,21 @@ impl DkimSigner {
         })
     }
 
+    /// The `DKIM-Signature` header line for a whole message `text`
+    /// (headers, empty line, body; CRLF line ends): for messages built
+    /// whole rather than spliced. Its body must not end in empty lines
+    /// (relaxed canonicalization would drop them; herald's MIME bodies end
+    /// with their closing boundary).
+    pub fn sign_message(&self, text: &str, timestamp: i64) -> String {
+        let (head, body) = match text.find("\r\n\r\n") {
+            Some(i) => (&text[..i + 2], &text[i + 4..]),
+            None => (text, ""),
+        };
+        let mut hash = BodyHash::new();
+        hash.update_lines(body.as_bytes());
+        self.sign(head, &hash.finish(), timestamp)
+    }
+
     /// The `DKIM-Signature` header line (folded, with its CRLF) for a
     /// message whose header block is `head` (lines as written, folded or
     /// not, each with its CRLF) and whose canonical body hashes to

@@ -64,6 +64,9 @@ pub struct Outgoing {
     message_id: String,
     date: Option<SystemTime>,
     extra: Vec<HeaderValue>,
+    /// SMTP `MAIL FROM`, where bounce reports go; `from`'s address when
+    /// `None`.
+    envelope_from: Option<Address>,
 }
 
 impl Outgoing {
@@ -94,6 +97,7 @@ impl Outgoing {
             html: html.into(),
             date: None,
             extra: Vec::new(),
+            envelope_from: None,
         })
     }
 
@@ -152,6 +156,18 @@ impl Outgoing {
         Ok(self)
     }
 
+    /// Sets the envelope sender (SMTP `MAIL FROM`, recorded by the
+    /// receiver as `Return-Path`): bounce reports are mailed there, so a
+    /// per-delivery address names the delivery that bounced. The `From`
+    /// header is unchanged.
+    pub fn envelope_from(mut self, address: &str) -> Result<Outgoing, MessageError> {
+        let parsed: Address = address
+            .parse()
+            .map_err(|_| MessageError::Build(format!("`{address}` is not an envelope sender")))?;
+        self.envelope_from = Some(parsed);
+        Ok(self)
+    }
+
     /// `<random@domain-of-from>`, with the angle brackets; what a ledger
     /// records to recognise the message later.
     pub fn message_id(&self) -> &str {
@@ -165,11 +181,12 @@ impl Outgoing {
     pub fn build(self) -> Result<Message, MessageError> {
         // The envelope is given, not derived from the headers, so the
         // recipients are exactly the one subscriber.
-        let envelope = lettre::address::Envelope::new(
-            Some(self.from.email.clone()),
-            vec![self.to.email.clone()],
-        )
-        .map_err(|e| MessageError::Build(e.to_string()))?;
+        let sender = self
+            .envelope_from
+            .clone()
+            .unwrap_or_else(|| self.from.email.clone());
+        let envelope = lettre::address::Envelope::new(Some(sender), vec![self.to.email.clone()])
+            .map_err(|e| MessageError::Build(e.to_string()))?;
         let mut builder = Message::builder()
             .from(self.from)
             .to(self.to)

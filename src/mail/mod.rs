@@ -8,6 +8,8 @@
 //!   SMTP with a connection pool (at most `pool_size` connections, each
 //!   send bounded by `timeout`), or the file outbox (one `.eml` per
 //!   message) that needs no mail server.
+//! - [`reports`]: delivery status notifications and abuse reports that
+//!   come back after a message was accepted, parsed.
 //! - [`SendError`]: what went wrong, sorted the way a retry policy needs it:
 //!   transient (4xx, connection trouble, timeouts), permanent (5xx, a
 //!   bounce) or other.
@@ -15,6 +17,7 @@
 pub mod dkim;
 mod message;
 pub mod qp;
+pub mod reports;
 mod transport;
 mod wire;
 

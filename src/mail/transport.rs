@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use lettre::message::Mailbox;
 use lettre::transport::smtp::authentication::{Credentials, DEFAULT_MECHANISMS};
-use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
+use lettre::transport::smtp::client::{AsyncSmtpConnection, Certificate, TlsParameters};
 use lettre::transport::smtp::commands::{Ehlo, Mail, Rcpt, Rset};
 use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
 use lettre::Message;
@@ -120,6 +120,9 @@ struct SmtpPool {
     host: String,
     port: u16,
     tls: SmtpTls,
+    /// Made once: the system's CA certificates (read from disk) plus
+    /// `mail.smtp.ca_file`. `None` with `tls = "none"`.
+    tls_parameters: Option<TlsParameters>,
     credentials: Option<Credentials>,
     hello: ClientId,
     timeout: Duration,
@@ -261,12 +264,32 @@ impl Mailer {
         self.description.to_string()
     }
 
-    /// Closes pooled SMTP connections (QUIT); call once at shutdown.
+    /// Closes pooled SMTP connections (QUIT), waiting at most the SMTP
+    /// timeout. Call once when done.
     pub async fn shutdown(&self) {
+        let timeout = match &self.transport {
+            Transport::Smtp(pool) => pool.timeout,
+            Transport::Outbox(_) => Duration::ZERO,
+        };
+        self.shutdown_by(tokio::time::Instant::now() + timeout)
+            .await;
+    }
+
+    /// Closes pooled SMTP connections (QUIT, all at once) by `deadline` at
+    /// the latest; a server that has not answered by then is simply
+    /// disconnected. Call once at shutdown.
+    pub async fn shutdown_by(&self, deadline: tokio::time::Instant) {
         if let Transport::Smtp(pool) = &self.transport {
-            let idle: Vec<_> = std::mem::take(&mut *pool.idle.lock().expect("pool lock"));
-            for (mut conn, _) in idle {
-                let _ = tokio::time::timeout(pool.timeout, conn.smtp.quit()).await;
+            let idle: Vec<_> = match pool.idle.lock() {
+                Ok(mut idle) => std::mem::take(&mut *idle),
+                Err(_) => return,
+            };
+            let quits = idle.into_iter().map(|(mut conn, _)| async move {
+                let _ = conn.smtp.quit().await;
+            });
+            let all = futures_util::future::join_all(quits);
+            if tokio::time::timeout_at(deadline, all).await.is_err() {
+                tracing::debug!("SMTP server slow to answer QUIT; disconnected");
             }
         }
     }
@@ -291,15 +314,14 @@ fn smtp_pool(config: &Config) -> anyhow::Result<(SmtpPool, String)> {
     if smtp.host.trim().is_empty() {
         bail!(origins.error("mail.smtp.host", "must not be empty"));
     }
-    if smtp.tls != SmtpTls::None {
-        // Fails early for a host name TLS cannot verify.
-        if let Err(e) = TlsParameters::new(smtp.host.clone()) {
-            bail!(origins.error(
-                "mail.smtp.host",
-                format!("cannot use `{}` for TLS ({e})", smtp.host)
-            ));
+    // Fails early for a host name TLS cannot verify or a CA file that
+    // cannot be read.
+    let tls_parameters = match smtp.tls {
+        SmtpTls::None => None,
+        SmtpTls::Starttls | SmtpTls::Tls => {
+            Some(tls_parameters(&smtp.host, smtp.ca_file.as_deref())?)
         }
-    }
+    };
     let timeout = smtp.timeout.0;
     if timeout.is_zero() {
         bail!(origins.error("mail.smtp.timeout", "must be longer than 0"));
@@ -341,6 +363,7 @@ fn smtp_pool(config: &Config) -> anyhow::Result<(SmtpPool, String)> {
         host: smtp.host.clone(),
         port: smtp.port,
         tls: smtp.tls,
+        tls_parameters,
         credentials,
         hello: ClientId::default(),
         timeout,
@@ -349,6 +372,38 @@ fn smtp_pool(config: &Config) -> anyhow::Result<(SmtpPool, String)> {
         size: smtp.pool_size.max(1) as usize,
     };
     Ok((pool, description))
+}
+
+const CERT_BEGIN: &str = "-----BEGIN CERTIFICATE-----";
+
+/// TLS for `host`: the system's CA certificates, plus those in `ca_file`.
+fn tls_parameters(host: &str, ca_file: Option<&std::path::Path>) -> anyhow::Result<TlsParameters> {
+    let mut builder = TlsParameters::builder(host.to_string());
+    if let Some(path) = ca_file {
+        let pem = std::fs::read(path).with_context(|| {
+            format!(
+                "config key `mail.smtp.ca_file`: cannot read {}",
+                path.display()
+            )
+        })?;
+        let no_certs = || {
+            format!(
+                "config key `mail.smtp.ca_file`: {} does not hold PEM certificates",
+                path.display()
+            )
+        };
+        if !pem
+            .windows(CERT_BEGIN.len())
+            .any(|w| w == CERT_BEGIN.as_bytes())
+        {
+            bail!(no_certs());
+        }
+        let cert = Certificate::from_pem(&pem).with_context(no_certs)?;
+        builder = builder.add_root_certificate(cert);
+    }
+    builder
+        .build_rustls()
+        .with_context(|| format!("config key `mail.smtp.host`: cannot use `{host}` for TLS"))
 }
 
 impl SmtpPool {
@@ -438,8 +493,9 @@ impl SmtpPool {
             reply: format!("cannot {what} {}:{}: {e}", self.host, self.port),
         };
         let tls = || {
-            TlsParameters::new(self.host.clone())
-                .map_err(|e| SendError::Other(format!("TLS set-up for {}: {e}", self.host)))
+            self.tls_parameters
+                .clone()
+                .ok_or_else(|| SendError::Other(format!("no TLS set-up for {}", self.host)))
         };
         let mut conn = if self.tls == SmtpTls::Tls {
             // Implicit TLS: lettre wraps the socket itself (without

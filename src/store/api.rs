@@ -9,7 +9,10 @@
 //! - [`SharedState`]: the small state replicas must agree on (signing
 //!   secret, dates of undated articles, first-seen times, the shared send
 //!   rate);
-//! - [`Transfer`]: whole tables out and in, for `herald db copy`.
+//! - [`Transfer`]: whole tables out and in, for `herald db copy`;
+//! - [`super::Deliverability`]: late bounces and complaints, erasure, the
+//!   expiry of client IPs;
+//! - [`super::Newsletter`]: announcements and the web archive.
 
 use chrono::{DateTime, FixedOffset, Utc};
 
@@ -248,7 +251,15 @@ pub trait Transfer: Send + Sync {
 
 /// Everything herald keeps, behind one handle.
 #[async_trait::async_trait]
-pub trait Store: Subscribers + Ledger + SharedState + Transfer {
+pub trait Store:
+    Subscribers
+    + Ledger
+    + SharedState
+    + Transfer
+    + super::Counts
+    + super::Deliverability
+    + super::Newsletter
+{
     fn backend(&self) -> Backend;
 
     /// Where the data is, for logs (`SQLite data/herald.sqlite3`,

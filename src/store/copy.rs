@@ -23,10 +23,18 @@ pub enum Part {
     FirstSeen,
     Undated,
     State,
+    /// Provider events and reports applied (so that none applies twice).
+    Feedback,
+    /// Hashes of erased addresses.
+    Suppressions,
+    /// The messages of announcement runs.
+    Announcements,
+    /// The pages of the web archive.
+    Archive,
 }
 
 impl Part {
-    pub const ALL: [Part; 9] = [
+    pub const ALL: [Part; 13] = [
         Part::Subscribers,
         Part::ConsentLog,
         Part::Schedules,
@@ -36,6 +44,10 @@ impl Part {
         Part::FirstSeen,
         Part::Undated,
         Part::State,
+        Part::Feedback,
+        Part::Suppressions,
+        Part::Announcements,
+        Part::Archive,
     ];
 
     pub fn name(self) -> &'static str {
@@ -49,6 +61,10 @@ impl Part {
             Part::FirstSeen => "first-seen articles",
             Part::Undated => "dates of undated articles",
             Part::State => "shared state",
+            Part::Feedback => "bounce and complaint events",
+            Part::Suppressions => "suppressed (erased) addresses",
+            Part::Announcements => "announcements",
+            Part::Archive => "archive pages",
         }
     }
 }
@@ -99,6 +115,7 @@ pub struct RunRow {
     pub created_at: DateTime<Utc>,
     pub done: bool,
     pub finished_at: Option<DateTime<Utc>>,
+    pub archive_slug: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -148,6 +165,13 @@ pub enum Rows {
     Undated(Vec<(String, DateTime<FixedOffset>)>),
     /// `(key, value)`.
     State(Vec<(String, String)>),
+    /// `(source, event id, when)`.
+    Feedback(Vec<(String, String, DateTime<Utc>)>),
+    /// `(hash, reason, when)`.
+    Suppressions(Vec<(String, String, DateTime<Utc>)>),
+    /// `(run id, message)`.
+    Announcements(Vec<(i64, super::Announcement)>),
+    Archive(Vec<super::Issue>),
 }
 
 impl Rows {
@@ -162,6 +186,10 @@ impl Rows {
             Rows::FirstSeen(r) => r.len(),
             Rows::Undated(r) => r.len(),
             Rows::State(r) => r.len(),
+            Rows::Feedback(r) => r.len(),
+            Rows::Suppressions(r) => r.len(),
+            Rows::Announcements(r) => r.len(),
+            Rows::Archive(r) => r.len(),
         }
     }
 
@@ -188,8 +216,21 @@ impl Rows {
             Rows::FirstSeen(r) => text(&r.last()?.article_id),
             Rows::Undated(r) => text(&r.last()?.0),
             Rows::State(r) => text(&r.last()?.0),
+            Rows::Feedback(r) => {
+                let f = r.last()?;
+                (0, 0, feedback_key(&f.0, &f.1))
+            }
+            Rows::Suppressions(r) => text(&r.last()?.0),
+            Rows::Announcements(r) => (r.last()?.0, 0, String::new()),
+            Rows::Archive(r) => (r.last()?.run_id, 0, String::new()),
         })
     }
+}
+
+/// The page key of a feedback event: source and event id, in one text that
+/// sorts as the pair does (a source has no control characters).
+pub fn feedback_key(source: &str, event_id: &str) -> String {
+    format!("{source}\u{1}{event_id}")
 }
 
 /// Copies every part of `from` into `to`, which must be empty; calls

@@ -76,6 +76,8 @@ pub enum Trigger {
     CatchUp,
     /// `herald digest send`.
     Manual,
+    /// `herald announce`: a one-off message, schedule `announcements`.
+    Announcement,
 }
 
 impl Trigger {
@@ -84,6 +86,7 @@ impl Trigger {
             Trigger::Schedule => "schedule",
             Trigger::CatchUp => "catch-up",
             Trigger::Manual => "manual",
+            Trigger::Announcement => "announcement",
         }
     }
 }
@@ -103,6 +106,14 @@ pub struct Run {
     /// `false` while deliveries are pending or being sent.
     pub done: bool,
     pub finished_at: Option<DateTime<Utc>>,
+}
+
+impl Run {
+    /// An announcement rather than a digest: no cursors move, the message
+    /// is in the store.
+    pub fn is_announcement(&self) -> bool {
+        self.trigger == Trigger::Announcement.as_str()
+    }
 }
 
 /// An active subscriber of a schedule, as a run needs them.

@@ -10,8 +10,11 @@
 
 mod api;
 pub mod copy;
+pub mod counts;
 mod error;
+mod feedback;
 mod ledger;
+mod newsletter;
 mod open;
 mod postgres;
 pub mod seen;
@@ -21,11 +24,16 @@ use chrono::{DateTime, SubsecRound, Utc};
 
 pub use crate::base::{EmailError, SubscriberEmail};
 pub use api::{Backend, Claim, Ledger, SeenArticle, SharedState, Store, Subscribers, Transfer};
+pub use counts::{Counts, StoreCounts};
 pub use error::{StoreError, StoreResult};
+pub use feedback::{
+    suppression_hash, Deliverability, Feedback, FeedbackKind, FeedbackOutcome, FeedbackTarget,
+};
 pub use ledger::{
     Candidate, Claimed, DeliveryState, NewDelivery, NewRun, Outcome, Pick, Problem, Run, RunStatus,
     Settled, Trigger, PLAN_PAGE,
 };
+pub use newsletter::{Announcement, Audience, Issue, NewAnnouncement, Newsletter, ANNOUNCEMENTS};
 pub use open::{open, open_location, schema_version, OpenOptions};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
@@ -52,7 +60,7 @@ pub(crate) fn stored_status(s: &str) -> StoreResult<Status> {
 /// times, and says in the consent log where it came from.
 pub(crate) fn restore_note(s: &Subscriber) -> StoreResult<String> {
     let c = &s.consent;
-    let left = matches!(s.status, Status::Unsubscribed | Status::Bounced);
+    let left = s.status.has_left();
     if (s.status == Status::Active && c.confirmed_at.is_none())
         || (s.status == Status::Pending && c.confirmed_at.is_some())
         || left != c.left_at.is_some()
@@ -84,7 +92,7 @@ pub(crate) fn restore_note(s: &Subscriber) -> StoreResult<String> {
 pub struct ConsentEntry {
     pub at: DateTime<Utc>,
     /// `subscribe`, `confirm`, `unsubscribe`, `bounce`, `operator-removal`,
-    /// `purge` or `restore`.
+    /// `purge`, `restore`, `complaint` or `erasure`.
     pub event: String,
     /// The subscriber row it was about (purged rows no longer exist; their
     /// ids are never reused).
@@ -104,6 +112,9 @@ pub enum Status {
     Unsubscribed,
     /// Mail to the address bounced permanently; no more mail is sent.
     Bounced,
+    /// The reader reported a message as spam: never mailed again, and the
+    /// address cannot sign up or be imported again.
+    Complained,
 }
 
 impl Status {
@@ -113,7 +124,22 @@ impl Status {
             Status::Active => "active",
             Status::Unsubscribed => "unsubscribed",
             Status::Bounced => "bounced",
+            Status::Complained => "complained",
         }
+    }
+
+    /// Every status, in the order lists name them.
+    pub const ALL: [Status; 5] = [
+        Status::Pending,
+        Status::Active,
+        Status::Unsubscribed,
+        Status::Bounced,
+        Status::Complained,
+    ];
+
+    /// Left the list: the record has `left_at` and `left_how`.
+    pub fn has_left(self) -> bool {
+        !matches!(self, Status::Pending | Status::Active)
     }
 
     pub fn parse(s: &str) -> Option<Status> {
@@ -122,6 +148,7 @@ impl Status {
             "active" => Status::Active,
             "unsubscribed" => Status::Unsubscribed,
             "bounced" => Status::Bounced,
+            "complained" => Status::Complained,
             _ => return None,
         })
     }
@@ -140,7 +167,7 @@ pub struct Consent {
     /// operator's note on where the consent was given.
     pub note: Option<String>,
     pub left_at: Option<DateTime<Utc>>,
-    /// `one-click`, `unsubscribe-page`, `operator`, `bounce`.
+    /// `one-click`, `unsubscribe-page`, `operator`, `bounce`, `complaint`.
     pub left_how: Option<String>,
 }
 
@@ -184,6 +211,9 @@ pub enum SubscribeOutcome {
     AlreadyActive(Subscriber),
     /// Stored as active directly (`confirmed_note` was given).
     Active(Subscriber),
+    /// The address complained or was erased: nothing stored, nothing to
+    /// send (the web form answers the same as for any other address).
+    Suppressed,
 }
 
 #[derive(Debug, Clone, Default)]

@@ -1,13 +1,13 @@
 //! Double opt-in and leaving: what the subscription pages do, apart from
-//! HTTP. A request is validated, rate-limited per client IP, stored as
+//! HTTP. A request is validated, rate-limited per client network, stored as
 //! pending with its consent data, and answered the same way whether or not
 //! the address was known (so the form cannot tell anyone who subscribes).
 //! The confirmation mail carries a signed, expiring link; unsubscribe and
 //! preference links carry a signed management token.
 
-use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
@@ -20,6 +20,7 @@ use crate::store::{
     EmailError, NewSubscription, Store, StoreError, SubscribeOutcome, Subscriber, SubscriberEmail,
 };
 use crate::subscribers::choices::{ChoiceError, Choices};
+use crate::subscribers::ratelimit::SignupLimiter;
 use crate::subscribers::tokens::{Purpose, Signer, TokenError};
 use crate::templates::Templates;
 
@@ -37,8 +38,9 @@ pub enum RequestError {
     InvalidEmail(#[from] EmailError),
     #[error("there is no choice called `{0}`")]
     UnknownChoice(String),
+    /// With how long until the next request would be accepted.
     #[error("too many requests from this address; try again later")]
-    RateLimited,
+    RateLimited(Duration),
     /// The confirmation could not be sent right now, or the database did
     /// not answer.
     #[error("the confirmation email could not be sent; try again later")]
@@ -66,8 +68,8 @@ pub struct Subscriptions {
     signer: Signer,
     templates: Arc<Templates>,
     choices: Choices,
-    /// Request times per client IP within the last hour.
-    recent: Mutex<HashMap<IpAddr, VecDeque<DateTime<Utc>>>>,
+    /// Sign-up requests per client network.
+    limiter: SignupLimiter,
 }
 
 impl Subscriptions {
@@ -80,12 +82,12 @@ impl Subscriptions {
     ) -> Subscriptions {
         Subscriptions {
             choices: Choices::new(&config),
+            limiter: SignupLimiter::per_hour(config.subscribers.max_requests_per_ip_per_hour),
             config,
             store,
             mailer,
             signer,
             templates,
-            recent: Mutex::new(HashMap::new()),
         }
     }
 
@@ -125,7 +127,7 @@ impl Subscriptions {
         now: DateTime<Utc>,
     ) -> Result<(), RequestError> {
         if let Some(ip) = ip {
-            self.count_request(ip, now)?;
+            self.limiter.check(ip).map_err(RequestError::RateLimited)?;
         }
         let email = SubscriberEmail::parse_new(&req.email, self.config.mail.smtputf8)?;
         let schedules = self.checked_schedules(req.schedules)?;
@@ -147,7 +149,11 @@ impl Subscriptions {
         let sub = match outcome {
             SubscribeOutcome::Pending(sub) => sub,
             // Already active: nothing to send, and the same answer.
-            SubscribeOutcome::AlreadyActive(_) | SubscribeOutcome::Active(_) => return Ok(()),
+            // A complainer or an erased address gets the same page as
+            // anyone, and no mail.
+            SubscribeOutcome::AlreadyActive(_)
+            | SubscribeOutcome::Active(_)
+            | SubscribeOutcome::Suppressed => return Ok(()),
         };
         let sent = self.send_confirmation(&sub, now).await.map_err(|e| {
             // A database outage while noting the mail asks the visitor to
@@ -273,31 +279,6 @@ impl Subscriptions {
         let age = chrono::Duration::from_std(self.config.subscribers.pending_purge_after.0)
             .unwrap_or_default();
         Ok(self.store.purge_pending(now - age).await?)
-    }
-
-    fn count_request(&self, ip: IpAddr, now: DateTime<Utc>) -> Result<(), RequestError> {
-        let limit = self.config.subscribers.max_requests_per_ip_per_hour as usize;
-        let mut recent = self.recent.lock().expect("rate limiter lock");
-        // Keep the table small: forget addresses idle for an hour.
-        if recent.len() > 10_000 {
-            recent.retain(|_, times| {
-                times
-                    .back()
-                    .is_some_and(|t| now - *t < chrono::Duration::hours(1))
-            });
-        }
-        let times = recent.entry(ip).or_default();
-        while times
-            .front()
-            .is_some_and(|t| now - *t >= chrono::Duration::hours(1))
-        {
-            times.pop_front();
-        }
-        if times.len() >= limit {
-            return Err(RequestError::RateLimited);
-        }
-        times.push_back(now);
-        Ok(())
     }
 
     /// Ticked schedules, which must exist; none ticked means all of them.

@@ -224,9 +224,68 @@ impl Signer {
         Ok(id)
     }
 
+    /// The token in the envelope sender of one delivery
+    /// (`bounces+<token>@example.org`): run, subscriber and 80 bits of
+    /// MAC, in digits, lower-case hex and `-` only, since some relays
+    /// lower-case local parts.
+    pub fn envelope_token(&self, run: i64, subscriber: i64) -> String {
+        let mut mac = self.mac();
+        mac.update(format!("env.{run}.{subscriber}").as_bytes());
+        let tag = mac.finalize().into_bytes();
+        format!("{run}-{subscriber}-{}", hex::encode(&tag[..ENVELOPE_MAC]))
+    }
+
+    /// `(run, subscriber)` of a genuine [`Signer::envelope_token`];
+    /// compared in constant time.
+    pub fn verify_envelope_token(&self, token: &str) -> Option<(i64, i64)> {
+        if token.len() > 64 {
+            return None;
+        }
+        let mut parts = token.split('-');
+        let (Some(run), Some(sub), Some(hex), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return None;
+        };
+        let (run, sub): (i64, i64) = (run.parse().ok()?, sub.parse().ok()?);
+        if hex.len() != 2 * ENVELOPE_MAC {
+            return None;
+        }
+        let tag = hex::decode(hex).ok()?;
+        let mut mac = self.mac();
+        mac.update(format!("env.{run}.{sub}").as_bytes());
+        mac.verify_truncated_left(&tag).ok()?;
+        Some((run, sub))
+    }
+
     fn mac(&self) -> HmacSha256 {
         HmacSha256::new_from_slice(&self.key).expect("HMAC takes keys of any length")
     }
+}
+
+/// Bytes of MAC in an envelope token: enough that guessing one is hopeless,
+/// short enough for the 64-character local part.
+const ENVELOPE_MAC: usize = 10;
+
+/// `bounces@example.org` + token -> `bounces+<token>@example.org`.
+pub fn envelope_address(bounce_address: &str, token: &str) -> String {
+    match bounce_address.rsplit_once('@') {
+        Some((local, domain)) => format!("{local}+{token}@{domain}"),
+        None => bounce_address.to_string(),
+    }
+}
+
+/// The token in `address` when it is `bounce_address` with one
+/// (`bounces+<token>@example.org`); local part and domain compared
+/// without regard to case.
+pub fn envelope_token_in<'a>(bounce_address: &str, address: &'a str) -> Option<&'a str> {
+    let (local, domain) = bounce_address.rsplit_once('@')?;
+    let (their_local, their_domain) = address.trim().rsplit_once('@')?;
+    if !their_domain.eq_ignore_ascii_case(domain) {
+        return None;
+    }
+    let (base, token) = their_local.split_once('+')?;
+    base.eq_ignore_ascii_case(local).then_some(token)
 }
 
 /// Reads `data_dir/signing-secret`, creating it (32 random bytes, hex,
@@ -359,6 +418,43 @@ mod tests {
                 "{candidate}"
             );
         }
+    }
+
+    #[test]
+    fn envelope_tokens_name_the_delivery_and_resist_forgery() {
+        let s = signer();
+        let token = s.envelope_token(12, 3456);
+        assert!(token.len() <= 40, "{token}");
+        assert!(token
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase() || b == b'-'));
+        assert_eq!(s.verify_envelope_token(&token), Some((12, 3456)));
+        assert_eq!(
+            s.verify_envelope_token(&token.to_uppercase()),
+            Some((12, 3456))
+        );
+        let forged = token.replacen("12-", "13-", 1);
+        assert_eq!(s.verify_envelope_token(&forged), None);
+        assert_eq!(
+            Signer::new(&[8u8; 32])
+                .unwrap()
+                .verify_envelope_token(&token),
+            None
+        );
+        let address = envelope_address("bounces@example.org", &token);
+        assert_eq!(address, format!("bounces+{token}@example.org"));
+        assert_eq!(
+            envelope_token_in("bounces@example.org", &address.to_uppercase()),
+            Some(token.to_uppercase().as_str())
+        );
+        assert_eq!(
+            envelope_token_in("bounces@example.org", "news@example.org"),
+            None
+        );
+        assert_eq!(
+            envelope_token_in("bounces@example.org", "bounces+x@example.net"),
+            None
+        );
     }
 
     #[test]

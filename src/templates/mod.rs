@@ -85,6 +85,18 @@ const BUILT_IN: &[(&str, &str)] = &[
         include_str!("../../templates/digest_article.txt.hbs"),
     ),
     ("digest.txt", include_str!("../../templates/digest.txt.hbs")),
+    (
+        "archive.html",
+        include_str!("../../templates/archive.html.hbs"),
+    ),
+    (
+        "announcement.html",
+        include_str!("../../templates/announcement.html.hbs"),
+    ),
+    (
+        "announcement.txt",
+        include_str!("../../templates/announcement.txt.hbs"),
+    ),
 ];
 
 /// Partial names that are another name of a template: the pages use

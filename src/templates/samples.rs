@@ -122,6 +122,41 @@ pub fn entry_samples() -> Vec<(&'static str, Vec<Value>)> {
         ),
         ("confirm.txt", vec![confirm.clone()]),
         ("confirm.html", vec![confirm]),
+        (
+            "archive.html",
+            vec![
+                page(json!({
+                    "title": "Example Site archive: weekly",
+                    "schedule": "weekly",
+                    "feed": "https://example.org/archive/weekly/atom.xml",
+                    "subscribe": "https://example.org/subscribe",
+                    "issues": [{
+                        "subject": "Example Site: A sample article",
+                        "url": "https://example.org/archive/weekly/2026-11-30/",
+                        "date": "30 November 2026",
+                        "date_iso": "2026-11-30T08:00:00+00:00",
+                        "schedule": "weekly",
+                        "schedule_url": "https://example.org/archive/weekly/",
+                        "summary": ["A sample article"]
+                    }]
+                })),
+                page(json!({
+                    "title": "Example Site archive",
+                    "schedule": null,
+                    "feed": null,
+                    "subscribe": "https://example.org/subscribe",
+                    "issues": []
+                })),
+            ],
+        ),
+        (
+            "announcement.html",
+            vec![sample_announcement(), bare_announcement()],
+        ),
+        (
+            "announcement.txt",
+            vec![sample_announcement(), bare_announcement()],
+        ),
         ("digest.html", vec![sample_digest(), bare_digest()]),
         ("digest.txt", vec![sample_digest(), bare_digest()]),
     ]
@@ -133,11 +168,7 @@ pub fn entry_samples() -> Vec<(&'static str, Vec<Value>)> {
 pub fn sample_digest() -> Value {
     json!({
         "language": "en",
-        "site": {
-            "title": "Example Site",
-            "url": "https://example.org/",
-            "description": "Notes on software, weekly."
-        },
+        "site": sample_site(),
         "digest": {"name": "weekly", "description": "Every Monday morning"},
         "subscriber": {"email": "ann@example.net"},
         "date": "Monday, 30 November 2026",
@@ -146,6 +177,8 @@ pub fn sample_digest() -> Value {
         "first_title": "A sample article",
         "more": 0,
         "full_content": false,
+        // The web archive's copy: no subscriber, no personal links.
+        "archive": false,
         "articles": [{
             "title": "A sample article",
             "url": "https://example.org/posts/sample/",
@@ -158,14 +191,29 @@ pub fn sample_digest() -> Value {
             "image": {"url": "https://example.org/posts/sample/cover.png", "alt": "A sample article"},
             "tags": [{"name": "Rust", "url": "https://example.org/tags/rust/"}]
         }],
-        "links": {
-            "unsubscribe": "https://example.org/unsubscribe?token=sample",
-            "preferences": "https://example.org/preferences?token=sample",
-            "site": "https://example.org/",
-            "feed": "https://example.org/atom.xml"
-        },
+        "links": sample_links("weekly"),
         "reason": "You receive this email because you subscribed to the weekly digest of Example Site on 1 November 2026.",
         "postal_address": ["Example Ltd", "1 Main Street", "Springfield"]
+    })
+}
+
+fn sample_site() -> Value {
+    json!({
+        "title": "Example Site",
+        "url": "https://example.org/",
+        "description": "Notes on software, weekly."
+    })
+}
+
+/// A reader's links in a message of `schedule`.
+fn sample_links(schedule: &str) -> Value {
+    json!({
+        "unsubscribe": "https://example.org/unsubscribe?token=sample",
+        "preferences": "https://example.org/preferences?token=sample",
+        "site": "https://example.org/",
+        "feed": "https://example.org/atom.xml",
+        "archive": format!("https://example.org/archive/{schedule}/2026-11-30/"),
+        "subscribe": "https://example.org/subscribe"
     })
 }
 
@@ -173,10 +221,46 @@ pub fn sample_digest() -> Value {
 fn bare_digest() -> Value {
     let mut bare = sample_digest();
     bare["full_content"] = true.into();
+    as_archive_copy(&mut bare);
     bare["postal_address"] = json!([]);
     bare["site"]["description"] = "".into();
     bare["articles"][0]["image"] = Value::Null;
     bare["articles"][0]["authors"] = "".into();
     bare["articles"][0]["tags"] = json!([]);
     bare
+}
+
+/// Data of the shape `announcement.html` and `announcement.txt` receive.
+pub fn sample_announcement() -> Value {
+    json!({
+        "language": "en",
+        "site": sample_site(),
+        "subject": "We are moving to a new address",
+        "date": "Monday, 30 November 2026",
+        "content_html": "<p>From December on, the site lives at <a href=\"https://example.net/\">example.net</a>.</p>",
+        "content_text": "From December on, the site lives at example.net.",
+        "archive": false,
+        "subscriber": {"email": "ann@example.net"},
+        "links": sample_links("announcements"),
+        "reason": "You receive this email because you subscribed to Example Site and confirmed your address.",
+        "postal_address": ["Example Ltd", "1 Main Street", "Springfield"]
+    })
+}
+
+/// The announcement as the web archive shows it, without optional parts.
+fn bare_announcement() -> Value {
+    let mut bare = sample_announcement();
+    bare["postal_address"] = json!([]);
+    as_archive_copy(&mut bare);
+    bare
+}
+
+/// The data as the web archive's copy gets it: no subscriber, no
+/// personal links, no link to itself.
+fn as_archive_copy(data: &mut Value) {
+    data["archive"] = true.into();
+    data["links"]["archive"] = Value::Null;
+    data["links"]["unsubscribe"] = "".into();
+    data["links"]["preferences"] = "".into();
+    data["subscriber"]["email"] = "".into();
 }

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use herald::base::metrics::Metrics;
+use herald::base::ready::Readiness;
 use herald::base::served::ServedFeeds;
 use herald::base::shutdown::Shutdown;
 use herald::config::Config;
@@ -302,7 +303,7 @@ async fn metrics_count_articles_rejections_rebuilds_and_requests() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_last_good_feeds_stay_served_when_the_content_directory_disappears() {
+async fn the_last_good_feeds_stay_served_but_not_ready_when_the_content_directory_disappears() {
     let mut site = daemon_site();
     site.extra = "[rescan]\nschedule = \"* * * * * *\"\ndebounce = \"50ms\"\n".into();
     site.write("a.md", article("Alpha", "2024-01-02T00:00:00Z", ""));
@@ -320,7 +321,12 @@ async fn the_last_good_feeds_stay_served_when_the_content_directory_disappears()
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(r.headers()[ETAG], before);
     assert_eq!(titles(&r.text().await.unwrap()), ["Alpha"]);
-    assert_eq!(d.get("/readyz").await.status(), StatusCode::OK);
+    // Readiness tells the truth: an orchestrator should send readers to a
+    // replica that has its content; this one still answers whoever asks.
+    let ready = d.get("/readyz").await;
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let why = ready.text().await.unwrap();
+    assert!(why.contains("content directory cannot be read"), "{why}");
     d.stop().await;
 }
 
@@ -355,9 +361,12 @@ async fn readers_never_see_a_partial_feed_while_hundreds_of_rebuilds_replace_it(
         config: Arc::clone(&config),
         served,
         metrics,
-        ready: Arc::new(AtomicBool::new(true)),
+        ready: Arc::new(Readiness::ready()),
         templates: Arc::new(Templates::load(None).unwrap()),
         subscriptions: None,
+        store: None,
+        webhooks: None,
+        counts: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());

@@ -32,7 +32,7 @@ fn site(now: DateTime<Utc>, templates: &str) -> TestSite {
         let tags: Vec<String> = TAGS
             .iter()
             .enumerate()
-            .filter(|(t, _)| (i as usize + t) % 3 == 0)
+            .filter(|(t, _)| (i as usize + t).is_multiple_of(3))
             .map(|(_, t)| format!("\"{t}\""))
             .collect();
         site.write(

@@ -44,6 +44,7 @@ fn digest(full_content: bool, image_base: &str) -> Value {
         "date": "Monday, 30 November 2026",
         "count": 3,
         "full_content": full_content,
+        "archive": false,
         "articles": [
             {
                 "title": "Rust 2026: what is new in the compiler & the tools",
@@ -93,7 +94,9 @@ fn digest(full_content: bool, image_base: &str) -> Value {
             "unsubscribe": "https://example.org/unsubscribe?token=abc123&list=weekly",
             "preferences": "https://example.org/preferences?token=abc123",
             "site": "https://example.org/",
-            "feed": "https://example.org/atom.xml"
+            "feed": "https://example.org/atom.xml",
+            "archive": null,
+            "subscribe": "https://example.org/subscribe"
         },
         "reason": "You receive this email because you subscribed to the weekly digest of \
             Example Site on 1 November 2026.",
@@ -231,7 +234,7 @@ fn the_text_digest_in_full_content_mode_carries_each_article_as_text() {
 
 /// Where the HTML and the screenshots are kept for whoever looks at a test
 /// run afterwards.
-fn artifacts_dir() -> PathBuf {
+pub(crate) fn artifacts_dir() -> PathBuf {
     let dir = repo_root().join("target/test-artifacts");
     std::fs::create_dir_all(&dir).expect("create target/test-artifacts");
     dir
@@ -393,7 +396,7 @@ fn the_html_digest_is_email_safe_and_readable_in_headless_chromium() {
 
 /// Chromium, from `BROWSER_TEST_CHROMIUM` or Debian's path, or what is
 /// missing.
-fn chromium() -> Result<PathBuf, String> {
+pub(crate) fn chromium() -> Result<PathBuf, String> {
     let path = std::env::var_os("BROWSER_TEST_CHROMIUM")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
@@ -411,7 +414,7 @@ fn chromium() -> Result<PathBuf, String> {
 /// profile, no network (every host name fails to resolve) and, when asked,
 /// images blocked. Chromium and its helpers run in their own process
 /// group, killed whole if they overrun.
-fn screenshot(
+pub(crate) fn screenshot(
     chromium: &Path,
     html: &Path,
     png: &Path,
@@ -437,7 +440,7 @@ fn screenshot(
         "--disable-domain-reliability",
         "--disable-breakpad",
         "--no-proxy-server",
-        "--host-resolver-rules=MAP * ~NOTFOUND",
+        "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
         "--hide-scrollbars",
         "--force-device-scale-factor=1",
         "--lang=en-US",
@@ -449,7 +452,13 @@ fn screenshot(
     .arg(format!("--window-size={width},{height}"))
     .arg(format!("--screenshot={}", png.display()))
     .args(no_images.then_some("--blink-settings=imagesEnabled=false"))
-    .arg(format!("file://{}", html.display()))
+    .arg(if html.starts_with("http:") {
+        // A page served by herald on loopback (an IP, so the resolver
+        // rule above does not stop it).
+        html.display().to_string()
+    } else {
+        format!("file://{}", html.display())
+    })
     .env("XDG_CONFIG_HOME", profile.path().join("config"))
     .env("XDG_CACHE_HOME", profile.path().join("cache"))
     .stdin(Stdio::null())
@@ -486,7 +495,7 @@ fn screenshot(
 
 /// Checks that `path` is a PNG of the window's size with something drawn
 /// in it; returns its length.
-fn assert_png(path: &Path, (width, height): (u32, u32)) -> usize {
+pub(crate) fn assert_png(path: &Path, (width, height): (u32, u32)) -> usize {
     let bytes =
         std::fs::read(path).unwrap_or_else(|e| panic!("screenshot {}: {e}", path.display()));
     assert!(

@@ -106,3 +106,52 @@ async fn healthcheck_exits_1_not_2_when_the_config_does_not_load() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthcheck_ready_says_why_while_the_content_directory_is_missing() {
+    let mut site = TestSite::new();
+    std::fs::remove_dir(&site.content).unwrap();
+    site.extra = "[rescan]\nschedule = \"* * * * * *\"\nwatch = false\n".into();
+    let (base, shutdown, task) = spawn_daemon(site.config()).await;
+    let config = site.config_path();
+    let ready = format!("{base}/readyz");
+    let alive = format!("{base}/healthz");
+    crate::helpers::eventually("the first build has failed", || async {
+        let out = healthcheck(&config, &["--ready", "--url", &ready]).await;
+        text(&out.stderr).contains("no build has succeeded")
+    })
+    .await;
+
+    // The process answers, so the liveness check passes ...
+    let out = healthcheck(&config, &["--url", &alive]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    // ... but it serves nothing, and readiness says so, and why.
+    let out = healthcheck(&config, &["--ready", "--url", &ready]).await;
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("503"), "{err}");
+    assert!(err.contains(&site.content.display().to_string()), "{err}");
+
+    // The directory appears; the next scheduled rescan builds.
+    site.write(
+        "a.md",
+        "+++\ntitle = \"Alpha\"\ndate = 2024-01-02T00:00:00Z\n+++\nBody.\n",
+    );
+    crate::helpers::eventually("ready after the directory appeared", || async {
+        healthcheck(&config, &["--ready", "--url", &ready])
+            .await
+            .status
+            .success()
+    })
+    .await;
+    let out = healthcheck(&config, &["--ready", "--url", &ready]).await;
+    assert!(
+        text(&out.stdout).contains("200 OK: ready"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    shutdown.trigger();
+    task.await.unwrap().expect("daemon stops cleanly");
+}

@@ -349,3 +349,32 @@ pub fn wait_until(what: &str, limit: std::time::Duration, mut check: impl FnMut(
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+/// Active subscribers (consent given elsewhere, source `import`):
+/// `(address, schedules, tags)`.
+pub async fn add_active(store: &dyn herald::store::Store, rows: &[(&str, &[&str], &[&str])]) {
+    let rows = rows
+        .iter()
+        .map(|(email, schedules, tags)| herald::store::NewSubscription {
+            email: herald::store::SubscriberEmail::parse(email).unwrap(),
+            name: None,
+            schedules: schedules.iter().map(|s| s.to_string()).collect(),
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+            at: chrono::Utc::now(),
+            ip: None,
+            source: "import".into(),
+            confirmed_note: Some("added by a test".into()),
+        })
+        .collect::<Vec<_>>();
+    let n = rows.len() as u64;
+    assert_eq!(store.import(rows).await.unwrap().added, n);
+}
+
+/// [`add_active`] into the SQLite database at `db`, from a plain thread.
+pub fn import_active(db: &Path, rows: &[(&str, &[&str], &[&str])]) {
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let store = herald::store::SqliteStore::open(db).await.unwrap();
+        add_active(&store, rows).await;
+        herald::store::Store::close(&store).await;
+    });
+}

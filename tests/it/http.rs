@@ -8,7 +8,6 @@
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -16,6 +15,7 @@ use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, Method, Request, StatusCode};
 use axum::Router;
 use herald::base::metrics::Metrics;
+use herald::base::ready::{Readiness, ReadyState};
 use herald::base::served::{FeedFile, ServedFeeds, Snapshot};
 use herald::base::shutdown::Shutdown;
 use herald::base::FeedFormat;
@@ -65,9 +65,12 @@ impl Fixture {
             config: Arc::new(config),
             served: Arc::new(load_served(&site.feeds)),
             metrics: Arc::new(Metrics::new()),
-            ready: Arc::new(AtomicBool::new(true)),
+            ready: Arc::new(Readiness::ready()),
             templates: Arc::new(Templates::load(None).unwrap()),
             subscriptions: None,
+            store: None,
+            webhooks: None,
+            counts: None,
         };
         let app = router(state.clone());
         Fixture { site, state, app }
@@ -755,7 +758,7 @@ async fn methods_other_than_get_and_head_answer_405_with_allow() {
 #[tokio::test]
 async fn healthz_answers_ok_as_long_as_the_process_runs() {
     let fx = Fixture::new();
-    fx.state.ready.store(false, Ordering::Release);
+    fx.state.ready.set(ReadyState::Starting);
     let res = fx.get("/healthz").await;
     assert_eq!(res.status, StatusCode::OK);
     assert_eq!(res.text(), "ok");
@@ -765,7 +768,7 @@ async fn healthz_answers_ok_as_long_as_the_process_runs() {
 #[tokio::test]
 async fn readyz_answers_503_until_the_first_build_then_200() {
     let fx = Fixture::new();
-    fx.state.ready.store(false, Ordering::Release);
+    fx.state.ready.set(ReadyState::Starting);
     let res = fx.get("/readyz").await;
     assert_eq!(res.status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(res.text().contains("first build"), "{}", res.text());
@@ -774,7 +777,7 @@ async fn readyz_answers_503_until_the_first_build_then_200() {
         Some("text/plain; charset=utf-8")
     );
 
-    fx.state.ready.store(true, Ordering::Release);
+    fx.state.ready.set(ReadyState::Ready);
     let res = fx.get("/readyz").await;
     assert_eq!(res.status, StatusCode::OK);
 }

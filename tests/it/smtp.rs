@@ -20,19 +20,34 @@ pub struct SmtpServer {
     child: Option<Child>,
     /// Extra options of `tests/smtp_server.py` (`--smtputf8`, `--auth`).
     options: Vec<&'static str>,
+    /// Certificate and key files for STARTTLS.
+    tls: Option<(PathBuf, PathBuf)>,
 }
 
 impl SmtpServer {
     /// Starts the server on a free port. Without aiosmtpd: `None` and a
     /// SKIPPED message, except in CI (`CI` set), where it panics.
     pub fn start() -> Option<SmtpServer> {
-        SmtpServer::start_with(&[])
+        SmtpServer::start_configured(&[], None)
     }
 
     /// [`SmtpServer::start`] with options of `tests/smtp_server.py`:
     /// `--smtputf8` (offer SMTPUTF8), `--auth` (offer AUTH, record logins
     /// for [`SmtpServer::logins`]).
     pub fn start_with(options: &[&'static str]) -> Option<SmtpServer> {
+        SmtpServer::start_configured(options, None)
+    }
+
+    /// Starts a server that offers STARTTLS with the certificate (chain)
+    /// and key in these PEM files; see [`SmtpServer::start`].
+    pub fn start_with_tls(tls: Option<(PathBuf, PathBuf)>) -> Option<SmtpServer> {
+        SmtpServer::start_configured(&[], tls)
+    }
+
+    fn start_configured(
+        options: &[&'static str],
+        tls: Option<(PathBuf, PathBuf)>,
+    ) -> Option<SmtpServer> {
         if !aiosmtpd_available() {
             if std::env::var_os("CI").is_some() {
                 panic!("aiosmtpd is not installed (python3 -m pip install aiosmtpd); CI must run the SMTP tests");
@@ -46,6 +61,7 @@ impl SmtpServer {
             port: 0,
             child: None,
             options: options.to_vec(),
+            tls,
         };
         server.spawn(0);
         Some(server)
@@ -79,14 +95,18 @@ impl SmtpServer {
             .append(true)
             .open(self.log_path())
             .expect("server log");
-        let mut child = Command::new("python3")
-            .arg(repo_root().join("tests/smtp_server.py"))
+        let mut cmd = Command::new("python3");
+        cmd.arg(repo_root().join("tests/smtp_server.py"))
             .args(["--port", &port.to_string()])
             .arg("--store")
             .arg(self.store())
             .arg("--control")
             .arg(self.control_path())
-            .args(&self.options)
+            .args(&self.options);
+        if let Some((cert, key)) = &self.tls {
+            cmd.arg("--tls-cert").arg(cert).arg("--tls-key").arg(key);
+        }
+        let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
@@ -215,6 +235,24 @@ impl SmtpServer {
 
     /// The server's counters: connections, messages_accepted,
     /// recipients_accepted, temp_failures, rejects, dropped.
+    /// The envelope sender (MAIL FROM) of each message, by recipient, in
+    /// the order received.
+    pub fn envelope_senders(&self) -> std::collections::BTreeMap<String, Vec<String>> {
+        let text =
+            std::fs::read_to_string(self.store().join("envelopes.jsonl")).unwrap_or_default();
+        let mut out = std::collections::BTreeMap::<String, Vec<String>>::new();
+        for line in text.lines() {
+            let v: serde_json::Value = serde_json::from_str(line).expect("envelope JSON");
+            let from = v["from"].as_str().unwrap_or("").to_string();
+            for to in v["to"].as_array().into_iter().flatten() {
+                out.entry(to.as_str().unwrap_or("").to_lowercase())
+                    .or_default()
+                    .push(from.clone());
+            }
+        }
+        out
+    }
+
     pub fn stats(&self) -> serde_json::Value {
         let text = std::fs::read(self.store().join("stats.json")).expect("stats.json");
         serde_json::from_slice(&text).expect("stats.json is JSON")

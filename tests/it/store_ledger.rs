@@ -10,7 +10,8 @@ use std::collections::BTreeSet;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use herald::store::copy::{copy, Part};
 use herald::store::{
-    Claim, DeliveryState, NewDelivery, NewRun, NewSubscription, Outcome, SeenArticle, Store,
+    Announcement, Audience, Claim, DeliveryState, Feedback, FeedbackKind, FeedbackTarget, Issue,
+    NewAnnouncement, NewDelivery, NewRun, NewSubscription, Outcome, SeenArticle, Store,
     SubscriberEmail, Trigger,
 };
 
@@ -121,17 +122,19 @@ async fn concurrent_claims_never_overlap_and_only_expired_leases_become_uncertai
     let run = new_run(&*db.store, &ids, at(2, 8)).await.unwrap();
     let now = at(2, 8);
     let other = db.open_again().await;
-    // Two replicas claim at once, batch after batch.
+    // Two replicas claim at once, batch after batch. Each stops once it
+    // holds more than half, so that both hold some however the scheduler
+    // (or SQLite's write lock) orders them.
     let mut tasks = Vec::new();
     for (name, s) in [("a", db.store.clone()), ("b", other.clone())] {
         tasks.push(tokio::spawn(async move {
             let mut got = Vec::new();
             loop {
                 let batch = s.claim(run.id, claim(name, now, 16)).await.unwrap();
-                if batch.is_empty() {
+                got.extend(batch.iter().map(|c| c.subscriber_id));
+                if batch.is_empty() || got.len() > 100 {
                     return got;
                 }
-                got.extend(batch.iter().map(|c| c.subscriber_id));
             }
         }));
     }
@@ -350,6 +353,53 @@ async fn sample(store: &dyn Store) {
     store.first_seen(&[seen], now).await.unwrap();
     store
         .share_undated(&[("u.txt".into(), at(1, 2).fixed_offset())], &[])
+        .await
+        .unwrap();
+    // What bounces, complaints, erasure, announcements and the archive
+    // leave behind.
+    let complaint = Feedback {
+        source: "ses".into(),
+        event_id: Some("evt-1".into()),
+        kind: FeedbackKind::Complaint,
+        target: FeedbackTarget::Address(SubscriberEmail::parse("r00005@example.net").unwrap()),
+        recipient: None,
+        detail: "abuse".into(),
+        at: now,
+    };
+    store.record_feedback(&complaint, 5).await.unwrap();
+    store
+        .forget(&SubscriberEmail::parse("gone@example.net").unwrap(), now)
+        .await
+        .unwrap();
+    store
+        .assign_archive_slug(run.id, "2026-03-03")
+        .await
+        .unwrap();
+    let message = Announcement {
+        audience: Audience::Tag("rust".into()),
+        subject: "News".into(),
+        html: "<p>News</p>".into(),
+        text: "News".into(),
+        archive: true,
+    };
+    let announced = store
+        .create_announcement(NewAnnouncement {
+            message: &message,
+            now,
+            deliveries: &[],
+        })
+        .await
+        .unwrap();
+    store
+        .publish_issue(&Issue {
+            run_id: announced.id,
+            schedule: "announcements".into(),
+            slug: "2026-03-03".into(),
+            subject: "News".into(),
+            published_at: now,
+            html: "<p>News</p>".into(),
+            summary: "News".into(),
+        })
         .await
         .unwrap();
 }

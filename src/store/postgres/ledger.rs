@@ -276,7 +276,9 @@ impl Ledger for PgStore {
             .filter(|(id, o)| matches!(o, Outcome::Sent { .. }) && updated.contains(id))
             .map(|(id, _)| *id)
             .collect();
-        if !sent.is_empty() {
+        // An announcement is no digest: what a subscriber has received of
+        // a schedule stays as it was.
+        if !sent.is_empty() && !run.is_announcement() {
             sqlx::query(
                 "INSERT INTO digest_cursors (subscriber_id, schedule, through)
                  SELECT id, $1, $2 FROM unnest($3::bigint[]) AS id

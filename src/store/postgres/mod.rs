@@ -9,7 +9,8 @@
 //!   leases;
 //! - `state`: the signing secret, first-seen times, undated dates, the
 //!   shared send rate;
-//! - `transfer`: whole tables out and in for `herald db copy`.
+//! - `transfer`: whole tables out and in for `herald db copy`;
+//! - `counts`: rows per state, for `/metrics`.
 
 use std::str::FromStr;
 
@@ -212,7 +213,10 @@ pub(super) async fn insert_pairs(
     Ok(())
 }
 
+mod counts;
+mod feedback;
 mod ledger;
+mod newsletter;
 mod plan;
 mod state;
 mod subscribers;

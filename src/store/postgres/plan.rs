@@ -49,7 +49,7 @@ pub(super) async fn candidates(
 }
 
 /// Deliveries in chunks of [`CHUNK`], one `unnest` statement each.
-async fn insert_deliveries(
+pub(super) async fn insert_deliveries(
     conn: &mut PgConnection,
     run: i64,
     now: DateTime<Utc>,

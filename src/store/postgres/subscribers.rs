@@ -8,13 +8,15 @@ use sqlx::{PgConnection, Row};
 
 use super::{by_id, decode, insert_log, insert_pairs, LogRow, PgStore, SELECT_SUBSCRIBERS};
 use crate::store::{
-    db_time, ConsentEntry, ImportCounts, ListFilter, NewSubscription, Status, StoreError,
-    StoreResult, SubscribeOutcome, Subscriber, SubscriberEmail, Subscribers,
+    db_time, suppression_hash, ConsentEntry, ImportCounts, ListFilter, NewSubscription, Status,
+    StoreError, StoreResult, SubscribeOutcome, Subscriber, SubscriberEmail, Subscribers,
 };
 
 /// A subscriber row about to be inserted, with what goes with it.
 pub(super) struct NewRow<'a> {
     pub key: String,
+    /// [`suppression_hash`]: an erased address is not inserted again.
+    pub hash: String,
     pub email: &'a str,
     pub name: Option<&'a str>,
     pub status: Status,
@@ -43,6 +45,7 @@ pub(super) fn request_row(req: &NewSubscription) -> NewRow<'_> {
     let confirmed = req.confirmed_note.is_some();
     NewRow {
         key: req.email.key(),
+        hash: suppression_hash(&req.email),
         email: req.email.as_str(),
         name: req.name.as_deref(),
         status: if confirmed {
@@ -102,11 +105,13 @@ pub(super) async fn insert_rows(
     let inserted: Vec<(i64, String)> = sqlx::query_as(
         "INSERT INTO subscribers (email_key, email, name, status, requested_at, requested_ip,
                                   source, confirmed_at, consent_note, left_at, left_how)
-         SELECT r.* FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],
-                                $5::timestamptz[], $6::text[], $7::text[], $8::timestamptz[],
-                                $9::text[], $10::timestamptz[], $11::text[])
-              AS r(k, e, n, st, ra, ip, so, ca, cn, la, lh)
+         SELECT r.k, r.e, r.n, r.st, r.ra, r.ip, r.so, r.ca, r.cn, r.la, r.lh
+         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],
+                     $5::timestamptz[], $6::text[], $7::text[], $8::timestamptz[],
+                     $9::text[], $10::timestamptz[], $11::text[], $12::text[])
+              AS r(k, e, n, st, ra, ip, so, ca, cn, la, lh, h)
          WHERE NOT EXISTS (SELECT 1 FROM subscribers WHERE email_key = r.k)
+           AND NOT EXISTS (SELECT 1 FROM suppressions WHERE email_hash = r.h)
          ORDER BY r.k
          ON CONFLICT (email_key) DO NOTHING
          RETURNING id, email_key",
@@ -122,6 +127,7 @@ pub(super) async fn insert_rows(
     .bind(col(&|r| r.consent_note.map(str::to_string)))
     .bind(times(&|r| r.left_at))
     .bind(col(&|r| r.left_how.map(str::to_string)))
+    .bind(col(&|r| Some(r.hash.clone())))
     .fetch_all(&mut *conn)
     .await?;
     let mut new: std::collections::HashMap<String, i64> =
@@ -148,6 +154,18 @@ pub(super) async fn insert_rows(
     insert_pairs(conn, "subscriber_tags", "tag", &tags).await?;
     insert_log(conn, &log).await?;
     Ok(ids)
+}
+
+/// Whether `email` was erased on request (and may not come back).
+pub(super) async fn suppressed(
+    conn: &mut PgConnection,
+    email: &SubscriberEmail,
+) -> StoreResult<bool> {
+    let found: Option<i32> = sqlx::query_scalar("SELECT 1 FROM suppressions WHERE email_hash = $1")
+        .bind(suppression_hash(email))
+        .fetch_optional(conn)
+        .await?;
+    Ok(found.is_some())
 }
 
 pub(super) fn counts(ids: &[Option<i64>]) -> ImportCounts {
@@ -200,22 +218,42 @@ impl PgStore {
                 .await?;
         let row = request_row(req);
         let id = match existing {
-            None => {
-                insert_rows(&mut tx, std::slice::from_ref(&row)).await?[0].ok_or_else(|| {
-                    StoreError::Conflict("the address appeared during the transaction".into())
-                })?
-            }
-            Some((id, status)) if status == Status::Active.as_str() => {
+            None => match insert_rows(&mut tx, std::slice::from_ref(&row)).await?[0] {
+                Some(id) => id,
+                // Erased on request: nothing of the address is written.
+                None if suppressed(&mut tx, &req.email).await? => {
+                    return Ok(SubscribeOutcome::Suppressed)
+                }
+                None => {
+                    return Err(StoreError::Conflict(
+                        "the address appeared during the transaction".into(),
+                    ))
+                }
+            },
+            // A complainer, or someone already active: the request is
+            // logged and changes nothing.
+            Some((id, status))
+                if status == Status::Complained.as_str() || status == Status::Active.as_str() =>
+            {
+                let complained = status == Status::Complained.as_str();
                 let mut e = entry(id, &key, "subscribe", row.log_at);
                 e.ip = req.ip.as_deref();
                 e.source = Some(&req.source);
-                e.note = Some("already active; nothing changed".into());
+                e.note = Some(if complained {
+                    "refused: the address reported a message as spam; nothing changed".into()
+                } else {
+                    "already active; nothing changed".into()
+                });
                 insert_log(&mut tx, &[e]).await?;
                 let s = by_id(&mut tx, id)
                     .await?
                     .ok_or_else(|| StoreError::internal("subscriber vanished"))?;
                 tx.commit().await?;
-                return Ok(SubscribeOutcome::AlreadyActive(s));
+                return Ok(if complained {
+                    SubscribeOutcome::Suppressed
+                } else {
+                    SubscribeOutcome::AlreadyActive(s)
+                });
             }
             Some((id, status)) => {
                 // Pending: the request is renewed. Left or bounced: a new
@@ -299,7 +337,7 @@ impl Subscribers for PgStore {
                 .fetch_optional(&mut *tx)
                 .await?;
         match status.as_deref() {
-            None | Some("unsubscribed") | Some("bounced") => return Ok(None),
+            None | Some("unsubscribed") | Some("bounced") | Some("complained") => return Ok(None),
             Some("active") => return by_id(&mut tx, id).await,
             _ => {}
         }
@@ -452,6 +490,7 @@ impl Subscribers for PgStore {
             let note = super::super::restore_note(s)?;
             new.push(NewRow {
                 key: s.email.key(),
+                hash: suppression_hash(&s.email),
                 email: s.email.as_str(),
                 name: s.name.as_deref(),
                 status: s.status,

@@ -8,6 +8,7 @@ use sqlx::Row;
 
 use super::{insert_pairs, PgStore};
 use crate::store::copy::*;
+use crate::store::newsletter::stored_announcement;
 use crate::store::{StoreResult, Transfer};
 
 fn subscriber(r: &PgRow) -> StoreResult<SubscriberRow> {
@@ -122,6 +123,7 @@ impl Transfer for PgStore {
                                 created_at: r.try_get("created_at")?,
                                 done: r.try_get::<String, _>("state")? == "done",
                                 finished_at: r.try_get("finished_at")?,
+                                archive_slug: r.try_get("archive_slug")?,
                             })
                         })
                         .collect::<StoreResult<_>>()?,
@@ -226,6 +228,58 @@ impl Transfer for PgStore {
                 .fetch_all(pool)
                 .await?,
             ),
+            Part::Feedback => Rows::Feedback(
+                sqlx::query_as(
+                    "SELECT source, event_id, at FROM feedback_events
+                     WHERE (source || chr(1) || event_id) COLLATE \"C\" > $1
+                     ORDER BY (source || chr(1) || event_id) COLLATE \"C\" LIMIT $2",
+                )
+                .bind(&text)
+                .bind(limit)
+                .fetch_all(pool)
+                .await?,
+            ),
+            Part::Suppressions => Rows::Suppressions(
+                sqlx::query_as(
+                    "SELECT email_hash, reason, at FROM suppressions WHERE email_hash > $1
+                     ORDER BY email_hash LIMIT $2",
+                )
+                .bind(&text)
+                .bind(limit)
+                .fetch_all(pool)
+                .await?,
+            ),
+            Part::Announcements => {
+                let rows: Vec<(i64, String, String, String, String, bool)> = sqlx::query_as(
+                    "SELECT run_id, audience, subject, html, text, archive FROM announcements
+                     WHERE run_id > $1 ORDER BY run_id LIMIT $2",
+                )
+                .bind(a)
+                .bind(limit)
+                .fetch_all(pool)
+                .await?;
+                Rows::Announcements(
+                    rows.into_iter()
+                        .map(|(id, au, su, h, t, ar)| {
+                            Ok((id, stored_announcement((au, su, h, t, ar))?))
+                        })
+                        .collect::<StoreResult<_>>()?,
+                )
+            }
+            Part::Archive => {
+                let rows = sqlx::query(
+                    "SELECT * FROM archive_issues WHERE run_id > $1 ORDER BY run_id LIMIT $2",
+                )
+                .bind(a)
+                .bind(limit)
+                .fetch_all(pool)
+                .await?;
+                Rows::Archive(
+                    rows.iter()
+                        .map(super::newsletter::issue)
+                        .collect::<StoreResult<_>>()?,
+                )
+            }
         })
     }
 
@@ -299,10 +353,10 @@ impl Transfer for PgStore {
             Rows::Runs(rs) => {
                 sqlx::query(
                     "INSERT INTO digest_runs (id, schedule, tick, horizon, trigger, nonce,
-                        created_at, state, finished_at)
+                        created_at, state, finished_at, archive_slug)
                      SELECT * FROM unnest($1::bigint[], $2::text[], $3::timestamptz[],
                         $4::timestamptz[], $5::text[], $6::text[], $7::timestamptz[], $8::text[],
-                        $9::timestamptz[])",
+                        $9::timestamptz[], $10::text[])",
                 )
                 .bind(col(rs, |r| r.id))
                 .bind(col(rs, |r| r.schedule.clone()))
@@ -313,6 +367,7 @@ impl Transfer for PgStore {
                 .bind(col(rs, |r| r.created_at))
                 .bind(col(rs, |r| if r.done { "done" } else { "sending" }))
                 .bind(col(rs, |r| r.finished_at))
+                .bind(col(rs, |r| r.archive_slug.clone()))
                 .execute(&mut *tx)
                 .await?;
             }
@@ -383,6 +438,53 @@ impl Transfer for PgStore {
                 )
                 .bind(col(rs, |r| r.0.clone()))
                 .bind(col(rs, |r| r.1.clone()))
+                .execute(&mut *tx)
+                .await?;
+            }
+            Rows::Feedback(rs) | Rows::Suppressions(rs) => {
+                let sql = if matches!(rows, Rows::Feedback(_)) {
+                    "INSERT INTO feedback_events (source, event_id, at)
+                     SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[])"
+                } else {
+                    "INSERT INTO suppressions (email_hash, reason, at)
+                     SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[])"
+                };
+                sqlx::query(sql)
+                    .bind(col(rs, |r| r.0.clone()))
+                    .bind(col(rs, |r| r.1.clone()))
+                    .bind(col(rs, |r| r.2))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            Rows::Announcements(rs) => {
+                sqlx::query(
+                    "INSERT INTO announcements (run_id, audience, subject, html, text, archive)
+                     SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[],
+                        $5::text[], $6::boolean[])",
+                )
+                .bind(col(rs, |r| r.0))
+                .bind(col(rs, |r| r.1.audience.to_string()))
+                .bind(col(rs, |r| r.1.subject.clone()))
+                .bind(col(rs, |r| r.1.html.clone()))
+                .bind(col(rs, |r| r.1.text.clone()))
+                .bind(col(rs, |r| r.1.archive))
+                .execute(&mut *tx)
+                .await?;
+            }
+            Rows::Archive(rs) => {
+                sqlx::query(
+                    "INSERT INTO archive_issues (run_id, schedule, slug, subject, published_at,
+                        html, summary)
+                     SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[],
+                        $5::timestamptz[], $6::text[], $7::text[])",
+                )
+                .bind(col(rs, |i| i.run_id))
+                .bind(col(rs, |i| i.schedule.clone()))
+                .bind(col(rs, |i| i.slug.clone()))
+                .bind(col(rs, |i| i.subject.clone()))
+                .bind(col(rs, |i| i.published_at))
+                .bind(col(rs, |i| i.html.clone()))
+                .bind(col(rs, |i| i.summary.clone()))
                 .execute(&mut *tx)
                 .await?;
             }

@@ -10,7 +10,10 @@ use sqlx::SqliteConnection;
 
 use super::consent::{insert_log, LogRow};
 use super::{format_time, SqliteStore};
-use crate::store::{ImportCounts, NewSubscription, Status, StoreResult, Subscriber};
+use crate::store::{
+    suppression_hash, ImportCounts, NewSubscription, Status, StoreResult, Subscriber,
+    SubscriberEmail,
+};
 
 impl SqliteStore {
     /// Puts back subscribers as an export described them: status, consent
@@ -26,6 +29,7 @@ impl SqliteStore {
             new.push(NewRow {
                 email: s.email.as_str(),
                 key: s.email.key(),
+                hash: suppression_hash(&s.email),
                 name: s.name.as_deref(),
                 status: s.status.as_str(),
                 requested_at: format_time(c.requested_at),
@@ -68,6 +72,9 @@ pub(super) fn counts(ids: &[Option<i64>]) -> ImportCounts {
 pub(super) struct NewRow<'a> {
     pub(super) email: &'a str,
     pub(super) key: String,
+    /// [`crate::store::suppression_hash`]: an erased address is not
+    /// inserted again.
+    pub(super) hash: String,
     pub(super) name: Option<&'a str>,
     pub(super) status: &'static str,
     pub(super) requested_at: String,
@@ -117,6 +124,7 @@ pub(super) fn request_row<'a>(req: &'a NewSubscription, at: &str) -> NewRow<'a> 
     NewRow {
         email: req.email.as_str(),
         key: req.email.key(),
+        hash: suppression_hash(&req.email),
         name: req.name.as_deref(),
         status: if confirmed {
             Status::Active.as_str()
@@ -158,6 +166,7 @@ pub(super) async fn insert_rows(
                 value ->> 'left_how'
          FROM json_each(?)
          WHERE NOT EXISTS (SELECT 1 FROM subscribers WHERE email_key = value ->> 'key')
+           AND NOT EXISTS (SELECT 1 FROM suppressions WHERE email_hash = value ->> 'hash')
          ORDER BY key
          ON CONFLICT (email_key) DO NOTHING
          RETURNING id, email_key",
@@ -189,6 +198,18 @@ pub(super) async fn insert_rows(
     insert_pairs(conn, "subscriber_tags", "tag", &tags).await?;
     insert_log(conn, &log).await?;
     Ok(ids)
+}
+
+/// Whether `email` was erased on request (and may not come back).
+pub(super) async fn suppressed(
+    conn: &mut SqliteConnection,
+    email: &SubscriberEmail,
+) -> StoreResult<bool> {
+    let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM suppressions WHERE email_hash = ?")
+        .bind(suppression_hash(email))
+        .fetch_optional(conn)
+        .await?;
+    Ok(found.is_some())
 }
 
 /// Adds `(subscriber id, value)` pairs to the schedules or tags table.

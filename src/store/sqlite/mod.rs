@@ -13,7 +13,8 @@
 //! - `consent`: the append-only consent log;
 //! - `ledger`: the digest ledger's SQL;
 //! - `state`: first-seen times, undated dates, the shared send rate;
-//! - `transfer`: whole tables out and in for `herald db copy`.
+//! - `transfer`: whole tables out and in for `herald db copy`;
+//! - `counts`: rows per state, for `/metrics`.
 
 use std::path::Path;
 use std::time::Duration;
@@ -211,7 +212,10 @@ async fn by_id(conn: &mut SqliteConnection, id: i64) -> StoreResult<Option<Subsc
 // Declared after `select_subscribers!` so that the macro is in scope in them.
 mod bulk;
 mod consent;
+mod counts;
+mod feedback;
 mod ledger;
+mod newsletter;
 mod plan;
 mod state;
 mod subscribers;

@@ -48,7 +48,7 @@ pub(super) async fn candidates(
 
 /// Thousands of rows per statement, through json_each: one round trip
 /// per chunk instead of one per recipient.
-async fn insert_deliveries(
+pub(super) async fn insert_deliveries(
     conn: &mut SqliteConnection,
     run: i64,
     at: &str,

@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::bulk::{counts, insert_rows, request_row, set_lists, NewRow};
+use super::bulk::{counts, insert_rows, request_row, set_lists, suppressed, NewRow};
 use super::consent::{insert_log, log, LogRow};
 use super::{by_id, decode, format_time, SqliteStore};
 use crate::store::{
@@ -23,10 +23,24 @@ impl Subscribers for SqliteStore {
                 .fetch_optional(&mut *tx)
                 .await?;
         let id = match existing {
-            None => insert_rows(&mut tx, &[request_row(&req, &at)]).await?[0].ok_or_else(|| {
-                StoreError::Conflict("the address appeared during the transaction".into())
-            })?,
-            Some((id, status)) if status == Status::Active.as_str() => {
+            None => match insert_rows(&mut tx, &[request_row(&req, &at)]).await?[0] {
+                Some(id) => id,
+                // Erased on request: nothing of the address is written.
+                None if suppressed(&mut tx, &req.email).await? => {
+                    return Ok(SubscribeOutcome::Suppressed)
+                }
+                None => {
+                    return Err(StoreError::Conflict(
+                        "the address appeared during the transaction".into(),
+                    ))
+                }
+            },
+            // A complainer, or someone already active: the request is
+            // logged and changes nothing.
+            Some((id, status))
+                if status == Status::Complained.as_str() || status == Status::Active.as_str() =>
+            {
+                let complained = status == Status::Complained.as_str();
                 let entry = LogRow {
                     id: Some(id),
                     key: &key,
@@ -34,14 +48,22 @@ impl Subscribers for SqliteStore {
                     at: &at,
                     ip: req.ip.as_deref(),
                     source: Some(&req.source),
-                    note: Some("already active; nothing changed"),
+                    note: Some(if complained {
+                        "refused: the address reported a message as spam; nothing changed"
+                    } else {
+                        "already active; nothing changed"
+                    }),
                 };
                 log(&mut tx, entry).await?;
                 let s = by_id(&mut tx, id)
                     .await?
                     .ok_or_else(|| StoreError::internal("subscriber vanished"))?;
                 tx.commit().await?;
-                return Ok(SubscribeOutcome::AlreadyActive(s));
+                return Ok(if complained {
+                    SubscribeOutcome::Suppressed
+                } else {
+                    SubscribeOutcome::AlreadyActive(s)
+                });
             }
             Some((id, status)) => {
                 // Pending: the request is renewed. Left or bounced: a new
@@ -111,7 +133,7 @@ impl Subscribers for SqliteStore {
         };
         match s.status {
             Status::Active => return Ok(Some(s)),
-            Status::Unsubscribed | Status::Bounced => return Ok(None),
+            Status::Unsubscribed | Status::Bounced | Status::Complained => return Ok(None),
             Status::Pending => {}
         }
         let at = format_time(at);

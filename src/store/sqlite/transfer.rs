@@ -8,6 +8,7 @@ use sqlx::Row;
 use super::bulk::insert_pairs;
 use super::{format_time, parse_opt_time, parse_time, SqliteStore};
 use crate::store::copy::*;
+use crate::store::newsletter::stored_announcement;
 use crate::store::{StoreResult, Transfer};
 
 fn opt_time(t: &Option<chrono::DateTime<chrono::Utc>>) -> Value {
@@ -130,6 +131,7 @@ impl Transfer for SqliteStore {
                                 created_at: parse_time(r.try_get("created_at")?)?,
                                 done: r.try_get::<String, _>("state")? == "done",
                                 finished_at: parse_opt_time(r.try_get("finished_at")?)?,
+                                archive_slug: r.try_get("archive_slug")?,
                             })
                         })
                         .collect::<StoreResult<_>>()?,
@@ -236,6 +238,68 @@ impl Transfer for SqliteStore {
                 .fetch_all(pool)
                 .await?,
             ),
+            Part::Feedback => {
+                let rows: Vec<(String, String, String)> = sqlx::query_as(
+                    "SELECT source, event_id, at FROM feedback_events
+                     WHERE source || char(1) || event_id > ?
+                     ORDER BY source || char(1) || event_id LIMIT ?",
+                )
+                .bind(&text)
+                .bind(limit)
+                .fetch_all(pool)
+                .await?;
+                Rows::Feedback(
+                    rows.into_iter()
+                        .map(|(s, e, t)| Ok((s, e, parse_time(t)?)))
+                        .collect::<StoreResult<_>>()?,
+                )
+            }
+            Part::Suppressions => {
+                let rows: Vec<(String, String, String)> = sqlx::query_as(
+                    "SELECT email_hash, reason, at FROM suppressions WHERE email_hash > ?
+                     ORDER BY email_hash LIMIT ?",
+                )
+                .bind(&text)
+                .bind(limit)
+                .fetch_all(pool)
+                .await?;
+                Rows::Suppressions(
+                    rows.into_iter()
+                        .map(|(h, r, t)| Ok((h, r, parse_time(t)?)))
+                        .collect::<StoreResult<_>>()?,
+                )
+            }
+            Part::Announcements => {
+                let rows: Vec<(i64, String, String, String, String, bool)> = sqlx::query_as(
+                    "SELECT run_id, audience, subject, html, text, archive FROM announcements
+                     WHERE run_id > ? ORDER BY run_id LIMIT ?",
+                )
+                .bind(a)
+                .bind(limit)
+                .fetch_all(pool)
+                .await?;
+                Rows::Announcements(
+                    rows.into_iter()
+                        .map(|(id, au, su, h, t, ar)| {
+                            Ok((id, stored_announcement((au, su, h, t, ar))?))
+                        })
+                        .collect::<StoreResult<_>>()?,
+                )
+            }
+            Part::Archive => {
+                let rows = sqlx::query(
+                    "SELECT * FROM archive_issues WHERE run_id > ? ORDER BY run_id LIMIT ?",
+                )
+                .bind(a)
+                .bind(limit)
+                .fetch_all(pool)
+                .await?;
+                Rows::Archive(
+                    rows.iter()
+                        .map(super::newsletter::issue)
+                        .collect::<StoreResult<_>>()?,
+                )
+            }
         })
     }
 
@@ -291,14 +355,16 @@ impl Transfer for SqliteStore {
             ),
             Rows::Runs(rs) => (
                 "INSERT INTO digest_runs (id, schedule, tick, horizon, trigger, nonce, created_at,
-                    state, finished_at)
+                    state, finished_at, archive_slug)
                  SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4,
-                        value ->> 5, value ->> 6, value ->> 7, value ->> 8 FROM json_each(?)",
+                        value ->> 5, value ->> 6, value ->> 7, value ->> 8, value ->> 9
+                 FROM json_each(?)",
                 rs.iter()
                     .map(|r| {
                         json!([r.id, r.schedule, format_time(r.tick), opt_time(&r.horizon),
                             r.trigger, r.nonce, format_time(r.created_at),
-                            if r.done { "done" } else { "sending" }, opt_time(&r.finished_at)])
+                            if r.done { "done" } else { "sending" }, opt_time(&r.finished_at),
+                            r.archive_slug])
                     })
                     .collect(),
             ),
@@ -341,6 +407,43 @@ impl Transfer for SqliteStore {
                 "INSERT INTO herald_state (key, value)
                  SELECT value ->> 0, value ->> 1 FROM json_each(?)",
                 rs.iter().map(|(k, v)| json!([k, v])).collect(),
+            ),
+            Rows::Feedback(rs) => (
+                "INSERT INTO feedback_events (source, event_id, at)
+                 SELECT value ->> 0, value ->> 1, value ->> 2 FROM json_each(?)",
+                rs.iter()
+                    .map(|(s, e, t)| json!([s, e, format_time(*t)]))
+                    .collect(),
+            ),
+            Rows::Suppressions(rs) => (
+                "INSERT INTO suppressions (email_hash, reason, at)
+                 SELECT value ->> 0, value ->> 1, value ->> 2 FROM json_each(?)",
+                rs.iter()
+                    .map(|(h, r, t)| json!([h, r, format_time(*t)]))
+                    .collect(),
+            ),
+            Rows::Announcements(rs) => (
+                "INSERT INTO announcements (run_id, audience, subject, html, text, archive)
+                 SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4,
+                        value ->> 5 FROM json_each(?)",
+                rs.iter()
+                    .map(|(id, m)| {
+                        json!([id, m.audience.to_string(), m.subject, m.html, m.text,
+                            i64::from(m.archive)])
+                    })
+                    .collect(),
+            ),
+            Rows::Archive(rs) => (
+                "INSERT INTO archive_issues (run_id, schedule, slug, subject, published_at, html,
+                    summary)
+                 SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4,
+                        value ->> 5, value ->> 6 FROM json_each(?)",
+                rs.iter()
+                    .map(|i| {
+                        json!([i.run_id, i.schedule, i.slug, i.subject,
+                            format_time(i.published_at), i.html, i.summary])
+                    })
+                    .collect(),
             ),
         };
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
