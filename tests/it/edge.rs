@@ -151,9 +151,12 @@ async fn the_connection_cap_holds_and_the_daemon_stays_reachable() {
         &metrics,
         "herald_http_connections_closed_total{reason=\"evicted\"}",
     );
-    // The first reader took an idle connection's slot; the next ones the
-    // slot the reader before them left.
-    assert!(evicted > (CLIENTS - CAP) as f64, "{metrics}");
+    // The silent clients past the cap made room by evicting idle ones;
+    // the readers then took idle slots or the slot the reader before them
+    // left (on a loaded machine a reader may find the cap full while a
+    // slot is being freed: that connection is refused and the next gets
+    // in, which the 200s above show).
+    assert!(evicted >= (CLIENTS - CAP) as f64, "{metrics}");
     drop(idle);
 }
 

@@ -17,7 +17,7 @@ use crate::child::{add_active, sample};
 use crate::helpers::{eventually, free_port, herald_command, repo_root, spawn_daemon, TestSite};
 
 /// Every family herald exposes.
-const FAMILIES: [&str; 19] = [
+const FAMILIES: [&str; 23] = [
     "herald_articles_published",
     "herald_files_rejected",
     "herald_rebuilds",
@@ -29,6 +29,10 @@ const FAMILIES: [&str; 19] = [
     "herald_emails",
     "herald_digest_run_duration_seconds",
     "herald_digest_last_run_duration_seconds",
+    "herald_digest_run_deliveries",
+    "herald_digest_run_settled",
+    "herald_digest_batches",
+    "herald_digest_bytes",
     "herald_http_requests",
     "herald_http_connections_open",
     "herald_http_connections_accepted",
@@ -262,6 +266,9 @@ first_digest_articles = 3
         ("herald_digest_deliveries{state=\"pending\"}", 0.0),
         ("herald_emails_total{result=\"sent\"}", 3.0),
         ("herald_digest_run_duration_seconds_count", 1.0),
+        // The run is over: no run being sent here.
+        ("herald_digest_run_deliveries", 0.0),
+        ("herald_digest_batches_total", 1.0),
         (
             "herald_http_requests_total{route=\"feed\",status=\"200\"}",
             3.0,
@@ -275,6 +282,11 @@ first_digest_articles = 3
             2.0,
         ),
     ];
+    let bytes = v.get("herald_digest_bytes_total").copied().unwrap_or(0.0);
+    assert!(
+        bytes > 3.0 * 1000.0,
+        "three digests of over a kilobyte each: {bytes}"
+    );
     for (key, want) in expect {
         let got = v.get(key).copied().unwrap_or(0.0);
         assert_eq!(got, want, "{key} in\n{text}");
