@@ -182,6 +182,8 @@ struct Row {
     pool: u32,
     herald: Report,
     source_secs: f64,
+    /// smtp-source's CPU time for the same messages.
+    source_cpu_secs: f64,
     phases: Option<Report>,
 }
 
@@ -255,11 +257,11 @@ fn parent(args: &[String]) -> anyhow::Result<()> {
                         sink_herald / n as f64 * 1e6
                     );
                         let sink_before = sink.cpu_secs();
-                        let source_secs =
+                        let (source_secs, source_cpu_secs) =
                             run_smtp_source(&source_bin, sink.addr, pool, n, &sample)?;
                         let sink_source = sink.cpu_secs() - sink_before;
                         eprintln!(
-                        "{tag} smtp-source: {n} in {source_secs:.2} s ({:.0}/s); smtp-sink cpu {:.0} us/message",
+                        "{tag} smtp-source: {n} in {source_secs:.2} s ({:.0}/s), cpu {source_cpu_secs:.2} s; smtp-sink cpu {:.0} us/message",
                         n as f64 / source_secs,
                         sink_source / n as f64 * 1e6
                     );
@@ -293,6 +295,7 @@ fn parent(args: &[String]) -> anyhow::Result<()> {
                             pool,
                             herald,
                             source_secs,
+                            source_cpu_secs,
                             phases,
                         });
                     }
@@ -319,7 +322,7 @@ fn parent(args: &[String]) -> anyhow::Result<()> {
 
 fn print_table(rows: &[Row]) {
     println!(
-        "{:>11}  {:>7}  {:>8}  {:>8}  {:>4}  {:>8}  {:>6}  {:>7}  {:>7}  {:>10}  {:>8}  {:>13}  {:>9}  {:>9}  {:>5}  targets",
+        "{:>11}  {:>7}  {:>8}  {:>8}  {:>4}  {:>8}  {:>6}  {:>7}  {:>7}  {:>10}  {:>8}  {:>13}  {:>9}  {:>9}  {:>5}  {:>13}  targets",
         "subscribers",
         "content",
         "backend",
@@ -335,6 +338,7 @@ fn print_table(rows: &[Row]) {
         "msg bytes",
         "source/s",
         "ratio",
+        "source ms/msg",
     );
     for r in rows {
         let h = &r.herald;
@@ -343,7 +347,7 @@ fn print_table(rows: &[Row]) {
         let memory_ok = r.subscribers < 1_000_000 || h.peak_mib() < 100.0;
         let met = ratio >= 0.5 && cpu_ms <= 0.1 && memory_ok;
         println!(
-            "{:>11}  {:>7}  {:>8}  {:>8}  {:>4}  {:>8}  {:>6.2}  {:>7.2}  {:>7.0}  {:>10.3}  {:>8.1}  {:>13}  {:>9}  {:>9.0}  {:>5.2}  {}",
+            "{:>11}  {:>7}  {:>8}  {:>8}  {:>4}  {:>8}  {:>6.2}  {:>7.2}  {:>7.0}  {:>10.3}  {:>8.1}  {:>13}  {:>9}  {:>9.0}  {:>5.2}  {:>13.3}  {}",
             r.subscribers,
             r.content,
             r.backend,
@@ -359,6 +363,7 @@ fn print_table(rows: &[Row]) {
             h.num("message_bytes"),
             r.source_rate(),
             ratio,
+            r.source_cpu_secs / r.subscribers as f64 * 1e3,
             if met { "met" } else { "missed" }
         );
     }
@@ -840,16 +845,23 @@ fn child_command(exe: &Path, mode: &str, config: &Path, n: usize, run: Option<i6
 
 /// `smtp-source` sending `n` copies of `sample` over `sessions` parallel
 /// connections, each reused for its next message (`-d`), as herald's pool
-/// does. Returns the wall time.
+/// does. Returns the wall time and smtp-source's CPU time (user + system,
+/// from bash's `times` after it exits: the same measure as herald's).
 fn run_smtp_source(
     bin: &Path,
     sink: SocketAddr,
     sessions: u32,
     n: usize,
     sample: &Path,
-) -> anyhow::Result<f64> {
+) -> anyhow::Result<(f64, f64)> {
     let started = Instant::now();
-    let output = Command::new(bin)
+    let output = Command::new("bash")
+        .args([
+            "-c",
+            r#""$@"; rc=$?; times >&2; exit $rc"#,
+            "smtp-source",
+        ])
+        .arg(bin)
         .args(["-d", "-s", &sessions.to_string(), "-m", &n.to_string()])
         .arg("-F")
         .arg(sample)
@@ -866,13 +878,24 @@ fn run_smtp_source(
         .output()
         .with_context(|| format!("cannot run {}", bin.display()))?;
     let secs = started.elapsed().as_secs_f64();
+    let stderr = String::from_utf8_lossy(&output.stderr);
     ensure!(
         output.status.success(),
         "smtp-source failed ({}): {}",
         output.status,
-        String::from_utf8_lossy(&output.stderr).trim()
+        stderr.trim()
     );
-    Ok(secs)
+    // `times` prints the shell's user and system time, then its
+    // children's: "0m1.234s 0m0.567s".
+    let children = stderr.trim().lines().last().unwrap_or("");
+    let cpu: f64 = children
+        .split_whitespace()
+        .map(|t| {
+            let (m, s) = t.trim_end_matches('s').split_once('m').unwrap_or(("0", "nan"));
+            m.parse::<f64>().unwrap_or(f64::NAN) * 60.0 + s.parse::<f64>().unwrap_or(f64::NAN)
+        })
+        .sum();
+    Ok((secs, cpu))
 }
 
 fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
