@@ -856,11 +856,7 @@ fn run_smtp_source(
 ) -> anyhow::Result<(f64, f64)> {
     let started = Instant::now();
     let output = Command::new("bash")
-        .args([
-            "-c",
-            r#""$@"; rc=$?; times >&2; exit $rc"#,
-            "smtp-source",
-        ])
+        .args(["-c", r#""$@"; rc=$?; times >&2; exit $rc"#, "smtp-source"])
         .arg(bin)
         .args(["-d", "-s", &sessions.to_string(), "-m", &n.to_string()])
         .arg("-F")
@@ -891,7 +887,10 @@ fn run_smtp_source(
     let cpu: f64 = children
         .split_whitespace()
         .map(|t| {
-            let (m, s) = t.trim_end_matches('s').split_once('m').unwrap_or(("0", "nan"));
+            let (m, s) = t
+                .trim_end_matches('s')
+                .split_once('m')
+                .unwrap_or(("0", "nan"));
             m.parse::<f64>().unwrap_or(f64::NAN) * 60.0 + s.parse::<f64>().unwrap_or(f64::NAN)
         })
         .sum();

@@ -8,7 +8,6 @@ use std::sync::atomic::AtomicU64;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -23,92 +22,10 @@ const REBUILD_BUCKETS: [f64; 11] = [
 /// takes from seconds (a few readers) to hours (a large list, rate-limited).
 const DIGEST_RUN_BUCKETS: [f64; 8] = [1.0, 10.0, 60.0, 300.0, 900.0, 3600.0, 14400.0, 86400.0];
 
-/// How one delivery attempt ended, as `herald_emails_total{result}` counts it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EmailResult {
-    Sent,
-    Retried,
-    Failed,
-    Bounced,
-    Skipped,
-}
+mod labels;
 
-impl EmailResult {
-    fn label(self) -> &'static str {
-        match self {
-            EmailResult::Sent => "sent",
-            EmailResult::Retried => "retried",
-            EmailResult::Failed => "failed",
-            EmailResult::Bounced => "bounced",
-            EmailResult::Skipped => "skipped",
-        }
-    }
-}
-
-/// Why the server closed (or never served) a connection, as
-/// `herald_http_connections_closed_total{reason}` counts it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CloseReason {
-    /// The client closed it, or it ended after a response (the normal case).
-    Done,
-    /// A request head did not arrive within `server.header_read_timeout`.
-    HeaderTimeout,
-    /// No request and no bytes moving for `server.keepalive_timeout`.
-    IdleTimeout,
-    /// Closed to make room for a new connection at `server.max_connections`.
-    Evicted,
-    /// Accepted at the cap with nothing idle to close: closed at once.
-    Refused,
-    /// Still open when the shutdown deadline came.
-    Shutdown,
-    /// A protocol or I/O error (a malformed request, a reset).
-    Error,
-}
-
-impl CloseReason {
-    pub fn label(self) -> &'static str {
-        match self {
-            CloseReason::Done => "done",
-            CloseReason::HeaderTimeout => "header_timeout",
-            CloseReason::IdleTimeout => "idle_timeout",
-            CloseReason::Evicted => "evicted",
-            CloseReason::Refused => "refused",
-            CloseReason::Shutdown => "shutdown",
-            CloseReason::Error => "error",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ResultLabel {
-    result: &'static str,
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct RequestLabels {
-    route: &'static str,
-    status: u16,
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ReasonLabel {
-    reason: &'static str,
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct TaskLabel {
-    task: &'static str,
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct StatusLabel {
-    status: &'static str,
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct StateLabel {
-    state: &'static str,
-}
+pub use labels::{CloseReason, EmailResult};
+use labels::{ReasonLabel, RequestLabels, ResultLabel, StateLabel, StatusLabel, TaskLabel};
 
 /// Route labels whose counters are cached in `http_fixed`.
 const ROUTES: [&str; 10] = [

@@ -23,13 +23,13 @@ use serde::Serialize;
 use super::select::{self, Reader};
 use super::variant::{RunHeaders, Variant};
 use super::Articles;
-use crate::base::text::html_to_text;
 use crate::config::{Config, DigestConfig, FeedContent};
-use crate::content::Article;
 use crate::mail::{DkimSigner, Outgoing, Wire};
 use crate::store::{Run, SubscriberEmail};
 use crate::subscribers::tokens::{envelope_address, Signer};
-use crate::templates::{Templates, TEXT_WIDTH};
+use crate::templates::Templates;
+
+mod view;
 
 /// What is the same for every digest herald sends: built once at start, so
 /// that a bad DKIM key or subject template stops herald there.
@@ -552,51 +552,6 @@ impl Composer {
 
     pub(super) fn signer(&self) -> &Signer {
         &self.signer
-    }
-
-    fn view(&self, digest: &DigestConfig, a: &Article) -> ArticleView {
-        let tz = digest.tz(&self.config.site);
-        let published = a.published.with_timezone(&tz);
-        let full = digest.content == FeedContent::Full;
-        let base = self.config.site.base_url.url();
-        ArticleView {
-            title: a.title.clone(),
-            url: a.url.to_string(),
-            date: published.format("%-d %B %Y").to_string(),
-            date_iso: a.published.to_rfc3339(),
-            authors: a
-                .authors
-                .iter()
-                .map(|p| p.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", "),
-            summary: a.summary.clone(),
-            content_html: if full {
-                a.content_html.clone()
-            } else {
-                String::new()
-            },
-            content_text: if full {
-                html_to_text(&a.content_html, TEXT_WIDTH)
-            } else {
-                String::new()
-            },
-            image: a.image.as_ref().map(|i| ImageView {
-                url: i.url.to_string(),
-                alt: a.title.clone(),
-            }),
-            tags: a
-                .tags
-                .iter()
-                .map(|t| TagView {
-                    name: t.name.clone(),
-                    url: base
-                        .join(&format!("tags/{}/", t.slug))
-                        .map(|u| u.to_string())
-                        .unwrap_or_default(),
-                })
-                .collect(),
-        }
     }
 
     /// The site-wide feed in the first configured format.
