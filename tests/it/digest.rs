@@ -605,6 +605,41 @@ async fn dkim_signatures_verify_and_cover_both_list_unsubscribe_headers() {
         );
     }
 
+    // An announcement is not spliced: it is built whole and signed on its
+    // way to the wire (`Composer::wire`). Its signature verifies too.
+    let message = herald::digest::announce::announcement_from_markdown(
+        "# We are moving\n\nFrom *Monday* the office is at the harbour.\n\n.A line with a dot.\n",
+        &url::Url::parse("https://example.org/").unwrap(),
+        herald::store::Audience::All,
+        false,
+    )
+    .unwrap();
+    let run = h.digests.start_announcement(&message).await.unwrap();
+    let articles = h.articles().await;
+    let shutdown = Shutdown::new();
+    let drained = h
+        .digests
+        .drain(&run, &articles, &shutdown.signal())
+        .await
+        .unwrap();
+    assert!(drained.done, "{}", h.smtp.log());
+    let announced = h.smtp.messages();
+    assert_eq!(announced.len(), 2, "{}", h.smtp.log());
+    let announcement = keys.path().join("announcement.eml");
+    std::fs::write(&announcement, &announced[1].1).unwrap();
+    let out = std::process::Command::new("python3")
+        .arg(super::helpers::repo_root().join("tests/dkim_verify.py"))
+        .arg(&announcement)
+        .arg(&public_b64)
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(
+        report["verified"], true,
+        "dkimpy on the announcement: {report}"
+    );
+
     // A tampered List-Unsubscribe no longer verifies.
     let text = String::from_utf8(received[0].1.clone()).unwrap();
     let tampered = text.replacen(
