@@ -95,7 +95,7 @@ enum Command {
     /// through the same ledger, templates, headers, retries and crash
     /// guarantees as a digest, and into the web archive. Queued to the
     /// daemon when it holds the send lock. Exits 1 when a delivery failed
-    /// or bounced.
+    /// or bounced, or nobody is in the audience.
     Announce(herald::cli::announce::AnnounceArgs),
     /// Bounce reports mailed back to `mail.bounce_address`: `ingest` reads
     /// one (a DSN or an abuse report) from a file or standard input, as an

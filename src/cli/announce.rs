@@ -66,10 +66,17 @@ pub async fn run(config: Config, args: AnnounceArgs) -> anyhow::Result<ExitCode>
     .with_context(|| args.file.display().to_string())?;
     let store = store::open(&config).await?;
     let digests = super::digest::digests(&config, Arc::clone(&store)).await?;
-    let code = if args.dry_run {
-        let planned = digests
-            .plan_announcement(&message, chrono::Utc::now())
-            .await?;
+    let now = crate::store::db_time(chrono::Utc::now());
+    let planned = digests.plan_announcement(&message, now).await?;
+    let code = if planned.is_empty() {
+        // Most likely a misspelt tag: a run to nobody would only clutter
+        // the ledger and the archive.
+        eprintln!(
+            "error: no active subscriber is in {} (is the tag or schedule spelt as subscribers have it?); nothing was sent or recorded",
+            message.audience
+        );
+        ExitCode::FAILURE
+    } else if args.dry_run {
         outln!(
             "dry run: `{}` would go to {} subscribers ({}); nothing was sent or recorded",
             message.subject,
@@ -78,7 +85,9 @@ pub async fn run(config: Config, args: AnnounceArgs) -> anyhow::Result<ExitCode>
         )?;
         ExitCode::SUCCESS
     } else {
-        let run = digests.start_announcement(&message).await?;
+        let run = digests
+            .start_planned_announcement(&message, now, planned)
+            .await?;
         outln!(
             "run {}: announcement `{}` planned for {}",
             run.id,

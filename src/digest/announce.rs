@@ -201,6 +201,17 @@ impl Digests {
     pub async fn start_announcement(&self, message: &Announcement) -> anyhow::Result<Run> {
         let now = crate::store::db_time(self.clock.now());
         let planned = self.plan_announcement(message, now).await?;
+        self.start_planned_announcement(message, now, planned).await
+    }
+
+    /// Records an announcement run to those `plan_announcement` found at
+    /// `now`.
+    pub async fn start_planned_announcement(
+        &self,
+        message: &Announcement,
+        now: DateTime<Utc>,
+        planned: Vec<NewDelivery>,
+    ) -> anyhow::Result<Run> {
         let run = self
             .store
             .create_announcement(NewAnnouncement {

@@ -147,6 +147,29 @@ fn an_announcement_reaches_its_audience_with_the_subject_of_its_heading() {
     let bad = site.cli(&["announce", file, "--to", "monthly"]);
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--to"));
+    // A tag nobody follows (a typo) sends nothing and records no run.
+    let runs = |site: &TestSite| {
+        let out = site.cli(&["digest", "status"]);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.contains(" announcements "))
+            .count()
+    };
+    let runs_before = runs(&site);
+    assert_eq!(runs_before, 1, "the announcement to `news`");
+    let sent = smtp.messages().len();
+    for dry in [false, true] {
+        let mut args = vec!["announce", file, "--to", "tag:rsut"];
+        if dry {
+            args.push("--dry-run");
+        }
+        let nobody = site.cli(&args);
+        let err = String::from_utf8_lossy(&nobody.stderr);
+        assert_eq!(nobody.status.code(), Some(1), "{err}");
+        assert!(err.contains("no active subscriber is in tag:rsut"), "{err}");
+    }
+    assert_eq!(smtp.messages().len(), sent);
+    assert_eq!(runs(&site), runs_before, "no run for nobody");
 }
 
 #[test]
