@@ -108,9 +108,10 @@ impl Composer {
         let (html, text, unsubscribe) = self.render_announcement(ctx, Some((to.email, &token)))?;
         let config = self.config();
         let list_archive = match &ctx.archive {
-            Some(_) => config.archive_url(&ctx.run.schedule, None).to_string(),
-            None => config.feeds_base_url().to_string(),
+            Some(_) => config.archive_url(&ctx.run.schedule, None),
+            None => config.feeds_base_url().clone(),
         };
+        let list_archive = format!("<{list_archive}>");
         let message = self.mail(super::compose::MailParts {
             run: &ctx.run,
             list: &ctx.run.schedule,

@@ -166,6 +166,7 @@ pub(super) struct MailParts<'a> {
     pub run: &'a Run,
     /// The list's name in `List-Id`: the schedule, or `announcements`.
     pub list: &'a str,
+    /// The `List-Archive` header's value, angle brackets included.
     pub list_archive: String,
     pub to: Recipient<'a>,
     pub subject: &'a str,
@@ -318,7 +319,18 @@ impl Composer {
         let html = self.templates.render("digest.html", &data)?;
         let text = self.templates.render("digest.txt", &data)?;
         let count = data.count;
-        let message = self.message(ctx, to, &subject, &html, &text, &unsubscribe, &token, now)?;
+        let message = self.mail(MailParts {
+            run: &ctx.run,
+            list: &ctx.digest.name,
+            list_archive: self.list_archive(&ctx.run.schedule, ctx.archive.is_some()),
+            to,
+            subject: &subject,
+            html: &html,
+            text: &text,
+            unsubscribe: &unsubscribe,
+            token: &token,
+            now,
+        })?;
         Ok(Some(Composed {
             message,
             article_count: count,
@@ -478,41 +490,12 @@ impl Composer {
         format!("digest.{}.{}.{}", run.nonce, run.id, id)
     }
 
-    /// The straightforward message, through lettre (unsigned: what is
-    /// sent is built and signed by [`Composer::prepare`]).
-    #[allow(clippy::too_many_arguments)]
-    fn message(
-        &self,
-        ctx: &RunContext,
-        to: Recipient<'_>,
-        subject: &str,
-        html: &str,
-        text: &str,
-        unsubscribe: &str,
-        token: &str,
-        now: DateTime<Utc>,
-    ) -> anyhow::Result<Message> {
-        let mut message = Outgoing::new(&self.from, to.email, subject, text, html)?
-            // The same Message-ID on every attempt at this delivery.
-            .with_message_id(&Self::message_id_local(&ctx.run, to.id))?
-            .date(now.into());
-        for (name, value) in ctx.headers.list_values() {
-            message = message.header(name, value)?;
-        }
-        let message = message
-            .header(
-                "List-Unsubscribe",
-                &self.list_unsubscribe(unsubscribe, token),
-            )?
-            .envelope_from(self.envelope_sender(&ctx.run, to.id)?.as_ref())?
-            .build()?;
-        Ok(message)
-    }
-
-    /// A message of a run that is not a digest (an announcement), with
-    /// every header herald sets: the Message-ID that names the delivery,
-    /// the list headers (RFC 2369, 2919, 8058), the envelope sender with
-    /// its token. Signed when it goes on the wire ([`Composer::wire`]).
+    /// A message of a run built whole through lettre (an announcement, or a
+    /// digest the straightforward way), with every header herald sets: the
+    /// Message-ID that names the delivery, the list headers (RFC 2369,
+    /// 2919, 8058), the envelope sender with its token. Signed when it
+    /// goes on the wire ([`Composer::wire`]); what a run sends of a digest
+    /// is built and signed by [`Composer::prepare`].
     pub(super) fn mail(&self, m: MailParts<'_>) -> anyhow::Result<Message> {
         let run = m.run;
         let to = m.to;
@@ -526,7 +509,7 @@ impl Composer {
                 &self.list_unsubscribe(m.unsubscribe, m.token),
             )?
             .header("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")?
-            .header("List-Archive", &format!("<{}>", m.list_archive))?
+            .header("List-Archive", &m.list_archive)?
             .header("Auto-Submitted", "auto-generated")?
             .envelope_from(self.envelope_sender(run, to.id)?.as_ref())?
             .build()?;

@@ -47,8 +47,6 @@ pub struct Prepared {
 
 /// The header lines that are the same in every message of a run.
 pub(super) struct RunHeaders {
-    /// List-Id, List-Unsubscribe-Post, List-Archive, Auto-Submitted.
-    values: Vec<(&'static str, String)>,
     from_line: String,
     list_id_line: String,
     post_line: String,
@@ -56,13 +54,6 @@ pub(super) struct RunHeaders {
     rest: String,
     /// The domain of Message-IDs.
     domain: String,
-}
-
-impl RunHeaders {
-    /// The list headers whose values every recipient shares.
-    pub(super) fn list_values(&self) -> impl Iterator<Item = (&'static str, &str)> {
-        self.values.iter().map(|(n, v)| (*n, v.as_str()))
-    }
 }
 
 /// One distinct digest of a run.
@@ -126,24 +117,18 @@ impl Composer {
         digest: &DigestConfig,
         archive: Option<&str>,
     ) -> RunHeaders {
-        let values = vec![
-            ("List-Id", self.list_id(&digest.name)),
-            ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click".into()),
-            (
-                "List-Archive",
-                self.list_archive(&run.schedule, archive.is_some()),
-            ),
-            ("Auto-Submitted", "auto-generated".into()),
-        ];
-        let line = |i: usize| encoded_header(values[i].0, &values[i].1);
-        let rest = format!("{}{}MIME-Version: 1.0\r\n", line(2), line(3));
+        let archive = self.list_archive(&run.schedule, archive.is_some());
+        let rest = format!(
+            "{}{}MIME-Version: 1.0\r\n",
+            encoded_header("List-Archive", &archive),
+            encoded_header("Auto-Submitted", "auto-generated")
+        );
         RunHeaders {
             from_line: from_header(&self.from),
-            list_id_line: line(0),
-            post_line: line(1),
+            list_id_line: encoded_header("List-Id", &self.list_id(&digest.name)),
+            post_line: encoded_header("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
             rest,
             domain: self.from.email.domain().to_string(),
-            values,
         }
     }
 
