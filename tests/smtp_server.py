@@ -24,7 +24,8 @@ command, so a test can change the server's behaviour while it runs:
 
 - rcpt_reject: recipients (any case) answered with the given reply at RCPT.
 - temp_fail_first: the next N commands at temp_fail_stage ("rcpt", the
-  default, or "data": after the message was received) get temp_fail_reply.
+  default, or "data": after the message was received) get temp_fail_reply;
+  "data_crash": the handler fails after the message was received.
 - drop_connection_first: the next N DATA commands are answered by closing
   the connection abruptly, without a reply.
 - data_delay_ms: wait this long before answering the end of DATA.
@@ -212,6 +213,11 @@ class Handler:
         reply = self.state.take_temp_failure("data")
         if reply:
             return reply
+        if self.state.take_temp_failure("data_crash"):
+            # aiosmtpd answers "500 Error: (RuntimeError) ..." and, unlike
+            # after a reply, keeps the transaction's envelope: the next
+            # MAIL without RSET is "503 Error: nested MAIL command".
+            raise RuntimeError("the message store failed")
         seq = self.state.store_message(
             envelope.rcpt_tos, envelope.original_content, envelope.mail_from
         )

@@ -206,6 +206,31 @@ async fn a_451_after_data_is_transient_too() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_whose_server_failed_the_content_is_reset_before_the_next_message() {
+    let Some(server) = SmtpServer::start() else {
+        return;
+    };
+    server.set_control(json!({"temp_fail_first": 1, "temp_fail_stage": "data_crash"}));
+    let mailer = smtp_mailer(server.port(), "10s").await;
+    let m = message(&mailer, "ann@example.net");
+    let err = mailer.send(&m).await.unwrap_err();
+    assert!(err.reply().starts_with("500"), "{err:?}");
+    // The same pooled connection: without a RSET this server answers the
+    // next MAIL with "503 nested MAIL command", which would count as a
+    // hard bounce of the next recipient.
+    mailer
+        .send(&message(&mailer, "bob@example.net"))
+        .await
+        .unwrap();
+    assert_eq!(server.messages().len(), 1);
+    assert_eq!(
+        server.stats()["connections"],
+        1,
+        "the connection was reused"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_550_for_a_recipient_is_permanent_and_keeps_the_reply_text() {
     let Some(server) = SmtpServer::start() else {
         return;

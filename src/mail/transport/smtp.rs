@@ -236,6 +236,17 @@ pub(super) async fn transaction(
     // Dot-stuffed, with its end (see `Wire`): one buffer, one write.
     match smtp.command(Flight(data, "")).await {
         Ok(_) => Ok(()),
-        Err(e) => Err(failed(&e)),
+        Err(e) => {
+            let (error, reusable) = failed(&e);
+            // The reply ends the transaction (RFC 5321 §4.1.1.4), but not
+            // every server forgets its envelope when it fails the content
+            // (aiosmtpd then answers the next MAIL "503 nested MAIL
+            // command", a 5xx that would bounce the next recipient):
+            // reset before the connection is used again, or drop it.
+            if reusable == Reusable::Yes && smtp.command(Rset).await.is_err() {
+                return Err((error, Reusable::No));
+            }
+            Err((error, reusable))
+        }
     }
 }
