@@ -26,7 +26,9 @@ use lettre::Address;
 use super::compose::{Composer, Data, Links, Recipient, RunContext};
 use crate::config::DigestConfig;
 use crate::mail::dkim::canonical_body;
-use crate::mail::{encoded_header, from_header, push_header, qp, BodyHash, Wire};
+use crate::mail::{
+    encoded_header, from_header, push_header, qp, BodyHash, Stuffed, Wire, WireText,
+};
 use crate::store::Run;
 use crate::templates::{Piece, Skeleton};
 
@@ -54,6 +56,30 @@ pub(super) struct RunHeaders {
     rest: String,
     /// The domain of Message-IDs.
     domain: String,
+    /// The unsubscribe and preferences pages' URLs up to their token
+    /// (`…?token=`): joining a URL per recipient took two URL parses.
+    unsubscribe_page: String,
+    preferences_page: String,
+}
+
+impl RunHeaders {
+    /// `page` (one of the two above) with `token`, as
+    /// `Config::page_url` writes it.
+    fn page_url(page: &str, token: &str) -> String {
+        let mut url = String::with_capacity(page.len() + token.len());
+        url.push_str(page);
+        // Tokens are URL-safe base64 and dots, which the form encoding
+        // leaves as they are.
+        if token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'*'))
+        {
+            url.push_str(token);
+        } else {
+            url.extend(url::form_urlencoded::byte_serialize(token.as_bytes()));
+        }
+        url
+    }
 }
 
 /// One distinct digest of a run.
@@ -77,9 +103,9 @@ enum Subject {
 }
 
 enum Body {
-    /// Encoded, and (with DKIM) in canonical form.
+    /// Encoded and dot-stuffed, and (with DKIM) in canonical form.
     Shared {
-        wire: String,
+        wire: Stuffed,
         canonical: Vec<u8>,
     },
     Open(Piece),
@@ -129,6 +155,8 @@ impl Composer {
             post_line: encoded_header("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
             rest,
             domain: self.from.email.domain().to_string(),
+            unsubscribe_page: self.config.page_url("unsubscribe", Some("")).to_string(),
+            preferences_page: self.config.page_url("preferences", Some("")).to_string(),
         }
     }
 
@@ -147,14 +175,9 @@ impl Composer {
         }
         let variant = self.variant(ctx, picked)?;
         let token = self.signer.manage_token(to.id, now);
-        let unsubscribe = self
-            .config
-            .page_url("unsubscribe", Some(&token))
-            .to_string();
-        let preferences = self
-            .config
-            .page_url("preferences", Some(&token))
-            .to_string();
+        let headers = &ctx.headers;
+        let unsubscribe = RunHeaders::page_url(&headers.unsubscribe_page, &token);
+        let preferences = RunHeaders::page_url(&headers.preferences_page, &token);
         let values = [
             to.email.as_str(),
             unsubscribe.as_str(),
@@ -181,7 +204,6 @@ impl Composer {
             dynamic.push(encoded);
         }
 
-        let headers = &ctx.headers;
         let mut head = String::with_capacity(1200);
         head.push_str(&headers.from_line);
         push_header(&mut head, "To", to.email.as_str());
@@ -196,11 +218,7 @@ impl Composer {
                 head.push_str(&encoded_header("Subject", &self.subject(ctx, &data)?));
             }
         }
-        push_header(
-            &mut head,
-            "Date",
-            &now.format("%a, %d %b %Y %H:%M:%S +0000").to_string(),
-        );
+        push_header(&mut head, "Date", &mail_date(now));
         let id = Self::message_id_local(&ctx.run, to.id);
         push_header(
             &mut head,
@@ -219,7 +237,7 @@ impl Composer {
         head.push_str(&variant.content_type);
 
         let open: usize = dynamic.iter().map(String::len).sum();
-        let mut text = String::with_capacity(variant.size + open + head.len() + 700);
+        let mut text = WireText::with_capacity(variant.size + open + head.len() + 700);
         if let Some(dkim) = &self.dkim {
             let hash = variant.body_hash(&dynamic);
             text.push_str(&dkim.sign(&head, &hash, now.timestamp()));
@@ -229,7 +247,7 @@ impl Composer {
         let mut open = dynamic.iter();
         for item in &variant.body {
             match item {
-                Body::Shared { wire, .. } => text.push_str(wire),
+                Body::Shared { wire, .. } => text.push_stuffed(wire),
                 _ => text.push_str(open.next().map_or("", String::as_str)),
             }
         }
@@ -241,7 +259,7 @@ impl Composer {
         let sender = self.envelope_sender(&ctx.run, to.id)?;
         let envelope = Envelope::new(Some(sender), vec![address])?;
         Ok(Some(Prepared {
-            wire: Wire::new(envelope, text),
+            wire: text.finish(envelope),
             article_count: variant.picked.len(),
         }))
     }
@@ -338,18 +356,34 @@ impl Composer {
             );
             push_shared(&mut body, &head);
             match skeleton {
-                None => body.push(Body::Rendered(part)),
+                None => body.push(Joined::Other(Body::Rendered(part))),
                 Some(s) => {
                     for piece in s.pieces() {
                         match piece {
                             Piece::Text(t) => push_shared(&mut body, &qp::encode(t)),
-                            open => body.push(Body::Open(open.clone())),
+                            open => body.push(Joined::Other(Body::Open(open.clone()))),
                         }
                     }
                 }
             }
         }
         push_shared(&mut body, &format!("\r\n--{boundary}--\r\n"));
+        let body: Vec<Body> = body
+            .into_iter()
+            .map(|b| match b {
+                Joined::Shared(text) => {
+                    let mut canonical = Vec::new();
+                    if self.dkim.is_some() {
+                        canonical_body(text.as_bytes(), &mut canonical);
+                    }
+                    Body::Shared {
+                        wire: Stuffed::new(&text),
+                        canonical,
+                    }
+                }
+                Joined::Other(b) => b,
+            })
+            .collect();
         variant.size = body
             .iter()
             .map(|b| match b {
@@ -358,11 +392,6 @@ impl Composer {
             })
             .sum();
         if self.dkim.is_some() {
-            for item in &mut body {
-                if let Body::Shared { wire, canonical } = item {
-                    canonical_body(wire.as_bytes(), canonical);
-                }
-            }
             let shared = body
                 .iter()
                 .take_while(|b| matches!(b, Body::Shared { .. }))
@@ -396,19 +425,68 @@ impl Variant {
     }
 }
 
+/// A body while it is put together: shared text joined into one piece
+/// until something else comes.
+enum Joined {
+    Shared(String),
+    Other(Body),
+}
+
 /// Appends shared wire text, joined to the shared piece before it.
-fn push_shared(body: &mut Vec<Body>, text: &str) {
-    if let Some(Body::Shared { wire, .. }) = body.last_mut() {
+fn push_shared(body: &mut Vec<Joined>, text: &str) {
+    if let Some(Joined::Shared(wire)) = body.last_mut() {
         wire.push_str(text);
     } else {
-        body.push(Body::Shared {
-            wire: text.to_string(),
-            canonical: Vec::new(),
-        });
+        body.push(Joined::Shared(text.to_string()));
     }
+}
+
+/// `now` as RFC 5322 writes a date, in UTC (`Mon, 30 Nov 2026 21:31:03
+/// +0000`): the HTTP-date (RFC 9110) with `+0000` for `GMT`, which is
+/// only obsolete syntax in mail. httpdate's formatter, not chrono's
+/// `format`, which parses its pattern again for every message.
+fn mail_date(now: DateTime<Utc>) -> String {
+    let mut date = httpdate::fmt_http_date(now.into());
+    date.truncate(date.len() - "GMT".len());
+    date.push_str("+0000");
+    date
 }
 
 /// A subject on one line, runs of white space as one space.
 fn one_line(subject: &str) -> String {
     subject.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mail_dates_are_what_chrono_writes() {
+        for secs in [0, 951_782_400, 1_796_074_263, 4_102_444_799] {
+            let t = DateTime::<Utc>::from_timestamp(secs, 999_000_000).unwrap();
+            assert_eq!(
+                mail_date(t),
+                t.format("%a, %d %b %Y %H:%M:%S +0000").to_string()
+            );
+        }
+    }
+
+    #[test]
+    fn page_urls_with_a_token_are_what_config_page_url_writes() {
+        let config: crate::config::Config = crate::config::Config::parse(
+            "[site]\ntitle = \"T\"\nbase_url = \"https://example.org/blog/\"\nauthor = { name = \"A\" }\n",
+        )
+        .unwrap();
+        for page in ["unsubscribe", "preferences"] {
+            let prefix = config.page_url(page, Some("")).to_string();
+            for token in ["MS5tLjQyLjE3.c2ln_-", "a+b/c=d é", ""] {
+                assert_eq!(
+                    RunHeaders::page_url(&prefix, token),
+                    config.page_url(page, Some(token)).to_string(),
+                    "{page} {token}"
+                );
+            }
+        }
+    }
 }

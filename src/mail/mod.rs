@@ -24,4 +24,4 @@ mod wire;
 pub use dkim::{BodyHash, DkimSigner};
 pub use message::{MessageError, Outgoing};
 pub use transport::{Mailer, SendError};
-pub use wire::{encoded_header, from_header, push_header, Wire};
+pub use wire::{encoded_header, from_header, push_header, Stuffed, Wire, WireText};

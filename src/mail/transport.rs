@@ -245,7 +245,7 @@ impl Mailer {
                 .map_err(|e| SendError::Other(format!("cannot write to the outbox: {e}")))?
                 .map_err(|e| SendError::Other(format!("cannot write to the outbox: {e:#}")))
             }
-            Transport::Smtp(pool) => pool.send(wire.envelope(), wire.data()).await,
+            Transport::Smtp(pool) => pool.send(wire).await,
         }
     }
 
@@ -287,12 +287,9 @@ impl Mailer {
 }
 
 impl SmtpPool {
-    /// Sends `data`: a message and the `.` CRLF that ends it.
-    async fn send(
-        &self,
-        envelope: &lettre::address::Envelope,
-        data: &str,
-    ) -> Result<(), SendError> {
+    /// Sends one message.
+    async fn send(&self, wire: &Wire) -> Result<(), SendError> {
+        let envelope = wire.envelope();
         // Waiting for a free slot is not the server's fault, so it is not
         // part of the timeout.
         let _slot = self
@@ -319,7 +316,7 @@ impl SmtpPool {
                     ),
                 });
             }
-            match transaction(&mut conn, envelope, data).await {
+            match transaction(&mut conn, wire).await {
                 Ok(()) => {
                     self.checkin(conn);
                     Ok(())

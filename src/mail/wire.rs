@@ -15,6 +15,8 @@ pub struct Wire {
     /// The message and the `.` CRLF that ends SMTP's DATA: one buffer,
     /// written to the server as it is.
     text: String,
+    /// Whether `text` is all ASCII (else the server must offer 8BITMIME).
+    ascii: bool,
 }
 
 /// What ends the DATA of a message whose text ends with CRLF.
@@ -28,11 +30,8 @@ impl Wire {
         if text.starts_with('.') || memchr::memmem::find(text.as_bytes(), b"\n.").is_some() {
             text = stuff(&text);
         }
-        if !text.ends_with("\r\n") {
-            text.push_str("\r\n");
-        }
-        text.push_str(END_OF_DATA);
-        Wire { envelope, text }
+        let ascii = text.is_ascii();
+        WireText { text, ascii }.finish(envelope)
     }
 
     /// A message lettre built.
@@ -56,6 +55,11 @@ impl Wire {
         &self.text
     }
 
+    /// Whether the text is all ASCII.
+    pub(super) fn is_ascii(&self) -> bool {
+        self.ascii
+    }
+
     /// The message as a reader receives it (dot-stuffing undone).
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.text.len());
@@ -65,6 +69,118 @@ impl Wire {
         }
         out
     }
+}
+
+/// Text that goes into many messages (a digest's shared body), scanned
+/// once: dot-stuffed inside, and what [`WireText`] needs to know about
+/// its start and its characters. Measured with 100 KB digests (issue 15):
+/// scanning every message whole for `.` and for non-ASCII took 4% of the
+/// CPU per message.
+#[derive(Debug, Clone)]
+pub struct Stuffed {
+    /// Every line start after the first stuffed.
+    text: String,
+    leading_dot: bool,
+    ascii: bool,
+}
+
+impl Stuffed {
+    pub fn new(text: &str) -> Stuffed {
+        let leading_dot = text.starts_with('.');
+        let mut out = String::with_capacity(text.len());
+        push_stuffed_inside(&mut out, text);
+        Stuffed {
+            text: out,
+            leading_dot,
+            ascii: text.is_ascii(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.text.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.text.is_empty()
+    }
+
+    /// The text before stuffing.
+    #[cfg(test)]
+    fn unstuffed(&self) -> String {
+        let mut out = String::with_capacity(self.text.len());
+        for (i, line) in self.text.split_inclusive('\n').enumerate() {
+            match line.strip_prefix('.') {
+                Some(rest) if i > 0 => out.push_str(rest),
+                _ => out.push_str(line),
+            }
+        }
+        out
+    }
+}
+
+/// A message's text put together piece by piece and dot-stuffed as it
+/// goes, so that [`Wire`] need not scan it again.
+#[derive(Debug, Default)]
+pub struct WireText {
+    text: String,
+    ascii: bool,
+}
+
+impl WireText {
+    pub fn with_capacity(capacity: usize) -> WireText {
+        WireText {
+            text: String::with_capacity(capacity),
+            ascii: true,
+        }
+    }
+
+    fn at_line_start(&self) -> bool {
+        self.text.is_empty() || self.text.ends_with('\n')
+    }
+
+    /// Appends `text`, stuffing it.
+    pub fn push_str(&mut self, text: &str) {
+        if text.starts_with('.') && self.at_line_start() {
+            self.text.push('.');
+        }
+        push_stuffed_inside(&mut self.text, text);
+        self.ascii &= text.is_ascii();
+    }
+
+    /// Appends text stuffed ahead: a copy, and no scan.
+    pub fn push_stuffed(&mut self, text: &Stuffed) {
+        if text.leading_dot && self.at_line_start() {
+            self.text.push('.');
+        }
+        self.text.push_str(&text.text);
+        self.ascii &= text.ascii;
+    }
+
+    /// The message: ended with CRLF if it is not, and with SMTP's end of
+    /// data.
+    pub fn finish(mut self, envelope: Envelope) -> Wire {
+        if !self.text.ends_with("\r\n") {
+            self.text.push_str("\r\n");
+        }
+        self.text.push_str(END_OF_DATA);
+        Wire {
+            envelope,
+            text: self.text,
+            ascii: self.ascii,
+        }
+    }
+}
+
+/// Appends `text` with a `.` added after every line break followed by one
+/// (not at its very start: that depends on what comes before).
+fn push_stuffed_inside(out: &mut String, text: &str) {
+    let mut rest = text;
+    while let Some(at) = memchr::memmem::find(rest.as_bytes(), b"\n.") {
+        out.push_str(&rest[..=at]);
+        out.push('.');
+        rest = &rest[at + 1..];
+    }
+    out.push_str(rest);
 }
 
 /// RFC 5321 §4.5.2: a line that starts with `.` gets one more.
@@ -146,6 +262,36 @@ mod tests {
         assert_eq!(wire.to_bytes(), b".a\r\nb\r\n.c\r\n");
         let plain = Wire::new(envelope(), "a\r\n".into());
         assert_eq!(plain.text(), "a\r\n");
+    }
+
+    #[test]
+    fn text_put_together_in_pieces_is_stuffed_as_if_whole() {
+        let shared = Stuffed::new(".x\r\n.y\r\nz");
+        assert_eq!(shared.unstuffed(), ".x\r\n.y\r\nz");
+        let cases: [(&[&str], bool); 4] = [
+            (&["a\r\n", "S", "\r\n.b"], true),
+            (&["a", "S", ".\r\n"], true),
+            (&["S", "é\r\n.", "S"], false),
+            (&["", ".", "\n.", "S", "S"], true),
+        ];
+        for (pieces, ascii) in cases {
+            let mut built = WireText::with_capacity(0);
+            let mut whole = String::new();
+            for piece in pieces {
+                if *piece == "S" {
+                    built.push_stuffed(&shared);
+                    whole.push_str(".x\r\n.y\r\nz");
+                } else {
+                    built.push_str(piece);
+                    whole.push_str(piece);
+                }
+            }
+            let built = built.finish(envelope());
+            let expected = Wire::new(envelope(), whole);
+            assert_eq!(built.text(), expected.text(), "{pieces:?}");
+            assert_eq!(built.is_ascii(), ascii, "{pieces:?}");
+            assert_eq!(expected.is_ascii(), ascii, "{pieces:?}");
+        }
     }
 
     #[test]

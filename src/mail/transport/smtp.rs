@@ -13,6 +13,7 @@ use tokio::sync::Semaphore;
 
 use super::{Conn, SendError, SmtpPool};
 use crate::config::{Config, SmtpTls};
+use crate::mail::Wire;
 
 /// Text lettre writes as it is: lettre sends a command's `Display` and
 /// reads one reply, so a flight of commands, or message content, goes
@@ -164,17 +165,14 @@ pub(super) fn failed(e: &lettre::transport::smtp::Error) -> (SendError, Reusable
 /// 2920 §3.1: DATA ends a group) and every reply is read, in order, even
 /// after a failure, so the connection stays in step; a failed
 /// transaction is reset with RSET.
-pub(super) async fn transaction(
-    conn: &mut Conn,
-    envelope: &lettre::address::Envelope,
-    data: &str,
-) -> Result<(), (SendError, Reusable)> {
+pub(super) async fn transaction(conn: &mut Conn, wire: &Wire) -> Result<(), (SendError, Reusable)> {
+    let (envelope, data) = (wire.envelope(), wire.data());
     let smtp = &mut conn.smtp;
     let mut parameters = Vec::new();
     if needs_smtputf8(envelope) {
         parameters.push(MailParameter::SmtpUtfEight);
     }
-    if !data.is_ascii() {
+    if !wire.is_ascii() {
         if !smtp.server_info().supports_feature(Extension::EightBitMime) {
             return Err((
                 SendError::Other(
