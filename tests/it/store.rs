@@ -642,7 +642,7 @@ fn herald_db_migrate_applies_the_schema_and_says_its_version() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        said.contains("SQLite") && said.contains("schema at version 5"),
+        said.contains("SQLite") && said.contains("schema at version 6"),
         "{said}"
     );
     assert!(site.data.join("herald.sqlite3").is_file());
