@@ -11,6 +11,7 @@
 //! - [`metrics`]: the counters behind `/metrics`.
 //! - [`fs`]: atomic writes.
 //! - [`panic`]: caught panics as log lines.
+//! - [`runtime`]: single-threaded runtimes on threads of their own.
 
 pub mod clock;
 pub mod email;
@@ -18,6 +19,7 @@ pub mod fs;
 pub mod metrics;
 pub mod panic;
 pub mod ready;
+pub mod runtime;
 pub mod served;
 pub mod shutdown;
 pub mod text;

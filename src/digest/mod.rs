@@ -38,6 +38,7 @@ pub mod published;
 pub mod schedule;
 pub mod select;
 mod send;
+mod send_thread;
 mod variant;
 
 use std::sync::Arc;

@@ -188,11 +188,12 @@ impl Digests {
         let progress = Arc::new(Progress::default());
 
         let mut workers = JoinSet::new();
+        let thread = super::send_thread::handle();
         for _ in 0..self.mailer.connections() * 2 {
             let worker = Arc::clone(&worker);
             let jobs = Arc::clone(&jobs_rx);
             let progress = Arc::clone(&progress);
-            workers.spawn(async move { work(worker, jobs, progress).await });
+            workers.spawn_on(async move { work(worker, jobs, progress).await }, &thread);
         }
         let _reporting = self.report_progress(run, &progress);
         let claimer = self.claim_batches(run, shutdown, &permits, jobs_tx, done_tx);
