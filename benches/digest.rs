@@ -613,7 +613,7 @@ transport = "smtp"
 from = "Bench Gazette <{FROM}>"
 postal_address = "Bench Gazette Ltd\n1 Loopback Road\nLocalhost"
 unsubscribe_mailto = "unsubscribe@bench.example"
-
+{batch}
 [mail.smtp]
 host = "127.0.0.1"
 port = {port}
@@ -628,6 +628,11 @@ schedule = "0 0 8 * * Mon"
 content = "{digest_content}"
 "#,
             digest_content = content,
+            // `DIGEST_BENCH_BATCH=N` sets `mail.batch_size`; otherwise
+            // herald's default is measured.
+            batch = std::env::var("DIGEST_BENCH_BATCH")
+                .map(|n| format!("batch_size = {n}\n"))
+                .unwrap_or_default(),
             data = data.display().to_string(),
             content = self.content.display().to_string(),
             feeds = self.dir.join("feeds").display().to_string(),

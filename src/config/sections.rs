@@ -422,7 +422,7 @@ impl Default for MailConfig {
             retry_max: secs(3600),
             bounce_limit: 2,
             bounce_address: None,
-            batch_size: 64,
+            batch_size: 256,
             queue_poll: secs(5),
             claim_lease: secs(60),
             dkim: None,
