@@ -261,7 +261,7 @@ pub async fn run(
     let edge = Edge::from_config(&config, max_connections);
     let main = http::server::run(
         listener,
-        http::router(state.clone()),
+        http::app(state.clone()),
         edge.clone(),
         Arc::clone(&metrics),
         shutdown.signal(),
@@ -271,6 +271,8 @@ pub async fn run(
             Some(l) => {
                 tracing::info!("serving /metrics on http://{}", l.local_addr()?);
                 let router = http::metrics_router(state);
+                // Scraped now and then: served on the main runtime.
+                let edge = http::server::Edge { threads: 0, ..edge };
                 http::server::run(l, router, edge, Arc::clone(&metrics), shutdown.signal()).await
             }
             None => Ok(()),

@@ -186,6 +186,27 @@ impl Ctx {
 /// `server.metrics_listen` moves it) `/metrics` at the root. Every
 /// response is counted in `state.metrics`.
 pub fn router(state: AppState) -> Router {
+    app(state).router
+}
+
+/// What a server serves: a router, and optionally the feed requests it
+/// answers ahead of it ([`FeedsFront`](feed_files::FeedsFront)).
+pub struct App {
+    pub(crate) router: Router,
+    pub(crate) feeds: Option<feed_files::FeedsFront>,
+}
+
+impl From<Router> for App {
+    fn from(router: Router) -> App {
+        App {
+            router,
+            feeds: None,
+        }
+    }
+}
+
+/// [`router`], with its feed requests answered by the server ahead of it.
+pub fn app(state: AppState) -> App {
     let timeout = state.config.server.request_timeout.0;
     let metrics_here = state.config.server.metrics_listen.is_none();
     let pages = match &state.subscriptions {
@@ -220,10 +241,14 @@ pub fn router(state: AppState) -> Router {
     let app = app
         .method_not_allowed_fallback(error::method_not_allowed)
         .fallback(feed_files::dispatch);
-    harden(app, &ctx, timeout)
+    let router = harden(app, &ctx, timeout)
         // Outermost: feeds are answered before all of the above.
         .layer(feed_files::FeedsFirstLayer(Arc::clone(&ctx)))
-        .with_state(ctx)
+        .with_state(Arc::clone(&ctx));
+    App {
+        router,
+        feeds: Some(feed_files::FeedsFront(ctx)),
+    }
 }
 
 /// `/metrics` alone, for `server.metrics_listen`.

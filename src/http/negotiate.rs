@@ -24,16 +24,6 @@ impl Coding {
             Coding::Identity => None,
         }
     }
-
-    /// Appended to the digest in the ETag: a strong validator must differ
-    /// between representations, and these differ in their bytes.
-    pub(super) fn etag_suffix(self) -> &'static str {
-        match self {
-            Coding::Brotli => "-br",
-            Coding::Gzip => "-gz",
-            Coding::Identity => "",
-        }
-    }
 }
 
 /// Weights in thousandths, as the qvalue grammar allows three decimals.

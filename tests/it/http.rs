@@ -1071,16 +1071,10 @@ fn big_feed_app() -> (Router, Arc<FeedFile>) {
     let mut body = b"<rss version=\"2.0\"><channel><title>Big</title>".to_vec();
     body.resize(64 << 20, b' ');
     body.extend_from_slice(b"</channel></rss>");
-    let file = Arc::new(FeedFile {
-        path: "big.xml".into(),
-        format: FeedFormat::Rss,
-        title: "Big".into(),
-        digest: blake3::hash(&body).to_hex()[..32].to_string(),
-        body: Bytes::from(body),
-        gzip: std::sync::OnceLock::from(Bytes::new()),
-        brotli: std::sync::OnceLock::from(Bytes::new()),
-        last_modified: last_modified(),
-    });
+    let file = Arc::new(
+        FeedFile::identity_only("big.xml".into(), FeedFormat::Rss, body, last_modified())
+            .with_title("Big"),
+    );
     let mut files = BTreeMap::new();
     files.insert("big.xml".to_string(), Arc::clone(&file));
     fx.state.served.publish(Snapshot { files });
