@@ -115,8 +115,6 @@ struct Shared {
     registry: Registry,
     epoch: Epoch,
     http: hyper::server::conn::http1::Builder,
-    /// Serving threads wanted (see [`Edge::threads`]).
-    threads: usize,
 }
 
 /// Serves `router` on `listener` until `shutdown` stops it, then drains:
@@ -148,13 +146,13 @@ pub async fn run(
         registry: Registry::default(),
         epoch: Epoch::new(),
         http,
-        threads: edge.threads,
     });
     let slots = Arc::new(Semaphore::new(edge.max_connections.max(1) as usize));
     let tracker = TaskTracker::new();
     // Ends with the server, whichever way it ends.
     let _reaper = AbortOnDropHandle::new(tokio::spawn(reap(Arc::clone(&shared), shutdown.clone())));
-    accept(listener, &shared, &slots, &tracker, &shutdown).await;
+    let threads = serving_threads(edge.threads);
+    accept(listener, threads, &shared, &slots, &tracker, &shutdown).await;
     tracker.close();
     // The reaper tells every connection to drain, and at the abandon
     // point to close; they end on their own.
@@ -174,12 +172,12 @@ pub async fn run(
 /// nginx's rate with one core idle.
 async fn accept(
     listener: TcpListener,
+    threads: &[RuntimeThread],
     shared: &Arc<Shared>,
     slots: &Arc<Semaphore>,
     tracker: &TaskTracker,
     shutdown: &ShutdownSignal,
 ) {
-    let threads = serving_threads(shared.threads);
     let mut turn = 0usize;
     let mut stop = shutdown.clone();
     loop {

@@ -26,11 +26,16 @@ impl Wire {
     /// `text` as written by herald's own message builders. A line that
     /// starts with `.` is dot-stuffed here (a builder never writes one,
     /// so this costs one scan), and a missing final CRLF is added.
-    pub fn new(envelope: Envelope, mut text: String) -> Wire {
-        if text.starts_with('.') || memchr::memmem::find(text.as_bytes(), b"\n.").is_some() {
-            text = stuff(&text);
-        }
+    pub fn new(envelope: Envelope, text: String) -> Wire {
         let ascii = text.is_ascii();
+        let text =
+            if text.starts_with('.') || memchr::memmem::find(text.as_bytes(), b"\n.").is_some() {
+                let mut stuffed = WireText::with_capacity(text.len() + 64);
+                stuffed.push_str(&text);
+                stuffed.text
+            } else {
+                text
+            };
         WireText { text, ascii }.finish(envelope)
     }
 
@@ -120,7 +125,7 @@ impl Stuffed {
 
 /// A message's text put together piece by piece and dot-stuffed as it
 /// goes, so that [`Wire`] need not scan it again.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct WireText {
     text: String,
     ascii: bool,
@@ -181,18 +186,6 @@ fn push_stuffed_inside(out: &mut String, text: &str) {
         rest = &rest[at + 1..];
     }
     out.push_str(rest);
-}
-
-/// RFC 5321 §4.5.2: a line that starts with `.` gets one more.
-fn stuff(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 64);
-    for line in text.split_inclusive('\n') {
-        if line.starts_with('.') {
-            out.push('.');
-        }
-        out.push_str(line);
-    }
-    out
 }
 
 /// Appends the header line `name: value` and CRLF, folded before a space
